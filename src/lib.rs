@@ -1,0 +1,15 @@
+//! shallow: a fast trainer for shallow neural networks on CIFAR-10.
+//!
+//! Data flows `data` (read, check, standardise once) -> `train` (one loop over a
+//! group of C >= 1 configurations trained in lockstep) -> `sweep` (groups on a
+//! rayon pool, results tables) -> `report` (plots, weight images, Markdown/HTML).
+//! Matrices are column-major, features x samples, so one image is one contiguous
+//! column and a mini-batch of consecutive images is one contiguous block.
+
+pub mod bench;
+pub mod data;
+pub mod nn;
+pub mod report;
+pub mod sweep;
+pub mod train;
+pub mod util;

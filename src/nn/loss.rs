@@ -1,0 +1,132 @@
+//! Output losses: softmax cross-entropy and sigmoid multiple binary cross-entropy.
+//! Each has a forward (scores -> probabilities in place, summed loss, correct count)
+//! and a backward (probabilities -> dL/dscores in place, G = P - Y up to a factor).
+
+use serde::{Deserialize, Serialize};
+
+use super::{MatMut, Real};
+
+/// Loss applied to the last layer's scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Softmax + cross-entropy.
+    #[default]
+    Ce,
+    /// Sigmoid per class + mean binary cross-entropy over the K classes.
+    Bce,
+}
+
+impl Loss {
+    /// `"ce"` or `"bce"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::Ce => "ce",
+            Loss::Bce => "bce",
+        }
+    }
+}
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// Turns a block of scores (K x n, one column per sample) into probabilities in
+/// place and returns (summed loss over the n samples, number of correct argmax
+/// predictions). Numerically stable for any finite score.
+pub fn loss_forward<T: Real>(loss: Loss, scores: MatMut<'_, T>, labels: &[u8]) -> (f64, usize) {
+    let k = scores.rows;
+    let mut total = 0.0f64;
+    let mut correct = 0usize;
+    for (j, &y) in labels.iter().enumerate().take(scores.cols) {
+        let col = &mut scores.data[j * scores.ld..j * scores.ld + k];
+        let y = y as usize;
+        let mut arg = 0;
+        let mut max = col[0];
+        for (i, &v) in col.iter().enumerate() {
+            if v > max {
+                max = v;
+                arg = i;
+            }
+        }
+        if arg == y {
+            correct += 1;
+        }
+        match loss {
+            Loss::Ce => {
+                let zy = col[y];
+                let mut sum = T::zero();
+                for v in col.iter_mut() {
+                    *v = (*v - max).exp();
+                    sum += *v;
+                }
+                // -log p_y = log(sum_i exp(z_i - max)) - (z_y - max)
+                total += sum.f64().ln() - (zy - max).f64();
+                let inv = T::one() / sum;
+                for v in col.iter_mut() {
+                    *v *= inv;
+                }
+            }
+            Loss::Bce => {
+                let mut l = 0.0;
+                for (i, v) in col.iter_mut().enumerate() {
+                    let z = v.f64();
+                    l += if i == y { softplus(-z) } else { softplus(z) };
+                    *v = T::of(1.0 / (1.0 + (-z).exp()));
+                }
+                total += l / k as f64;
+            }
+        }
+        if !max.is_finite() {
+            total = f64::NAN;
+        }
+    }
+    (total, correct)
+}
+
+/// Turns probabilities (as left by [`loss_forward`]) into dL/dscores per sample in
+/// place: P - Y for cross-entropy, (P - Y) / K for binary cross-entropy. The 1/n of
+/// the mean over the batch is left to the caller's GEMM alpha.
+pub fn loss_backward<T: Real>(loss: Loss, probs: MatMut<'_, T>, labels: &[u8]) {
+    let k = probs.rows;
+    let ld = probs.ld;
+    for (j, &y) in labels.iter().enumerate().take(probs.cols) {
+        let col = &mut probs.data[j * ld..j * ld + k];
+        col[y as usize] -= T::one();
+        if loss == Loss::Bce {
+            let inv = T::of(1.0 / k as f64);
+            for v in col.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable_for_huge_logits() {
+        let mut s = vec![1000.0f32, 0.0, -1000.0, 3e38, 3e38, 0.0];
+        let (l, correct) = loss_forward(Loss::Ce, MatMut::new(&mut s, 3, 2), &[0, 1]);
+        assert!(l.is_finite(), "loss {l}");
+        assert!(s.iter().all(|v| v.is_finite()));
+        assert_eq!(correct, 1, "ties pick the first maximum");
+        assert!((s[0] - 1.0).abs() < 1e-6 && (s[3] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cross_entropy_matches_definition() {
+        let z = [0.3f64, -1.2, 2.0];
+        let mut s = z.to_vec();
+        let (l, _) = loss_forward(Loss::Ce, MatMut::new(&mut s, 3, 1), &[1]);
+        let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+        assert!((l - (lse - z[1])).abs() < 1e-12);
+        let mut s2 = z.to_vec();
+        let (lb, _) = loss_forward(Loss::Bce, MatMut::new(&mut s2, 3, 1), &[1]);
+        let p: Vec<f64> = z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+        let want = -((1.0 - p[0]).ln() + p[1].ln() + (1.0 - p[2]).ln()) / 3.0;
+        assert!((lb - want).abs() < 1e-12);
+    }
+}
