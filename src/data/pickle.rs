@@ -1,0 +1,429 @@
+//! Reader for the Python version: each batch is a pickled dict with `data`, a
+//! NumPy uint8 array of 10000 x 3072, and `labels`, a list of ints.
+//!
+//! A small pickle machine that knows the opcodes Python 2 and 3 emit for such
+//! files (protocols 2 to 4) and rebuilds NumPy arrays from their
+//! `_reconstruct` + `__setstate__` records. It executes nothing.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{Batch, CLASSES, PIXELS, RECORDS_PER_FILE};
+
+/// A value on the pickle machine's stack.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// The MARK sentinel.
+    Mark,
+    /// None.
+    None,
+    /// Booleans.
+    Bool(bool),
+    /// Integers.
+    Int(i64),
+    /// Floats.
+    Float(f64),
+    /// Byte strings (Python 2 `str`, Python 3 `bytes`).
+    Bytes(Vec<u8>),
+    /// Text strings.
+    Str(String),
+    /// Lists.
+    List(Vec<Value>),
+    /// Tuples.
+    Tuple(Vec<Value>),
+    /// Dicts, in insertion order.
+    Dict(Vec<(Value, Value)>),
+    /// A reference to `module.name`.
+    Global(String, String),
+    /// An object made by calling `callable(args)`, then `__setstate__(state)`.
+    Object { callable: Box<Value>, args: Box<Value>, state: Option<Box<Value>> },
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.pos + n > self.b.len() {
+            bail!("unexpected end of pickle at byte {}: the file is truncated", self.pos);
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn line(&mut self) -> Result<String> {
+        let start = self.pos;
+        while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
+            self.pos += 1;
+        }
+        let s = String::from_utf8_lossy(&self.b[start..self.pos]).into_owned();
+        self.take(1)?;
+        Ok(s)
+    }
+}
+
+fn pop(stack: &mut Vec<Value>) -> Result<Value> {
+    stack.pop().ok_or_else(|| anyhow!("pickle stack underflow: the file is corrupt"))
+}
+
+fn pop_mark(stack: &mut Vec<Value>) -> Result<Vec<Value>> {
+    let at = stack.iter().rposition(|v| *v == Value::Mark).ok_or_else(|| anyhow!("pickle MARK missing"))?;
+    let items = stack.split_off(at + 1);
+    stack.pop();
+    Ok(items)
+}
+
+/// Runs the pickle in `bytes` and returns the value it builds.
+pub fn unpickle(bytes: &[u8]) -> Result<Value> {
+    let mut r = Reader { b: bytes, pos: 0 };
+    let mut stack: Vec<Value> = Vec::new();
+    let mut memo: HashMap<u32, Value> = HashMap::new();
+    loop {
+        let op = r.u8()?;
+        match op {
+            0x80 => {
+                r.u8()?; // PROTO
+            }
+            0x95 => {
+                r.take(8)?; // FRAME
+            }
+            b'.' => return pop(&mut stack),
+            b'(' => stack.push(Value::Mark),
+            b'N' => stack.push(Value::None),
+            0x88 => stack.push(Value::Bool(true)),
+            0x89 => stack.push(Value::Bool(false)),
+            b'K' => stack.push(Value::Int(r.u8()? as i64)),
+            b'M' => stack.push(Value::Int(u16::from_le_bytes(r.take(2)?.try_into().unwrap()) as i64)),
+            b'J' => stack.push(Value::Int(i32::from_le_bytes(r.take(4)?.try_into().unwrap()) as i64)),
+            0x8a => {
+                let n = r.u8()? as usize;
+                let b = r.take(n)?;
+                let mut v: i64 = 0;
+                for (i, &x) in b.iter().enumerate().take(8) {
+                    v |= (x as i64) << (8 * i);
+                }
+                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+                    v -= 1i64 << (8 * n);
+                }
+                stack.push(Value::Int(v));
+            }
+            b'G' => stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().unwrap()))),
+            b'U' | b'C' => {
+                let n = r.u8()? as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'T' | b'B' => {
+                let n = r.u32()? as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            0x8e => {
+                let n = u64::from_le_bytes(r.take(8)?.try_into().unwrap()) as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'X' => {
+                let n = r.u32()? as usize;
+                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+            }
+            0x8c => {
+                let n = r.u8()? as usize;
+                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+            }
+            b'c' => {
+                let module = r.line()?;
+                let name = r.line()?;
+                stack.push(Value::Global(module, name));
+            }
+            0x93 => {
+                let name = pop(&mut stack)?;
+                let module = pop(&mut stack)?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(m, n)),
+                    _ => bail!("STACK_GLOBAL without module and name strings"),
+                }
+            }
+            b'q' => {
+                let i = r.u8()? as u32;
+                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("BINPUT on empty stack"))?);
+            }
+            b'r' => {
+                let i = r.u32()?;
+                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("LONG_BINPUT on empty stack"))?);
+            }
+            0x94 => {
+                let i = memo.len() as u32;
+                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("MEMOIZE on empty stack"))?);
+            }
+            b'h' => {
+                let i = r.u8()? as u32;
+                stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow!("memo {i} missing"))?);
+            }
+            b'j' => {
+                let i = r.u32()?;
+                stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow!("memo {i} missing"))?);
+            }
+            b')' => stack.push(Value::Tuple(vec![])),
+            b']' => stack.push(Value::List(vec![])),
+            b'}' => stack.push(Value::Dict(vec![])),
+            0x85 => {
+                let a = pop(&mut stack)?;
+                stack.push(Value::Tuple(vec![a]));
+            }
+            0x86 => {
+                let b = pop(&mut stack)?;
+                let a = pop(&mut stack)?;
+                stack.push(Value::Tuple(vec![a, b]));
+            }
+            0x87 => {
+                let c = pop(&mut stack)?;
+                let b = pop(&mut stack)?;
+                let a = pop(&mut stack)?;
+                stack.push(Value::Tuple(vec![a, b, c]));
+            }
+            b't' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Value::Tuple(items));
+            }
+            b'l' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Value::List(items));
+            }
+            b'a' => {
+                let v = pop(&mut stack)?;
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.push(v),
+                    _ => bail!("APPEND to a non-list"),
+                }
+            }
+            b'e' => {
+                let items = pop_mark(&mut stack)?;
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.extend(items),
+                    _ => bail!("APPENDS to a non-list"),
+                }
+            }
+            b's' => {
+                let v = pop(&mut stack)?;
+                let k = pop(&mut stack)?;
+                match stack.last_mut() {
+                    Some(Value::Dict(d)) => d.push((k, v)),
+                    _ => bail!("SETITEM on a non-dict"),
+                }
+            }
+            b'u' => {
+                let items = pop_mark(&mut stack)?;
+                match stack.last_mut() {
+                    Some(Value::Dict(d)) => {
+                        let mut it = items.into_iter();
+                        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                            d.push((k, v));
+                        }
+                    }
+                    _ => bail!("SETITEMS on a non-dict"),
+                }
+            }
+            b'R' | 0x81 => {
+                let args = pop(&mut stack)?;
+                let callable = pop(&mut stack)?;
+                stack.push(Value::Object { callable: Box::new(callable), args: Box::new(args), state: None });
+            }
+            b'b' => {
+                let st = pop(&mut stack)?;
+                match stack.last_mut() {
+                    Some(Value::Object { state, .. }) => *state = Some(Box::new(st)),
+                    _ => bail!("BUILD on a non-object"),
+                }
+            }
+            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", r.pos - 1),
+        }
+    }
+}
+
+fn key_is(k: &Value, name: &str) -> bool {
+    match k {
+        Value::Bytes(b) => b == name.as_bytes(),
+        Value::Str(s) => s == name,
+        _ => false,
+    }
+}
+
+/// Looks up `name` (bytes or text key) in a dict value.
+pub fn dict_get<'v>(dict: &'v Value, name: &str) -> Option<&'v Value> {
+    match dict {
+        Value::Dict(items) => items.iter().find(|(k, _)| key_is(k, name)).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// Extracts (shape, raw bytes) from a NumPy uint8 array rebuilt by the pickle.
+fn numpy_u8(v: &Value) -> Result<(Vec<usize>, &[u8])> {
+    let Value::Object { state: Some(state), .. } = v else {
+        bail!("`data` is not a NumPy array");
+    };
+    let Value::Tuple(parts) = state.as_ref() else { bail!("`data` array state is not a tuple") };
+    // (version, shape, dtype, is_fortran, raw)
+    if parts.len() != 5 {
+        bail!("`data` array state has {} fields, expected 5", parts.len());
+    }
+    let Value::Tuple(shape) = &parts[1] else { bail!("`data` array shape is not a tuple") };
+    let shape: Vec<usize> = shape
+        .iter()
+        .map(|s| match s {
+            Value::Int(i) if *i >= 0 => Ok(*i as usize),
+            _ => Err(anyhow!("`data` array shape is not made of integers")),
+        })
+        .collect::<Result<_>>()?;
+    if let Value::Object { args, .. } = &parts[2] {
+        if let Value::Tuple(a) = args.as_ref() {
+            let code = match a.first() {
+                Some(Value::Bytes(t)) => Some(String::from_utf8_lossy(t).into_owned()),
+                Some(Value::Str(s)) => Some(s.clone()),
+                _ => None,
+            };
+            if let Some(code) = code {
+                if code != "u1" {
+                    bail!("`data` array has dtype {code}, expected uint8 (u1)");
+                }
+            }
+        }
+    }
+    if parts[3] == Value::Bool(true) {
+        bail!("`data` array is Fortran-ordered, expected C order");
+    }
+    let raw = match &parts[4] {
+        Value::Bytes(b) => b.as_slice(),
+        Value::Str(s) => s.as_bytes(),
+        _ => bail!("`data` array has no raw bytes"),
+    };
+    Ok((shape, raw))
+}
+
+/// Parses one Python-version batch (`name` is used in messages only).
+pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
+    let root = unpickle(bytes)?;
+    let data = dict_get(&root, "data").ok_or_else(|| anyhow!("the pickle has no `data` entry"))?;
+    let labels = dict_get(&root, "labels").ok_or_else(|| anyhow!("the pickle has no `labels` entry"))?;
+    let (shape, raw) = numpy_u8(data)?;
+    if shape != [RECORDS_PER_FILE, PIXELS] {
+        bail!("`data` has shape {shape:?}, expected [{RECORDS_PER_FILE}, {PIXELS}] (10000 images of 3072 uint8)");
+    }
+    if raw.len() != RECORDS_PER_FILE * PIXELS {
+        bail!("`data` holds {} bytes, expected {}: the file is truncated", raw.len(), RECORDS_PER_FILE * PIXELS);
+    }
+    let Value::List(labels) = labels else { bail!("`labels` is not a list") };
+    if labels.len() != RECORDS_PER_FILE {
+        bail!("`labels` has {} entries, expected {RECORDS_PER_FILE}", labels.len());
+    }
+    let labels = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match l {
+            Value::Int(v) if (0..CLASSES as i64).contains(v) => Ok(*v as u8),
+            other => Err(anyhow!("label {i} is {other:?}, expected 0-9: the file is corrupt")),
+        })
+        .collect::<Result<Vec<u8>>>()?;
+    Ok(Batch { name: name.to_string(), labels, pixels: raw.to_vec() })
+}
+
+/// Reads and checks one Python-version batch file.
+pub fn read_batch(path: &Path) -> Result<Batch> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if !path.exists() {
+        bail!(
+            "{}: file missing; a CIFAR-10 Python folder holds data_batch_1..data_batch_5 and test_batch",
+            path.display()
+        );
+    }
+    let bytes = fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    parse_batch(&name, &bytes).with_context(|| format!("{}: not a CIFAR-10 Python batch", path.display()))
+}
+
+/// Writes a batch as Python 2's cPickle (protocol 2) does for the official
+/// files; for tests and generated data.
+pub fn encode_batch(labels: &[i64], shape: (usize, usize), pixels: &[u8]) -> Vec<u8> {
+    let mut o = vec![0x80, 2, b'}', b'('];
+    let short = |o: &mut Vec<u8>, s: &str| {
+        o.push(b'U');
+        o.push(s.len() as u8);
+        o.extend_from_slice(s.as_bytes());
+    };
+    short(&mut o, "data");
+    o.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\n");
+    o.extend_from_slice(b"cnumpy\nndarray\n");
+    o.extend_from_slice(&[b'K', 0, 0x85]);
+    short(&mut o, "b");
+    o.extend_from_slice(&[0x87, b'R', b'(', b'K', 1]);
+    o.extend_from_slice(b"J");
+    o.extend_from_slice(&(shape.0 as i32).to_le_bytes());
+    o.extend_from_slice(b"M");
+    o.extend_from_slice(&(shape.1 as u16).to_le_bytes());
+    o.push(0x86);
+    o.extend_from_slice(b"cnumpy\ndtype\n");
+    short(&mut o, "u1");
+    o.extend_from_slice(&[b'K', 0, b'K', 1, 0x87, b'R', b'(', b'K', 3]);
+    short(&mut o, "|");
+    o.extend_from_slice(&[b'N', b'N', b'N', b'J']);
+    o.extend_from_slice(&(-1i32).to_le_bytes());
+    o.push(b'J');
+    o.extend_from_slice(&(-1i32).to_le_bytes());
+    o.extend_from_slice(&[b'K', 0, b't', b'b', 0x89, b'T']);
+    o.extend_from_slice(&(pixels.len() as u32).to_le_bytes());
+    o.extend_from_slice(pixels);
+    o.extend_from_slice(&[b't', b'b']);
+    short(&mut o, "labels");
+    o.extend_from_slice(&[b']', b'(']);
+    for &l in labels {
+        o.push(b'J');
+        o.extend_from_slice(&(l as i32).to_le_bytes());
+    }
+    o.push(b'e');
+    short(&mut o, "batch_label");
+    short(&mut o, "generated");
+    o.extend_from_slice(&[b'u', b'.']);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_a_generated_batch() {
+        let labels: Vec<i64> = (0..10_000).map(|i| i % 10).collect();
+        let pixels: Vec<u8> = (0..10_000 * 3072).map(|i| (i % 251) as u8).collect();
+        let b = parse_batch("x", &encode_batch(&labels, (10_000, 3072), &pixels)).unwrap();
+        assert_eq!(b.labels.len(), 10_000);
+        assert_eq!(b.labels[13], 3);
+        assert_eq!(b.pixels, pixels);
+    }
+
+    #[test]
+    fn wrong_shape_is_rejected() {
+        let labels: Vec<i64> = (0..10_000).map(|i| i % 10).collect();
+        let pixels = vec![0u8; 10_000 * 1024];
+        let err = parse_batch("x", &encode_batch(&labels, (10_000, 1024), &pixels)).unwrap_err();
+        assert!(format!("{err:#}").contains("shape [10000, 1024]"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_label_and_truncation_are_rejected() {
+        let mut labels: Vec<i64> = (0..10_000).map(|i| i % 10).collect();
+        labels[5] = 12;
+        let pixels = vec![0u8; 10_000 * 3072];
+        let err = parse_batch("x", &encode_batch(&labels, (10_000, 3072), &pixels)).unwrap_err();
+        assert!(format!("{err:#}").contains("label 5 is Int(12)"), "{err:#}");
+        let good = encode_batch(&[0; 10_000], (10_000, 3072), &pixels);
+        let err = parse_batch("x", &good[..good.len() / 2]).unwrap_err();
+        assert!(format!("{err:#}").contains("truncated"), "{err:#}");
+    }
+}
