@@ -1,1 +1,11 @@
-//! train
+//! Training: schedules, the one loop over a group of configurations, history,
+//! checkpoints and the files a run leaves.
+
+pub mod config;
+pub mod group;
+pub mod output;
+pub mod schedule;
+
+pub use config::RunConfig;
+pub use group::{train_group, Control, GroupOutcome, LogPoint, Observer, RunOutcome, Status};
+pub use schedule::Schedule;

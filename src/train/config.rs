@@ -1,0 +1,124 @@
+//! One flat run configuration: every hyperparameter of a training run, saved
+//! beside its results as `config.json`.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::Schedule;
+use crate::data::SplitSpec;
+use crate::nn::{Arch, Loss, Precision};
+use crate::util::derive_seed;
+
+/// Every hyperparameter of one training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Run name (folder name inside an experiment or sweep).
+    pub name: String,
+    /// Hidden widths; empty for the linear classifier.
+    pub hidden: Vec<usize>,
+    /// Output loss.
+    pub loss: Loss,
+    /// L2 penalty lambda.
+    pub lambda: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Total update steps.
+    pub steps: usize,
+    /// Reshuffle the training set every epoch (seeded).
+    pub shuffle: bool,
+    /// Base seed; the initialisation seed derives from it and the hyperparameters,
+    /// the data order from it alone (so configurations that share it can train in lockstep).
+    pub seed: u64,
+    /// Data split.
+    pub split: SplitSpec,
+    /// Floating-point precision.
+    pub precision: Precision,
+    /// Evaluate on the training and validation sets every this many steps (0: only
+    /// at the start and the end).
+    pub log_every: usize,
+    /// Save the trained weights as .npy files.
+    pub save_weights: bool,
+}
+
+impl RunConfig {
+    /// The architecture on CIFAR-10 inputs.
+    pub fn arch(&self) -> Arch {
+        Arch { input: crate::data::PIXELS, hidden: self.hidden.clone(), classes: crate::data::CLASSES, loss: self.loss }
+    }
+
+    /// Seed of this configuration's initial weights: from the base seed and the
+    /// hyperparameters, never from scheduling or grouping.
+    pub fn init_seed(&self) -> u64 {
+        let key = format!(
+            "hidden={:?};loss={};lambda={:e};schedule={:?};batch={}",
+            self.hidden,
+            self.loss.name(),
+            self.lambda,
+            self.schedule,
+            self.batch
+        );
+        derive_seed(self.seed, &key)
+    }
+
+    /// Seed of the data order (shuffling), shared by configurations with the same base seed.
+    pub fn data_seed(&self) -> u64 {
+        derive_seed(self.seed, "data-order")
+    }
+
+    /// Key of the settings that configurations must share to train in lockstep:
+    /// architecture, batch, step count, data order, logging, split and precision.
+    /// (Lambda and the learning rates may differ.)
+    pub fn lockstep_key(&self) -> String {
+        format!(
+            "{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}",
+            self.hidden,
+            self.loss.name(),
+            self.batch,
+            self.steps,
+            self.shuffle,
+            self.seed,
+            self.log_every,
+            self.split,
+            self.precision
+        )
+    }
+
+    /// Checks every value, with a message naming the flag and a fix.
+    pub fn validate(&self, n_train: usize) -> Result<()> {
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            bail!("--lambda {} must be a finite value >= 0, e.g. 0.01", self.lambda);
+        }
+        self.schedule.validate()?;
+        let peak = self.schedule.eta_peak();
+        if 2.0 * peak * self.lambda >= 1.0 {
+            bail!(
+                "--lambda {} with learning rate {peak} makes the weight decay factor 1 - 2 eta lambda <= 0: \
+                 lower lambda or eta",
+                self.lambda
+            );
+        }
+        if self.batch == 0 || self.batch > n_train {
+            bail!("--batch {} must be between 1 and the {n_train} training images", self.batch);
+        }
+        if self.steps == 0 {
+            bail!("the run has no update step: give --epochs, --steps or --cycles of at least 1");
+        }
+        if self.hidden.contains(&0) {
+            bail!("--hidden {:?}: every hidden layer needs at least one unit", self.hidden);
+        }
+        Ok(())
+    }
+
+    /// Update steps per epoch over `n_train` images (the last partial batch is dropped).
+    pub fn steps_per_epoch(&self, n_train: usize) -> usize {
+        (n_train / self.batch).max(1)
+    }
+
+    /// Short description for titles, e.g. `mlp [50], lambda 0.01, cyclic ...`.
+    pub fn describe(&self) -> String {
+        let model = if self.hidden.is_empty() { "linear".to_string() } else { format!("mlp {:?}", self.hidden) };
+        format!("{model}, lambda {}, {}, batch {}", self.lambda, self.schedule.describe(), self.batch)
+    }
+}

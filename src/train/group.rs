@@ -1,0 +1,335 @@
+//! The training loop: one loop over a group of C >= 1 configurations that share
+//! architecture, batch size, step count and data order. `shallow train` is a group
+//! of one; a sweep is a set of groups. Each step is forward, backward, update, with
+//! every configuration's first layer in one stacked GEMM.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use super::RunConfig;
+use crate::data::Split;
+use crate::nn::net::{Eval, LossStat, MAX_GROUP};
+use crate::nn::{MatRef, Net, Real};
+use crate::util::mix64;
+
+/// Images per chunk when evaluating whole sets.
+pub const EVAL_CHUNK: usize = 2000;
+
+/// One logged point of a run's history.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogPoint {
+    /// Update steps done.
+    pub step: usize,
+    /// Epochs done (fractional).
+    pub epoch: f64,
+    /// Learning rate of the last step (of the first step at step 0).
+    pub eta: f64,
+    /// Cost, loss and accuracy on the training set.
+    pub train: Eval,
+    /// Cost, loss and accuracy on the validation set.
+    pub val: Eval,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Trained every step.
+    Done,
+    /// The cost became NaN or infinite; training of this run stopped.
+    Diverged,
+    /// Stopped by a signal before the end; a checkpoint holds its state.
+    Interrupted,
+}
+
+/// Where a run diverged.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// Update step at which the loss was not finite.
+    pub step: usize,
+    /// Learning rate at that step.
+    pub eta: f64,
+}
+
+/// Everything one configuration's training produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// The configuration.
+    pub config: RunConfig,
+    /// How it ended.
+    pub status: Status,
+    /// Logged points.
+    pub history: Vec<LogPoint>,
+    /// Update steps done.
+    pub steps_done: usize,
+    /// Final figures on the training set.
+    pub train: Eval,
+    /// Final figures on the validation set.
+    pub val: Eval,
+    /// Final figures on the test set.
+    pub test: Eval,
+    /// Divergence point, when diverged.
+    pub diverged: Option<Divergence>,
+    /// Wall time of the group this run trained in, seconds.
+    pub wall_s: f64,
+    /// Milliseconds per update step of the group (training only, without evaluation).
+    pub ms_per_step: f64,
+    /// Configurations trained in lockstep with this one (C).
+    pub group_size: usize,
+    /// Trained weights per layer, row-major (w_out x w_in), then biases.
+    #[serde(skip)]
+    pub weights: Vec<(usize, usize, Vec<f64>, Vec<f64>)>,
+}
+
+/// A group's resumable state: parameters and history at a step.
+#[derive(Clone, Debug)]
+pub struct GroupState<T> {
+    /// Steps done.
+    pub step: usize,
+    /// Parameters of every configuration.
+    pub net: Net<T>,
+    /// History so far, per configuration.
+    pub history: Vec<Vec<LogPoint>>,
+    /// Divergence per configuration.
+    pub diverged: Vec<Option<Divergence>>,
+    /// Seconds of training already spent.
+    pub train_s: f64,
+}
+
+/// What a group returns: one outcome per configuration, and the state to
+/// resume from when interrupted.
+pub struct GroupOutcome<T> {
+    /// Outcomes, in the order of the configurations.
+    pub runs: Vec<RunOutcome>,
+    /// State at the interruption, if interrupted.
+    pub state: Option<GroupState<T>>,
+}
+
+/// Shared stop flag: set by a signal handler, checked between steps.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// When set, groups stop at the next step and return their state.
+    pub stop: AtomicBool,
+}
+
+/// Receives progress from the loop; implementations must be cheap (atomics).
+pub trait Observer: Sync {
+    /// After each step; `ids` are the configurations' indices in the caller's plan.
+    fn on_step(&self, _ids: &[usize], _steps_done: usize, _etas: &[f64]) {}
+    /// After each logged point of configuration `id`.
+    fn on_log(&self, _id: usize, _point: &LogPoint) {}
+    /// When configuration `id` finished (any status).
+    fn on_done(&self, _id: usize, _outcome: &RunOutcome) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Trains `configs` (which must share [`RunConfig::lockstep_key`]) in lockstep
+/// on `split`. `ids` are their indices for the observer. `resume` continues from a
+/// saved state. The training data is borrowed, never copied; a step allocates nothing.
+pub fn train_group<T: Real>(
+    configs: &[RunConfig],
+    ids: &[usize],
+    split: &Split<T>,
+    control: &Control,
+    observer: &dyn Observer,
+    resume: Option<GroupState<T>>,
+) -> Result<GroupOutcome<T>> {
+    let first = configs.first().expect("a group has at least one configuration");
+    if configs.len() > MAX_GROUP {
+        bail!("at most {MAX_GROUP} configurations can train in one group");
+    }
+    if configs.iter().any(|c| c.lockstep_key() != first.lockstep_key()) {
+        bail!("configurations of one group must share architecture, batch, steps, data order and split");
+    }
+    let n_train = split.train.len();
+    for c in configs {
+        c.validate(n_train)?;
+    }
+    let cfgs = configs.len();
+    let arch = first.arch();
+    let batch = first.batch;
+    let per_epoch = first.steps_per_epoch(n_train);
+    let lambdas_t: Vec<T> = configs.iter().map(|c| T::of(c.lambda)).collect();
+    let lambdas: Vec<f64> = configs.iter().map(|c| c.lambda).collect();
+    let seeds: Vec<u64> = configs.iter().map(|c| c.init_seed()).collect();
+
+    let mut state = resume.unwrap_or_else(|| GroupState {
+        step: 0,
+        net: Net::init(&arch, &seeds),
+        history: vec![Vec::new(); cfgs],
+        diverged: vec![None; cfgs],
+        train_s: 0.0,
+    });
+    let net = &mut state.net;
+    let mut ws = net.workspace(batch);
+    let mut eval_ws = net.workspace(EVAL_CHUNK.min(n_train.max(split.val.len()).max(1)));
+    let mut stats = vec![LossStat::default(); cfgs];
+    let mut etas_t = vec![T::zero(); cfgs];
+    let mut etas = vec![0.0f64; cfgs];
+    let mut evals_train = vec![Eval::default(); cfgs];
+    let mut evals_val = vec![Eval::default(); cfgs];
+    // Shuffled order: an index permutation and a batch buffer, allocated once.
+    let mut order: Vec<usize> = (0..n_train).collect();
+    let mut batch_x = if first.shuffle { vec![T::zero(); arch.input * batch] } else { Vec::new() };
+    let mut batch_y = vec![0u8; batch];
+    let data_seed = first.data_seed();
+
+    let log = |net: &Net<T>,
+               t: usize,
+               etas: &[f64],
+               eval_ws: &mut crate::nn::Workspace<T>,
+               et: &mut [Eval],
+               ev: &mut [Eval],
+               history: &mut [Vec<LogPoint>],
+               diverged: &[Option<Divergence>]| {
+        net.evaluate(split.train.view(), &split.train.labels, &lambdas, eval_ws, et);
+        net.evaluate(split.val.view(), &split.val.labels, &lambdas, eval_ws, ev);
+        for c in 0..cfgs {
+            if diverged[c].is_some() {
+                continue;
+            }
+            let p = LogPoint { step: t, epoch: t as f64 / per_epoch as f64, eta: etas[c], train: et[c], val: ev[c] };
+            history[c].push(p);
+            observer.on_log(ids[c], &p);
+        }
+    };
+
+    if state.step == 0 && state.history.iter().all(|h| h.is_empty()) {
+        for (c, cfg) in configs.iter().enumerate() {
+            etas[c] = cfg.schedule.eta(0);
+        }
+        log(net, 0, &etas, &mut eval_ws, &mut evals_train, &mut evals_val, &mut state.history, &state.diverged);
+    }
+
+    let t_start = Instant::now();
+    let mut eval_s = 0.0;
+    let mut interrupted = false;
+    let mut t = state.step;
+    if first.shuffle && t > 0 {
+        shuffle_epoch(&mut order, data_seed, t / per_epoch);
+    }
+    while t < first.steps {
+        if control.stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let pos = t % per_epoch;
+        // Take the batch: a view of consecutive columns, or a gather when shuffling.
+        let (x, y): (MatRef<'_, T>, &[u8]) = if first.shuffle {
+            if pos == 0 {
+                shuffle_epoch(&mut order, data_seed, t / per_epoch);
+            }
+            let d = arch.input;
+            for (k, &j) in order[pos * batch..(pos + 1) * batch].iter().enumerate() {
+                batch_x[k * d..(k + 1) * d].copy_from_slice(&split.train.x[j * d..(j + 1) * d]);
+                batch_y[k] = split.train.labels[j];
+            }
+            (MatRef::new(&batch_x, d, batch), &batch_y)
+        } else {
+            (split.train.cols(pos * batch, batch), &split.train.labels[pos * batch..(pos + 1) * batch])
+        };
+        for (c, cfg) in configs.iter().enumerate() {
+            etas[c] = if state.diverged[c].is_some() { 0.0 } else { cfg.schedule.eta(t) };
+            etas_t[c] = T::of(etas[c]);
+        }
+        net.forward_loss(x, y, &mut ws, &mut stats);
+        for c in 0..cfgs {
+            if state.diverged[c].is_none() && !stats[c].loss_sum.is_finite() {
+                state.diverged[c] = Some(Divergence { step: t, eta: etas[c] });
+                net.reset_config(c);
+                etas[c] = 0.0;
+                etas_t[c] = T::zero();
+            }
+        }
+        net.backward_update(x, y, &mut ws, &etas_t, &lambdas_t);
+        t += 1;
+        observer.on_step(ids, t, &etas);
+        let log_now = (first.log_every > 0 && t % first.log_every == 0) || t == first.steps;
+        if log_now {
+            let e0 = Instant::now();
+            log(net, t, &etas, &mut eval_ws, &mut evals_train, &mut evals_val, &mut state.history, &state.diverged);
+            eval_s += e0.elapsed().as_secs_f64();
+            // A run whose evaluated cost is not finite has diverged too.
+            for c in 0..cfgs {
+                if state.diverged[c].is_none() && !(evals_train[c].cost.is_finite() && evals_val[c].cost.is_finite()) {
+                    state.diverged[c] = Some(Divergence { step: t, eta: etas[c] });
+                    net.reset_config(c);
+                }
+            }
+        }
+    }
+    let elapsed = t_start.elapsed().as_secs_f64();
+    state.train_s += elapsed - eval_s;
+    state.step = t;
+    let steps_here = t.max(1);
+    let ms_per_step = state.train_s * 1000.0 / steps_here as f64;
+    let wall_s = elapsed;
+
+    let mut test = vec![Eval::default(); cfgs];
+    if !interrupted {
+        net.evaluate(split.test.view(), &split.test.labels, &lambdas, &mut eval_ws, &mut test);
+    }
+    let mut folded = net.clone();
+    folded.fold_scales();
+    let mut runs = Vec::with_capacity(cfgs);
+    for (c, cfg) in configs.iter().enumerate() {
+        let hist = &state.history[c];
+        let last = hist.last().copied();
+        let status = if state.diverged[c].is_some() {
+            Status::Diverged
+        } else if interrupted {
+            Status::Interrupted
+        } else {
+            Status::Done
+        };
+        let weights = if status == Status::Done {
+            (0..folded.layers())
+                .map(|l| {
+                    (folded.widths[l + 1], folded.widths[l], folded.weight_rows(l, c), folded.bias(l, c).iter().map(|v| v.f64()).collect())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let nan = Eval { cost: f64::NAN, loss: f64::NAN, acc: f64::NAN };
+        let run = RunOutcome {
+            config: cfg.clone(),
+            status,
+            history: hist.clone(),
+            steps_done: state.diverged[c].map(|d| d.step).unwrap_or(t),
+            train: if status == Status::Done { last.map(|p| p.train).unwrap_or(nan) } else { last.map(|p| p.train).unwrap_or(nan) },
+            val: last.map(|p| p.val).unwrap_or(nan),
+            test: if status == Status::Done { test[c] } else { nan },
+            diverged: state.diverged[c],
+            wall_s,
+            ms_per_step,
+            group_size: cfgs,
+            weights,
+        };
+        observer.on_done(ids[c], &run);
+        runs.push(run);
+    }
+    Ok(GroupOutcome { runs, state: interrupted.then_some(state) })
+}
+
+/// Resets `order` to the permutation of epoch `epoch`: the identity shuffled by a
+/// generator seeded from the data seed and the epoch, so that any epoch's order can
+/// be rebuilt on resume without saving generator state. Allocates nothing.
+pub fn shuffle_epoch(order: &mut [usize], data_seed: u64, epoch: usize) {
+    for (i, v) in order.iter_mut().enumerate() {
+        *v = i;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix64(data_seed ^ mix64(epoch as u64)));
+    for i in (1..order.len()).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+}

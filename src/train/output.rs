@@ -1,0 +1,154 @@
+//! The files a run leaves in its folder: config.json, metrics.csv, result.json,
+//! curves (PNG), weight images for linear models, and optionally weights as .npy.
+//! Every file is written to a temporary name and renamed.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::group::{Divergence, RunOutcome, Status};
+use super::RunConfig;
+use crate::util::{create_dir, write_atomic, write_json};
+
+/// Contents of `config.json`: the configuration plus where and how it ran.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedConfig {
+    /// Every hyperparameter.
+    #[serde(flatten)]
+    pub config: RunConfig,
+    /// Initialisation seed derived from the base seed and the hyperparameters.
+    pub init_seed: u64,
+    /// Data folder.
+    pub data_dir: String,
+    /// Training / validation / test images.
+    pub sizes: [usize; 3],
+    /// shallow's version.
+    pub version: String,
+    /// BLAS threads during the run.
+    pub blas_threads: usize,
+    /// BLAS build.
+    pub blas: String,
+}
+
+/// Contents of `result.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    /// Run name.
+    pub name: String,
+    /// done, diverged or interrupted.
+    pub status: Status,
+    /// L2 penalty.
+    pub lambda: f64,
+    /// Peak learning rate.
+    pub eta: f64,
+    /// Schedule description.
+    pub schedule: String,
+    /// Update steps done.
+    pub steps: usize,
+    /// Final training accuracy (0-1).
+    pub train_acc: f64,
+    /// Final validation accuracy (0-1).
+    pub val_acc: f64,
+    /// Test accuracy (0-1).
+    pub test_acc: f64,
+    /// Final training cost.
+    pub train_cost: f64,
+    /// Final validation cost.
+    pub val_cost: f64,
+    /// Test cost.
+    pub test_cost: f64,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Milliseconds per update step (training only).
+    pub ms_per_step: f64,
+    /// Configurations trained in lockstep with it.
+    pub group_size: usize,
+    /// Where it diverged, if it did.
+    pub diverged: Option<Divergence>,
+}
+
+impl RunResult {
+    /// Summarises an outcome.
+    pub fn from_outcome(o: &RunOutcome) -> Self {
+        RunResult {
+            name: o.config.name.clone(),
+            status: o.status,
+            lambda: o.config.lambda,
+            eta: o.config.schedule.eta_peak(),
+            schedule: o.config.schedule.describe(),
+            steps: o.steps_done,
+            train_acc: o.train.acc,
+            val_acc: o.val.acc,
+            test_acc: o.test.acc,
+            train_cost: o.train.cost,
+            val_cost: o.val.cost,
+            test_cost: o.test.cost,
+            wall_s: o.wall_s,
+            ms_per_step: o.ms_per_step,
+            group_size: o.group_size,
+            diverged: o.diverged,
+        }
+    }
+}
+
+/// CSV of the history: one row per logged point.
+pub fn metrics_csv(o: &RunOutcome) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc",
+    ])?;
+    for p in &o.history {
+        w.write_record(&[
+            p.step.to_string(),
+            format!("{:.4}", p.epoch),
+            format!("{:e}", p.eta),
+            p.train.cost.to_string(),
+            p.train.loss.to_string(),
+            p.train.acc.to_string(),
+            p.val.cost.to_string(),
+            p.val.loss.to_string(),
+            p.val.acc.to_string(),
+        ])?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+/// Encodes a row-major f32 matrix as a NumPy .npy file (version 1.0).
+pub fn npy_f32(rows: usize, cols: usize, data: &[f64]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&(*v as f32).to_le_bytes());
+    }
+    out
+}
+
+/// Writes the whole run folder `dir`.
+pub fn write_run(dir: &Path, o: &RunOutcome, saved: &SavedConfig, class_names: &[String]) -> Result<RunResult> {
+    create_dir(dir)?;
+    write_json(&dir.join("config.json"), saved)?;
+    write_atomic(&dir.join("metrics.csv"), &metrics_csv(o)?)?;
+    if o.history.len() >= 2 {
+        crate::report::plot::curves(&dir.join("curves.png"), o)?;
+    }
+    if o.status == Status::Done && o.config.save_weights {
+        for (l, (rows, cols, w, b)) in o.weights.iter().enumerate() {
+            write_atomic(&dir.join(format!("W{}.npy", l + 1)), &npy_f32(*rows, *cols, w))?;
+            write_atomic(&dir.join(format!("b{}.npy", l + 1)), &npy_f32(*rows, 1, b))?;
+        }
+    }
+    if o.status == Status::Done && o.config.hidden.is_empty() {
+        if let Some((rows, cols, w, _)) = o.weights.first() {
+            crate::report::weights::montage(&dir.join("weights.png"), *rows, *cols, w, class_names, &o.config.describe())?;
+        }
+    }
+    let result = RunResult::from_outcome(o);
+    write_json(&dir.join("result.json"), &result)?;
+    Ok(result)
+}
