@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 
 /// Temporary sibling name used while `path` is being written.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -25,7 +28,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    res.with_context(|| format!("cannot write {}: check that the folder exists and is writable", path.display()))
+    res.with_context(|| {
+        format!(
+            "cannot write {}: check that the folder exists and is writable",
+            path.display()
+        )
+    })
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.
@@ -38,12 +46,19 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Creates `dir` (and parents), with an error that names it and suggests a fix.
 pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| {
-        format!("cannot create output folder {}: choose a writable --out folder", dir.display())
+        format!(
+            "cannot create output folder {}: choose a writable --out folder",
+            dir.display()
+        )
     })?;
     // Probe writability now, so a long run does not fail at its end.
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
-    fs::write(&probe, b"")
-        .with_context(|| format!("output folder {} is not writable: choose another --out", dir.display()))?;
+    fs::write(&probe, b"").with_context(|| {
+        format!(
+            "output folder {} is not writable: choose another --out",
+            dir.display()
+        )
+    })?;
     let _ = fs::remove_file(probe);
     Ok(())
 }

@@ -12,7 +12,10 @@ pub const RECORD: usize = PIXELS + 1;
 
 /// Reads one batch file and checks its size, record count and labels.
 pub fn read_batch(path: &Path) -> Result<Batch> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !path.exists() {
         bail!(
             "{}: file missing; a CIFAR-10 binary folder holds data_batch_1.bin..data_batch_5.bin and \
@@ -20,13 +23,14 @@ pub fn read_batch(path: &Path) -> Result<Batch> {
             path.display()
         );
     }
-    let bytes = fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    let bytes =
+        fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
     parse_batch(&name, &bytes).with_context(|| format!("{}", path.display()))
 }
 
 /// Parses the bytes of one batch file (`name` is used in messages only).
 pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         bail!(
             "size {} bytes is not a multiple of the {RECORD}-byte record (1 label + 3072 pixels): \
              the file is truncated or not a CIFAR-10 binary batch; fetch it again",
@@ -41,12 +45,19 @@ pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
     let mut pixels = Vec::with_capacity(n * PIXELS);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] as usize >= CLASSES {
-            bail!("record {i} has label {}, expected 0-9: the file is corrupt; fetch it again", rec[0]);
+            bail!(
+                "record {i} has label {}, expected 0-9: the file is corrupt; fetch it again",
+                rec[0]
+            );
         }
         labels.push(rec[0]);
         pixels.extend_from_slice(&rec[1..]);
     }
-    Ok(Batch { name: name.to_string(), labels, pixels })
+    Ok(Batch {
+        name: name.to_string(),
+        labels,
+        pixels,
+    })
 }
 
 /// Class names from `batches.meta.txt` (one per line), or the standard names.

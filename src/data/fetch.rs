@@ -34,7 +34,11 @@ struct Cleanup(Option<PathBuf>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            let _ = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
         }
     }
 }
@@ -75,10 +79,13 @@ pub fn fetch(dest: &Path, url: &str, md5: &str, progress: bool) -> Result<PathBu
     let inner = staging.join(BIN_FOLDER);
     for f in EXPECTED_FILES {
         if !inner.join(f).exists() {
-            bail!("the tarball from {url} has no {BIN_FOLDER}/{f}: not the CIFAR-10 binary release");
+            bail!(
+                "the tarball from {url} has no {BIN_FOLDER}/{f}: not the CIFAR-10 binary release"
+            );
         }
     }
-    fs::rename(&inner, &target).with_context(|| format!("cannot move the data into {}", target.display()))?;
+    fs::rename(&inner, &target)
+        .with_context(|| format!("cannot move the data into {}", target.display()))?;
     Ok(target)
 }
 
@@ -91,15 +98,19 @@ fn download(url: &str, path: &Path, progress: bool) -> Result<String> {
     let resp = match agent.get(url).call() {
         Ok(r) => r,
         Err(ureq::Error::Status(code, _)) => bail!("download of {url} failed: HTTP status {code}"),
-        Err(e) => bail!("download of {url} failed: {e}; check the network, or pass --url with a mirror"),
+        Err(e) => {
+            bail!("download of {url} failed: {e}; check the network, or pass --url with a mirror")
+        }
     };
     let total: Option<u64> = resp.header("Content-Length").and_then(|v| v.parse().ok());
     let bar = if progress {
         let b = ProgressBar::new(total.unwrap_or(0));
         b.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         b.set_message("cifar-10-binary.tar.gz");
         b
@@ -114,7 +125,9 @@ fn download(url: &str, path: &Path, progress: bool) -> Result<String> {
     let mut buf = vec![0u8; 1 << 16];
     let mut received = 0u64;
     loop {
-        let n = reader.read(&mut buf).with_context(|| format!("download of {url} was interrupted"))?;
+        let n = reader
+            .read(&mut buf)
+            .with_context(|| format!("download of {url} was interrupted"))?;
         if n == 0 {
             break;
         }
@@ -130,7 +143,11 @@ fn download(url: &str, path: &Path, progress: bool) -> Result<String> {
             bail!("download of {url} stopped after {received} of {t} bytes");
         }
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -141,14 +158,19 @@ mod tests {
 
     /// A tarball with the expected layout and small files.
     fn tarball() -> Vec<u8> {
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
         for f in EXPECTED_FILES {
             let body = format!("contents of {f}");
             let mut h = tar::Header::new_gnu();
             h.set_size(body.len() as u64);
             h.set_mode(0o644);
             h.set_cksum();
-            builder.append_data(&mut h, format!("{BIN_FOLDER}/{f}"), body.as_bytes()).unwrap();
+            builder
+                .append_data(&mut h, format!("{BIN_FOLDER}/{f}"), body.as_bytes())
+                .unwrap();
         }
         builder.into_inner().unwrap().finish().unwrap()
     }
@@ -165,7 +187,10 @@ mod tests {
                     line.clear();
                 }
                 let mut s = stream;
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
                 let _ = s.write_all(head.as_bytes());
                 let _ = s.write_all(&body);
             }
@@ -185,12 +210,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let got = fetch(dir.path(), &url, &sum, false).unwrap();
         assert_eq!(got, dir.path().join(BIN_FOLDER));
-        assert_eq!(fs::read_to_string(got.join("test_batch.bin")).unwrap(), "contents of test_batch.bin");
+        assert_eq!(
+            fs::read_to_string(got.join("test_batch.bin")).unwrap(),
+            "contents of test_batch.bin"
+        );
         // Only the final folder remains: no partial download, no staging folder.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(BIN_FOLDER)]);
         // A second fetch finds it and does nothing.
-        assert_eq!(fetch(dir.path(), "http://127.0.0.1:9/unused", &sum, false).unwrap(), got);
+        assert_eq!(
+            fetch(dir.path(), "http://127.0.0.1:9/unused", &sum, false).unwrap(),
+            got
+        );
     }
 
     #[test]
@@ -199,7 +233,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = fetch(dir.path(), &url, "00000000000000000000000000000000", false).unwrap_err();
         assert!(format!("{err:#}").contains("checksum mismatch"), "{err:#}");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "no partial files or folders");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no partial files or folders"
+        );
     }
 
     #[test]
@@ -207,7 +245,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Port 9 (discard) on loopback: connection refused.
         let err = fetch(dir.path(), "http://127.0.0.1:9/x.tar.gz", MD5, false).unwrap_err();
-        assert!(format!("{err:#}").contains("download of http://127.0.0.1:9/x.tar.gz failed"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("download of http://127.0.0.1:9/x.tar.gz failed"),
+            "{err:#}"
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -21,8 +21,18 @@ pub const RECORDS_PER_FILE: usize = 10_000;
 /// Number of classes.
 pub const CLASSES: usize = 10;
 /// Class names used when the data folder has no `batches.meta.txt`.
-pub const DEFAULT_CLASS_NAMES: [&str; 10] =
-    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub const DEFAULT_CLASS_NAMES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 /// The folder the official binary tarball extracts to.
 pub const BIN_FOLDER: &str = "cifar-10-batches-bin";
 /// The folder the official Python tarball extracts to.
@@ -96,14 +106,18 @@ pub fn resolve_dir(dir: &Path) -> Result<(PathBuf, Format)> {
         );
     }
     if !dir.is_dir() {
-        bail!("data path {} is not a folder: pass the folder that holds data_batch_1.bin", dir.display());
+        bail!(
+            "data path {} is not a folder: pass the folder that holds data_batch_1.bin",
+            dir.display()
+        );
     }
     for (cand, fmt) in [
         (dir.to_path_buf(), None),
         (dir.join(BIN_FOLDER), Some(Format::Binary)),
         (dir.join(PY_FOLDER), Some(Format::Python)),
     ] {
-        if cand.join("data_batch_1.bin").exists() || (fmt == Some(Format::Binary) && cand.is_dir()) {
+        if cand.join("data_batch_1.bin").exists() || (fmt == Some(Format::Binary) && cand.is_dir())
+        {
             return Ok((cand, Format::Binary));
         }
         if cand.join("data_batch_1").exists() || (fmt == Some(Format::Python) && cand.is_dir()) {
@@ -146,7 +160,13 @@ impl Cifar10 {
         let names: Vec<String> = (1..=5)
             .map(|i| format!("data_batch_{i}"))
             .chain(std::iter::once("test_batch".to_string()))
-            .map(|n| if format == Format::Binary { format!("{n}.bin") } else { n })
+            .map(|n| {
+                if format == Format::Binary {
+                    format!("{n}.bin")
+                } else {
+                    n
+                }
+            })
             .collect();
         let mut batches: Vec<Batch> = names
             .iter()
@@ -160,7 +180,14 @@ impl Cifar10 {
             .collect::<Result<_>>()?;
         let test = batches.pop().expect("six batches");
         let class_names = binary::read_class_names(&dir);
-        Ok(Cifar10 { dir, format, train: batches, test, class_names, load_s: t0.elapsed().as_secs_f64() })
+        Ok(Cifar10 {
+            dir,
+            format,
+            train: batches,
+            test,
+            class_names,
+            load_s: t0.elapsed().as_secs_f64(),
+        })
     }
 
     /// Summary for `shallow data info`.
@@ -169,7 +196,11 @@ impl Cifar10 {
             .train
             .iter()
             .chain(std::iter::once(&self.test))
-            .map(|b| FileInfo { name: b.name.clone(), n: b.len(), class_counts: b.class_counts().to_vec() })
+            .map(|b| FileInfo {
+                name: b.name.clone(),
+                n: b.len(),
+                class_counts: b.class_counts().to_vec(),
+            })
             .collect();
         let mut sums = [0u64; 3];
         let mut n = 0u64;
@@ -237,7 +268,11 @@ impl std::fmt::Display for Info {
             writeln!(f)?;
         }
         let m = &self.train_mean_rgb;
-        writeln!(f, "training mean (0-255): R {:.2}  G {:.2}  B {:.2}", m[0], m[1], m[2])?;
+        writeln!(
+            f,
+            "training mean (0-255): R {:.2}  G {:.2}  B {:.2}",
+            m[0], m[1], m[2]
+        )?;
         write!(f, "read and checked in {:.3} s", self.load_s)
     }
 }

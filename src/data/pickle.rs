@@ -39,7 +39,11 @@ pub enum Value {
     /// A reference to `module.name`.
     Global(String, String),
     /// An object made by calling `callable(args)`, then `__setstate__(state)`.
-    Object { callable: Box<Value>, args: Box<Value>, state: Option<Box<Value>> },
+    Object {
+        callable: Box<Value>,
+        args: Box<Value>,
+        state: Option<Box<Value>>,
+    },
 }
 
 struct Reader<'a> {
@@ -50,7 +54,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.pos + n > self.b.len() {
-            bail!("unexpected end of pickle at byte {}: the file is truncated", self.pos);
+            bail!(
+                "unexpected end of pickle at byte {}: the file is truncated",
+                self.pos
+            );
         }
         let s = &self.b[self.pos..self.pos + n];
         self.pos += n;
@@ -74,11 +81,16 @@ impl<'a> Reader<'a> {
 }
 
 fn pop(stack: &mut Vec<Value>) -> Result<Value> {
-    stack.pop().ok_or_else(|| anyhow!("pickle stack underflow: the file is corrupt"))
+    stack
+        .pop()
+        .ok_or_else(|| anyhow!("pickle stack underflow: the file is corrupt"))
 }
 
 fn pop_mark(stack: &mut Vec<Value>) -> Result<Vec<Value>> {
-    let at = stack.iter().rposition(|v| *v == Value::Mark).ok_or_else(|| anyhow!("pickle MARK missing"))?;
+    let at = stack
+        .iter()
+        .rposition(|v| *v == Value::Mark)
+        .ok_or_else(|| anyhow!("pickle MARK missing"))?;
     let items = stack.split_off(at + 1);
     stack.pop();
     Ok(items)
@@ -104,8 +116,12 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
             0x88 => stack.push(Value::Bool(true)),
             0x89 => stack.push(Value::Bool(false)),
             b'K' => stack.push(Value::Int(r.u8()? as i64)),
-            b'M' => stack.push(Value::Int(u16::from_le_bytes(r.take(2)?.try_into().unwrap()) as i64)),
-            b'J' => stack.push(Value::Int(i32::from_le_bytes(r.take(4)?.try_into().unwrap()) as i64)),
+            b'M' => stack.push(Value::Int(
+                u16::from_le_bytes(r.take(2)?.try_into().unwrap()) as i64,
+            )),
+            b'J' => stack.push(Value::Int(
+                i32::from_le_bytes(r.take(4)?.try_into().unwrap()) as i64,
+            )),
             0x8a => {
                 let n = r.u8()? as usize;
                 let b = r.take(n)?;
@@ -118,7 +134,9 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
                 }
                 stack.push(Value::Int(v));
             }
-            b'G' => stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().unwrap()))),
+            b'G' => stack.push(Value::Float(f64::from_be_bytes(
+                r.take(8)?.try_into().unwrap(),
+            ))),
             b'U' | b'C' => {
                 let n = r.u8()? as usize;
                 stack.push(Value::Bytes(r.take(n)?.to_vec()));
@@ -154,23 +172,49 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
             }
             b'q' => {
                 let i = r.u8()? as u32;
-                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("BINPUT on empty stack"))?);
+                memo.insert(
+                    i,
+                    stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| anyhow!("BINPUT on empty stack"))?,
+                );
             }
             b'r' => {
                 let i = r.u32()?;
-                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("LONG_BINPUT on empty stack"))?);
+                memo.insert(
+                    i,
+                    stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| anyhow!("LONG_BINPUT on empty stack"))?,
+                );
             }
             0x94 => {
                 let i = memo.len() as u32;
-                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("MEMOIZE on empty stack"))?);
+                memo.insert(
+                    i,
+                    stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| anyhow!("MEMOIZE on empty stack"))?,
+                );
             }
             b'h' => {
                 let i = r.u8()? as u32;
-                stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow!("memo {i} missing"))?);
+                stack.push(
+                    memo.get(&i)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("memo {i} missing"))?,
+                );
             }
             b'j' => {
                 let i = r.u32()?;
-                stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow!("memo {i} missing"))?);
+                stack.push(
+                    memo.get(&i)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("memo {i} missing"))?,
+                );
             }
             b')' => stack.push(Value::Tuple(vec![])),
             b']' => stack.push(Value::List(vec![])),
@@ -235,7 +279,11 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;
                 let callable = pop(&mut stack)?;
-                stack.push(Value::Object { callable: Box::new(callable), args: Box::new(args), state: None });
+                stack.push(Value::Object {
+                    callable: Box::new(callable),
+                    args: Box::new(args),
+                    state: None,
+                });
             }
             b'b' => {
                 let st = pop(&mut stack)?;
@@ -244,7 +292,10 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
                     _ => bail!("BUILD on a non-object"),
                 }
             }
-            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", r.pos - 1),
+            other => bail!(
+                "unsupported pickle opcode 0x{other:02x} at byte {}",
+                r.pos - 1
+            ),
         }
     }
 }
@@ -267,15 +318,22 @@ pub fn dict_get<'v>(dict: &'v Value, name: &str) -> Option<&'v Value> {
 
 /// Extracts (shape, raw bytes) from a NumPy uint8 array rebuilt by the pickle.
 fn numpy_u8(v: &Value) -> Result<(Vec<usize>, &[u8])> {
-    let Value::Object { state: Some(state), .. } = v else {
+    let Value::Object {
+        state: Some(state), ..
+    } = v
+    else {
         bail!("`data` is not a NumPy array");
     };
-    let Value::Tuple(parts) = state.as_ref() else { bail!("`data` array state is not a tuple") };
+    let Value::Tuple(parts) = state.as_ref() else {
+        bail!("`data` array state is not a tuple")
+    };
     // (version, shape, dtype, is_fortran, raw)
     if parts.len() != 5 {
         bail!("`data` array state has {} fields, expected 5", parts.len());
     }
-    let Value::Tuple(shape) = &parts[1] else { bail!("`data` array shape is not a tuple") };
+    let Value::Tuple(shape) = &parts[1] else {
+        bail!("`data` array shape is not a tuple")
+    };
     let shape: Vec<usize> = shape
         .iter()
         .map(|s| match s {
@@ -312,40 +370,61 @@ fn numpy_u8(v: &Value) -> Result<(Vec<usize>, &[u8])> {
 pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
     let root = unpickle(bytes)?;
     let data = dict_get(&root, "data").ok_or_else(|| anyhow!("the pickle has no `data` entry"))?;
-    let labels = dict_get(&root, "labels").ok_or_else(|| anyhow!("the pickle has no `labels` entry"))?;
+    let labels =
+        dict_get(&root, "labels").ok_or_else(|| anyhow!("the pickle has no `labels` entry"))?;
     let (shape, raw) = numpy_u8(data)?;
     if shape != [RECORDS_PER_FILE, PIXELS] {
         bail!("`data` has shape {shape:?}, expected [{RECORDS_PER_FILE}, {PIXELS}] (10000 images of 3072 uint8)");
     }
     if raw.len() != RECORDS_PER_FILE * PIXELS {
-        bail!("`data` holds {} bytes, expected {}: the file is truncated", raw.len(), RECORDS_PER_FILE * PIXELS);
+        bail!(
+            "`data` holds {} bytes, expected {}: the file is truncated",
+            raw.len(),
+            RECORDS_PER_FILE * PIXELS
+        );
     }
-    let Value::List(labels) = labels else { bail!("`labels` is not a list") };
+    let Value::List(labels) = labels else {
+        bail!("`labels` is not a list")
+    };
     if labels.len() != RECORDS_PER_FILE {
-        bail!("`labels` has {} entries, expected {RECORDS_PER_FILE}", labels.len());
+        bail!(
+            "`labels` has {} entries, expected {RECORDS_PER_FILE}",
+            labels.len()
+        );
     }
     let labels = labels
         .iter()
         .enumerate()
         .map(|(i, l)| match l {
             Value::Int(v) if (0..CLASSES as i64).contains(v) => Ok(*v as u8),
-            other => Err(anyhow!("label {i} is {other:?}, expected 0-9: the file is corrupt")),
+            other => Err(anyhow!(
+                "label {i} is {other:?}, expected 0-9: the file is corrupt"
+            )),
         })
         .collect::<Result<Vec<u8>>>()?;
-    Ok(Batch { name: name.to_string(), labels, pixels: raw.to_vec() })
+    Ok(Batch {
+        name: name.to_string(),
+        labels,
+        pixels: raw.to_vec(),
+    })
 }
 
 /// Reads and checks one Python-version batch file.
 pub fn read_batch(path: &Path) -> Result<Batch> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !path.exists() {
         bail!(
             "{}: file missing; a CIFAR-10 Python folder holds data_batch_1..data_batch_5 and test_batch",
             path.display()
         );
     }
-    let bytes = fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
-    parse_batch(&name, &bytes).with_context(|| format!("{}: not a CIFAR-10 Python batch", path.display()))
+    let bytes =
+        fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    parse_batch(&name, &bytes)
+        .with_context(|| format!("{}: not a CIFAR-10 Python batch", path.display()))
 }
 
 /// Writes a batch as Python 2's cPickle (protocol 2) does for the official
@@ -372,16 +451,16 @@ pub fn encode_batch(labels: &[i64], shape: (usize, usize), pixels: &[u8]) -> Vec
     short(&mut o, "u1");
     o.extend_from_slice(&[b'K', 0, b'K', 1, 0x87, b'R', b'(', b'K', 3]);
     short(&mut o, "|");
-    o.extend_from_slice(&[b'N', b'N', b'N', b'J']);
+    o.extend_from_slice(b"NNNJ");
     o.extend_from_slice(&(-1i32).to_le_bytes());
     o.push(b'J');
     o.extend_from_slice(&(-1i32).to_le_bytes());
     o.extend_from_slice(&[b'K', 0, b't', b'b', 0x89, b'T']);
     o.extend_from_slice(&(pixels.len() as u32).to_le_bytes());
     o.extend_from_slice(pixels);
-    o.extend_from_slice(&[b't', b'b']);
+    o.extend_from_slice(b"tb");
     short(&mut o, "labels");
-    o.extend_from_slice(&[b']', b'(']);
+    o.extend_from_slice(b"](");
     for &l in labels {
         o.push(b'J');
         o.extend_from_slice(&(l as i32).to_le_bytes());
@@ -389,7 +468,7 @@ pub fn encode_batch(labels: &[i64], shape: (usize, usize), pixels: &[u8]) -> Vec
     o.push(b'e');
     short(&mut o, "batch_label");
     short(&mut o, "generated");
-    o.extend_from_slice(&[b'u', b'.']);
+    o.extend_from_slice(b"u.");
     o
 }
 
@@ -412,7 +491,10 @@ mod tests {
         let labels: Vec<i64> = (0..10_000).map(|i| i % 10).collect();
         let pixels = vec![0u8; 10_000 * 1024];
         let err = parse_batch("x", &encode_batch(&labels, (10_000, 1024), &pixels)).unwrap_err();
-        assert!(format!("{err:#}").contains("shape [10000, 1024]"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("shape [10000, 1024]"),
+            "{err:#}"
+        );
     }
 
     #[test]

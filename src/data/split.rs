@@ -32,7 +32,11 @@ pub struct SplitSpec {
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        SplitSpec { kind: SplitKind::A1, n_val: 5000, n_train: None }
+        SplitSpec {
+            kind: SplitKind::A1,
+            n_val: 5000,
+            n_train: None,
+        }
     }
 }
 
@@ -147,11 +151,13 @@ pub fn feature_stats(pixels: &[u8], d: usize) -> (Vec<f64>, Vec<f64>) {
 pub fn standardise<T: Real>(pixels: &[u8], d: usize, mean: &[f64], std: &[f64]) -> Vec<T> {
     let inv: Vec<f64> = std.iter().map(|s| 1.0 / s).collect();
     let mut out = vec![T::zero(); pixels.len()];
-    out.par_chunks_mut(d).zip(pixels.par_chunks(d)).for_each(|(o, p)| {
-        for i in 0..d {
-            o[i] = T::of((p[i] as f64 / 255.0 - mean[i]) * inv[i]);
-        }
-    });
+    out.par_chunks_mut(d)
+        .zip(pixels.par_chunks(d))
+        .for_each(|(o, p)| {
+            for i in 0..d {
+                o[i] = T::of((p[i] as f64 / 255.0 - mean[i]) * inv[i]);
+            }
+        });
     out
 }
 
@@ -159,11 +165,18 @@ impl<T: Real> Split<T> {
     /// Builds the split `spec` of `data`: floats, standardised with training statistics.
     pub fn new(data: &Cifar10, spec: SplitSpec) -> Result<Self> {
         let (mut train, val) = match spec.kind {
-            SplitKind::A1 => (gather(&[(&data.train[0], 0..data.train[0].len())]), gather(&[(&data.train[1], 0..data.train[1].len())])),
+            SplitKind::A1 => (
+                gather(&[(&data.train[0], 0..data.train[0].len())]),
+                gather(&[(&data.train[1], 0..data.train[1].len())]),
+            ),
             SplitKind::Full => {
                 let total: usize = data.train.iter().map(|b| b.len()).sum();
                 if spec.n_val == 0 || spec.n_val >= total {
-                    bail!("--n-val {} is out of range: hold out between 1 and {} images", spec.n_val, total - 1);
+                    bail!(
+                        "--n-val {} is out of range: hold out between 1 and {} images",
+                        spec.n_val,
+                        total - 1
+                    );
                 }
                 let cut = total - spec.n_val;
                 let mut tr = Vec::new();
@@ -193,7 +206,14 @@ impl<T: Real> Split<T> {
             train.1.truncate(n * PIXELS);
         }
         let test = (data.test.labels.clone(), data.test.pixels.clone());
-        Ok(Self::from_pixels(train, val, test, PIXELS, spec, data.class_names.clone()))
+        Ok(Self::from_pixels(
+            train,
+            val,
+            test,
+            PIXELS,
+            spec,
+            data.class_names.clone(),
+        ))
     }
 
     /// Builds a split from raw (labels, d x n u8 pixels) triples; the statistics come
@@ -207,8 +227,33 @@ impl<T: Real> Split<T> {
         class_names: Vec<String>,
     ) -> Self {
         let (mean, std) = feature_stats(&train.1, d);
-        let mk = |(labels, px): (Vec<u8>, Vec<u8>)| DataSet { x: standardise::<T>(&px, d, &mean, &std), labels, d };
-        Split { train: mk(train), val: mk(val), test: mk(test), mean: mean.clone(), std: std.clone(), spec, class_names }
+        let mk = |(labels, px): (Vec<u8>, Vec<u8>)| DataSet {
+            x: standardise::<T>(&px, d, &mean, &std),
+            labels,
+            d,
+        };
+        Split {
+            train: mk(train),
+            val: mk(val),
+            test: mk(test),
+            mean: mean.clone(),
+            std: std.clone(),
+            spec,
+            class_names,
+        }
+    }
+}
+
+impl SplitSpec {
+    /// Number of training images this split yields (before loading anything).
+    pub fn train_len(&self) -> usize {
+        let all = match self.kind {
+            SplitKind::A1 => super::RECORDS_PER_FILE,
+            SplitKind::Full => {
+                5 * super::RECORDS_PER_FILE - self.n_val.min(5 * super::RECORDS_PER_FILE)
+            }
+        };
+        self.n_train.map_or(all, |n| n.min(all))
     }
 }
 

@@ -105,7 +105,10 @@ pub struct MatMut<'a, T> {
 fn check_view(len: usize, rows: usize, cols: usize, ld: usize) {
     assert!(ld >= rows.max(1), "leading dimension {ld} < rows {rows}");
     if rows > 0 && cols > 0 {
-        assert!(len >= ld * (cols - 1) + rows, "view {rows}x{cols} (ld {ld}) exceeds buffer of {len}");
+        assert!(
+            len >= ld * (cols - 1) + rows,
+            "view {rows}x{cols} (ld {ld}) exceeds buffer of {len}"
+        );
     }
 }
 
@@ -117,7 +120,12 @@ impl<'a, T> MatRef<'a, T> {
     /// A view with an explicit leading dimension.
     pub fn with_ld(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
         check_view(data.len(), rows, cols, ld);
-        MatRef { data, rows, cols, ld }
+        MatRef {
+            data,
+            rows,
+            cols,
+            ld,
+        }
     }
     /// The block of rows `r0..r0 + rows` (all columns), sharing storage.
     pub fn row_block(&self, r0: usize, rows: usize) -> MatRef<'a, T> {
@@ -143,15 +151,30 @@ impl<'a, T> MatMut<'a, T> {
     /// A view with an explicit leading dimension.
     pub fn with_ld(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
         check_view(data.len(), rows, cols, ld);
-        MatMut { data, rows, cols, ld }
+        MatMut {
+            data,
+            rows,
+            cols,
+            ld,
+        }
     }
     /// Reborrows as read-only.
     pub fn rb(&self) -> MatRef<'_, T> {
-        MatRef { data: self.data, rows: self.rows, cols: self.cols, ld: self.ld }
+        MatRef {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            ld: self.ld,
+        }
     }
     /// Reborrows mutably (shorter lifetime).
     pub fn rb_mut(&mut self) -> MatMut<'_, T> {
-        MatMut { data: self.data, rows: self.rows, cols: self.cols, ld: self.ld }
+        MatMut {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            ld: self.ld,
+        }
     }
     /// The block of rows `r0..r0 + rows`, sharing storage.
     pub fn row_block(self, r0: usize, rows: usize) -> MatMut<'a, T> {
@@ -188,8 +211,16 @@ pub fn gemm<T: Real>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    let (m, ka) = if trans_a { (a.cols, a.rows) } else { (a.rows, a.cols) };
-    let (kb, n) = if trans_b { (b.cols, b.rows) } else { (b.rows, b.cols) };
+    let (m, ka) = if trans_a {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (kb, n) = if trans_b {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
     assert_eq!(ka, kb, "gemm inner dimensions differ");
     assert_eq!((c.rows, c.cols), (m, n), "gemm output shape");
     if m == 0 || n == 0 {
@@ -252,7 +283,9 @@ impl GemmRaw for f32 {
         c: *mut f32,
         ldc: c_int,
     ) {
-        cblas_sgemm(COL_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        cblas_sgemm(
+            COL_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+        )
     }
 }
 
@@ -272,7 +305,9 @@ impl GemmRaw for f64 {
         c: *mut f64,
         ldc: c_int,
     ) {
-        cblas_dgemm(COL_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        cblas_dgemm(
+            COL_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+        )
     }
 }
 

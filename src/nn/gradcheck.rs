@@ -44,24 +44,42 @@ pub struct ParamCheck {
 pub const REL_EPS: f64 = 1e-4;
 
 /// Mean loss of configuration 0 of `net` on (x, labels); the cost adds lambda * sum W^2.
-pub fn mean_loss(net: &Net<f64>, x: MatRef<'_, f64>, labels: &[u8], ws: &mut Workspace<f64>) -> f64 {
+pub fn mean_loss(
+    net: &Net<f64>,
+    x: MatRef<'_, f64>,
+    labels: &[u8],
+    ws: &mut Workspace<f64>,
+) -> f64 {
     let mut st = [LossStat::default()];
     net.forward_loss(x, labels, ws, &mut st);
     st[0].loss_sum / x.cols as f64
 }
 
+/// How finite differences are taken and judged.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// L2 penalty of the cost.
+    pub lambda: f64,
+    /// Difference scheme.
+    pub method: Method,
+    /// Finite step.
+    pub h: f64,
+    /// Floor of the relative error's denominator.
+    pub eps: f64,
+    /// Largest accepted relative error.
+    pub tol: f64,
+}
+
 /// Checks every parameter of the single-configuration network `net` on
-/// (x: d x n, labels) with finite step `h`; `tol` bounds the relative error.
-pub fn check(
-    net: &Net<f64>,
-    x: MatRef<'_, f64>,
-    labels: &[u8],
-    lambda: f64,
-    method: Method,
-    h: f64,
-    eps: f64,
-    tol: f64,
-) -> Vec<ParamCheck> {
+/// (x: d x n, labels) with the finite differences of `s`.
+pub fn check(net: &Net<f64>, x: MatRef<'_, f64>, labels: &[u8], s: Settings) -> Vec<ParamCheck> {
+    let Settings {
+        lambda,
+        method,
+        h,
+        eps,
+        tol,
+    } = s;
     assert_eq!(net.configs, 1, "gradient checks run on one configuration");
     let mut net = net.clone();
     net.fold_scales();
@@ -72,10 +90,18 @@ pub fn check(
     let mut out = Vec::new();
     for l in 0..layers {
         for is_bias in [false, true] {
-            let len = if is_bias { net.biases[l].len() } else { net.weights[l].len() };
+            let len = if is_bias {
+                net.biases[l].len()
+            } else {
+                net.weights[l].len()
+            };
             let (mut max_abs, mut max_rel, mut max_grad) = (0.0f64, 0.0f64, 0.0f64);
             for idx in 0..len {
-                let ga = if is_bias { analytic.biases[l][idx] } else { analytic.weights[l][idx] };
+                let ga = if is_bias {
+                    analytic.biases[l][idx]
+                } else {
+                    analytic.weights[l][idx]
+                };
                 let slot = |n: &mut Net<f64>| -> *mut f64 {
                     if is_bias {
                         &mut n.biases[l][idx]
@@ -111,7 +137,11 @@ pub fn check(
                 (_, false) => format!("W{}", l + 1),
                 (_, true) => format!("b{}", l + 1),
             };
-            let shape = if is_bias { [net.widths[l + 1], 1] } else { [net.widths[l + 1], net.widths[l]] };
+            let shape = if is_bias {
+                [net.widths[l + 1], 1]
+            } else {
+                [net.widths[l + 1], net.widths[l]]
+            };
             out.push(ParamCheck {
                 param: name,
                 shape,
@@ -136,14 +166,37 @@ mod tests {
     fn data(d: usize, n: usize) -> (Vec<f64>, Vec<u8>) {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(42);
         let normal = Normal::new(0.0, 1.0).unwrap();
-        ((0..d * n).map(|_| normal.sample(&mut rng)).collect(), (0..n).map(|j| (j % 10) as u8).collect())
+        (
+            (0..d * n).map(|_| normal.sample(&mut rng)).collect(),
+            (0..n).map(|j| (j % 10) as u8).collect(),
+        )
+    }
+
+    fn settings(lambda: f64, method: Method, h: f64) -> Settings {
+        Settings {
+            lambda,
+            method,
+            h,
+            eps: REL_EPS,
+            tol: 1e-6,
+        }
     }
 
     fn run(hidden: &[usize], loss: Loss, lambda: f64) -> Vec<ParamCheck> {
-        let arch = Arch { input: 20, hidden: hidden.to_vec(), classes: 10, loss };
+        let arch = Arch {
+            input: 20,
+            hidden: hidden.to_vec(),
+            classes: 10,
+            loss,
+        };
         let (x, y) = data(20, 30);
         let net = Net::<f64>::init(&arch, &[3]);
-        check(&net, MatRef::new(&x, 20, 30), &y, lambda, Method::Centred, 1e-5, REL_EPS, 1e-6)
+        check(
+            &net,
+            MatRef::new(&x, 20, 30),
+            &y,
+            settings(lambda, Method::Centred, 1e-5),
+        )
     }
 
     #[test]
@@ -166,17 +219,24 @@ mod tests {
     /// different lambda than the analytic gradient used.
     #[test]
     fn a_wrong_gradient_fails() {
-        let arch = Arch { input: 20, hidden: vec![8], classes: 10, loss: Loss::Ce };
+        let arch = Arch {
+            input: 20,
+            hidden: vec![8],
+            classes: 10,
+            loss: Loss::Ce,
+        };
         let (x, y) = data(20, 30);
         let mut net = Net::<f64>::init(&arch, &[3]);
         let x = MatRef::new(&x, 20, 30);
-        let good = check(&net, x, &y, 0.1, Method::Centred, 1e-5, REL_EPS, 1e-6);
+        let good = check(&net, x, &y, settings(0.1, Method::Centred, 1e-5));
         assert!(good.iter().all(|c| c.passed));
         // Scale the second layer's weights: analytic and numeric both change, still agree.
         net.weights[1].iter_mut().for_each(|v| *v *= 3.0);
-        assert!(check(&net, x, &y, 0.1, Method::Centred, 1e-5, REL_EPS, 1e-6).iter().all(|c| c.passed));
+        assert!(check(&net, x, &y, settings(0.1, Method::Centred, 1e-5))
+            .iter()
+            .all(|c| c.passed));
         // Forward differences are less accurate: with a big step they fail the strict tolerance.
-        let coarse = check(&net, x, &y, 0.1, Method::Forward, 1e-2, REL_EPS, 1e-6);
+        let coarse = check(&net, x, &y, settings(0.1, Method::Forward, 1e-2));
         assert!(coarse.iter().any(|c| !c.passed));
     }
 }
@@ -202,6 +262,19 @@ pub struct Options {
     pub subsets: Vec<(usize, usize)>,
     /// Seed of the initial weights.
     pub seed: u64,
+}
+
+impl Options {
+    /// The finite-difference settings of these options.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            lambda: self.lambda,
+            method: self.method,
+            h: self.h,
+            eps: self.eps,
+            tol: self.tol,
+        }
+    }
 }
 
 /// All checks of one `shallow gradcheck` call.
@@ -233,7 +306,10 @@ pub struct SubsetCheck {
 /// features with labels), or on generated data when `source` is `None`.
 pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>) -> Report {
     let mut checks = Vec::new();
-    let data_name = source.as_ref().map(|s| s.1.clone()).unwrap_or_else(|| "generated".to_string());
+    let data_name = source
+        .as_ref()
+        .map(|s| s.1.clone())
+        .unwrap_or_else(|| "generated".to_string());
     for &(dims, samples) in &opts.subsets {
         let (x, y) = match &source {
             Some((set, _)) => {
@@ -248,24 +324,44 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
                 use rand_distr::{Distribution, Normal};
                 let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0x5eed);
                 let normal = Normal::new(0.0, 1.0).expect("valid");
-                let x = (0..dims * samples).map(|_| normal.sample(&mut rng)).collect();
+                let x = (0..dims * samples)
+                    .map(|_| normal.sample(&mut rng))
+                    .collect();
                 (x, (0..samples).map(|j| ((j * 7 + 1) % 10) as u8).collect())
             }
         };
-        let arch = super::Arch { input: dims, hidden: opts.hidden.clone(), classes: 10, loss: opts.loss };
+        let arch = super::Arch {
+            input: dims,
+            hidden: opts.hidden.clone(),
+            classes: 10,
+            loss: opts.loss,
+        };
         let net = Net::<f64>::init(&arch, &[opts.seed]);
-        for check in self::check(&net, MatRef::new(&x, dims, samples), &y, opts.lambda, opts.method, opts.h, opts.eps, opts.tol) {
-            checks.push(SubsetCheck { check, dims, samples });
+        for check in self::check(&net, MatRef::new(&x, dims, samples), &y, opts.settings()) {
+            checks.push(SubsetCheck {
+                check,
+                dims,
+                samples,
+            });
         }
     }
     let passed = checks.iter().all(|c| c.check.passed);
-    Report { checks, passed, data: data_name, options: opts.clone() }
+    Report {
+        checks,
+        passed,
+        data: data_name,
+        options: opts.clone(),
+    }
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let o = &self.options;
-        let model = if o.hidden.is_empty() { "linear".to_string() } else { format!("mlp {:?}", o.hidden) };
+        let model = if o.hidden.is_empty() {
+            "linear".to_string()
+        } else {
+            format!("mlp {:?}", o.hidden)
+        };
         writeln!(
             f,
             "gradient check: {model}, loss {}, lambda {}, {:?} differences, h {:e}, eps {:e}, tolerance {:e}, data {}",
@@ -296,6 +392,14 @@ impl std::fmt::Display for Report {
                 if p.passed { "pass" } else { "FAIL" }
             )?;
         }
-        write!(f, "{}", if self.passed { "all checks passed" } else { "SOME CHECKS FAILED" })
+        write!(
+            f,
+            "{}",
+            if self.passed {
+                "all checks passed"
+            } else {
+                "SOME CHECKS FAILED"
+            }
+        )
     }
 }

@@ -115,12 +115,18 @@ impl Arch {
     /// Floating-point operations of a forward pass over `n` samples.
     pub fn forward_flops(&self, n: usize) -> f64 {
         let w = self.widths();
-        (0..self.layers()).map(|l| 2.0 * (w[l] * w[l + 1] * n) as f64).sum()
+        (0..self.layers())
+            .map(|l| 2.0 * (w[l] * w[l + 1] * n) as f64)
+            .sum()
     }
     /// Short human description, e.g. `linear` or `mlp 3072-50-10`.
     pub fn describe(&self) -> String {
         let w: Vec<String> = self.widths().iter().map(|v| v.to_string()).collect();
-        let kind = if self.hidden.is_empty() { "linear" } else { "mlp" };
+        let kind = if self.hidden.is_empty() {
+            "linear"
+        } else {
+            "mlp"
+        };
         format!("{kind} {} ({})", w.join("-"), self.loss.name())
     }
 }

@@ -89,16 +89,30 @@ enum Backward<'a, T> {
     Update { etas: &'a [T], lambdas: &'a [T] },
     /// Write plain gradients dL/dW + 2 lambda W and dL/db into `grads` (same layout
     /// as the network, with every scale folded).
-    Gradients { lambdas: &'a [T], grads: &'a mut Net<T> },
+    Gradients {
+        lambdas: &'a [T],
+        grads: &'a mut Net<T>,
+    },
 }
 
 impl<T: Real> Net<T> {
     /// All-zero parameters for `configs` configurations.
     pub fn zeros(arch: &Arch, configs: usize) -> Self {
         let widths = arch.widths();
-        let weights = (0..arch.layers()).map(|l| vec![T::zero(); configs * widths[l] * widths[l + 1]]).collect();
-        let biases = (0..arch.layers()).map(|l| vec![T::zero(); configs * widths[l + 1]]).collect();
-        Net { arch: arch.clone(), configs, widths, weights, biases, scale: vec![T::one(); configs] }
+        let weights = (0..arch.layers())
+            .map(|l| vec![T::zero(); configs * widths[l] * widths[l + 1]])
+            .collect();
+        let biases = (0..arch.layers())
+            .map(|l| vec![T::zero(); configs * widths[l + 1]])
+            .collect();
+        Net {
+            arch: arch.clone(),
+            configs,
+            widths,
+            weights,
+            biases,
+            scale: vec![T::one(); configs],
+        }
     }
 
     /// Random initialisation, one seed per configuration: weights from N(0, 0.01^2)
@@ -112,7 +126,11 @@ impl<T: Real> Net<T> {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
             for l in 0..arch.layers() {
                 let (w_in, w_out) = (net.widths[l], net.widths[l + 1]);
-                let std = if arch.hidden.is_empty() { 0.01 } else { 1.0 / (w_in as f64).sqrt() };
+                let std = if arch.hidden.is_empty() {
+                    0.01
+                } else {
+                    1.0 / (w_in as f64).sqrt()
+                };
                 let normal = Normal::new(0.0, std).expect("finite std");
                 for i in 0..w_out {
                     for j in 0..w_in {
@@ -145,7 +163,12 @@ impl<T: Real> Net<T> {
     pub fn weight(&self, l: usize, c: usize) -> MatRef<'_, T> {
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
         if l == 0 {
-            MatRef::with_ld(&self.weights[0][c * w_out..], w_out, w_in, self.configs * w_out)
+            MatRef::with_ld(
+                &self.weights[0][c * w_out..],
+                w_out,
+                w_in,
+                self.configs * w_out,
+            )
         } else {
             let off = c * w_out * w_in;
             MatRef::new(&self.weights[l][off..off + w_out * w_in], w_out, w_in)
@@ -175,8 +198,12 @@ impl<T: Real> Net<T> {
     pub fn workspace(&self, cap: usize) -> Workspace<T> {
         let l = self.layers();
         let c = self.configs;
-        let acts = (0..l).map(|i| vec![T::zero(); c * self.widths[i + 1] * cap]).collect();
-        let grads = (0..l - 1).map(|i| vec![T::zero(); c * self.widths[i + 1] * cap]).collect();
+        let acts = (0..l)
+            .map(|i| vec![T::zero(); c * self.widths[i + 1] * cap])
+            .collect();
+        let grads = (0..l - 1)
+            .map(|i| vec![T::zero(); c * self.widths[i + 1] * cap])
+            .collect();
         Workspace { cap, acts, grads }
     }
 
@@ -186,7 +213,11 @@ impl<T: Real> Net<T> {
         if s == T::one() {
             return;
         }
-        let (d, w1, ld) = (self.widths[0], self.widths[1], self.configs * self.widths[1]);
+        let (d, w1, ld) = (
+            self.widths[0],
+            self.widths[1],
+            self.configs * self.widths[1],
+        );
         let block = MatMut::with_ld(&mut self.weights[0][c * w1..], w1, d, ld);
         scale_block(block, s);
         self.scale[c] = T::one();
@@ -237,7 +268,13 @@ impl<T: Real> Net<T> {
     /// Forward pass over the n = x.cols samples of `x` (d x n, column-major), then
     /// the loss: `stats[c]` receives configuration c's loss sum and correct count.
     /// Leaves the probabilities in the workspace for [`Self::backward_update`].
-    pub fn forward_loss(&self, x: MatRef<'_, T>, labels: &[u8], ws: &mut Workspace<T>, stats: &mut [LossStat]) {
+    pub fn forward_loss(
+        &self,
+        x: MatRef<'_, T>,
+        labels: &[u8],
+        ws: &mut Workspace<T>,
+        stats: &mut [LossStat],
+    ) {
         let n = x.cols;
         assert!(n <= ws.cap && labels.len() == n && x.rows == self.widths[0]);
         let layers = self.layers();
@@ -260,7 +297,15 @@ impl<T: Real> Net<T> {
             for c in 0..cfgs {
                 let inp = MatRef::with_ld(&lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
                 let out = MatMut::with_ld(&mut hi[0][c * w_out..], w_out, n, cfgs * w_out);
-                gemm(T::one(), self.weight(l, c), false, inp, false, T::zero(), out);
+                gemm(
+                    T::one(),
+                    self.weight(l, c),
+                    false,
+                    inp,
+                    false,
+                    T::zero(),
+                    out,
+                );
                 let out = MatMut::with_ld(&mut hi[0][c * w_out..], w_out, n, cfgs * w_out);
                 bias_activation(out, T::one(), self.bias(l, c), l + 1 < layers);
             }
@@ -269,14 +314,25 @@ impl<T: Real> Net<T> {
         for (c, stat) in stats.iter_mut().enumerate().take(cfgs) {
             let block = MatMut::with_ld(&mut ws.acts[layers - 1][c * k..], k, n, cfgs * k);
             let (loss_sum, correct) = loss_forward(self.arch.loss, block, labels);
-            *stat = LossStat { loss_sum, correct, n };
+            *stat = LossStat {
+                loss_sum,
+                correct,
+                n,
+            };
         }
     }
 
     /// One SGD step for every configuration, after [`Self::forward_loss`] on the
     /// same `x` and `labels`: W <- (1 - 2 eta_c lambda_c) W - (eta_c / n) dL/dW and
     /// b <- b - (eta_c / n) dL/db, fused into the backward GEMMs. Allocates nothing.
-    pub fn backward_update(&mut self, x: MatRef<'_, T>, labels: &[u8], ws: &mut Workspace<T>, etas: &[T], lambdas: &[T]) {
+    pub fn backward_update(
+        &mut self,
+        x: MatRef<'_, T>,
+        labels: &[u8],
+        ws: &mut Workspace<T>,
+        etas: &[T],
+        lambdas: &[T],
+    ) {
         self.backward(x, labels, ws, Backward::Update { etas, lambdas });
     }
 
@@ -290,11 +346,25 @@ impl<T: Real> Net<T> {
         let mut grads = Net::zeros(&self.arch, self.configs);
         // backward() takes &mut self for the update mode; gradients leave self unchanged.
         let mut me = self.clone();
-        me.backward(x, labels, &mut ws, Backward::Gradients { lambdas, grads: &mut grads });
+        me.backward(
+            x,
+            labels,
+            &mut ws,
+            Backward::Gradients {
+                lambdas,
+                grads: &mut grads,
+            },
+        );
         grads
     }
 
-    fn backward(&mut self, x: MatRef<'_, T>, labels: &[u8], ws: &mut Workspace<T>, mut mode: Backward<'_, T>) {
+    fn backward(
+        &mut self,
+        x: MatRef<'_, T>,
+        labels: &[u8],
+        ws: &mut Workspace<T>,
+        mut mode: Backward<'_, T>,
+    ) {
         let n = x.cols;
         let layers = self.layers();
         let cfgs = self.configs;
@@ -309,14 +379,20 @@ impl<T: Real> Net<T> {
             let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
             let (acts_lo, acts_hi) = ws.acts.split_at_mut(l);
             let (grads_lo, grads_hi) = ws.grads.split_at_mut(l);
-            let g_buf: &[T] = if l == layers - 1 { &acts_hi[0] } else { &grads_hi[0] };
+            let g_buf: &[T] = if l == layers - 1 {
+                &acts_hi[0]
+            } else {
+                &grads_hi[0]
+            };
             for c in 0..cfgs {
                 let g = MatRef::with_ld(&g_buf[c * w_out..], w_out, n, cfgs * w_out);
                 let h = MatRef::with_ld(&acts_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
                 {
-                    let dh = MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
+                    let dh =
+                        MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
                     gemm(T::one(), self.weight(l, c), true, g, false, T::zero(), dh);
-                    let dh = MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
+                    let dh =
+                        MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
                     relu_backward(dh, h);
                 }
                 let off = c * w_out * w_in;
@@ -324,14 +400,31 @@ impl<T: Real> Net<T> {
                 match &mut mode {
                     Backward::Update { etas, lambdas } => {
                         let (eta, lambda) = (etas[c], lambdas[c]);
-                        let w = MatMut::new(&mut self.weights[l][off..off + w_out * w_in], w_out, w_in);
-                        gemm(-eta * inv_n, g, false, h, true, T::one() - two * eta * lambda, w);
+                        let w =
+                            MatMut::new(&mut self.weights[l][off..off + w_out * w_in], w_out, w_in);
+                        gemm(
+                            -eta * inv_n,
+                            g,
+                            false,
+                            h,
+                            true,
+                            T::one() - two * eta * lambda,
+                            w,
+                        );
                         bias_step(&mut self.biases[l][bias], -eta * inv_n, g, T::one());
                     }
                     Backward::Gradients { lambdas, grads } => {
                         let dw = &mut grads.weights[l][off..off + w_out * w_in];
                         dw.copy_from_slice(&self.weights[l][off..off + w_out * w_in]);
-                        gemm(inv_n, g, false, h, true, two * lambdas[c], MatMut::new(dw, w_out, w_in));
+                        gemm(
+                            inv_n,
+                            g,
+                            false,
+                            h,
+                            true,
+                            two * lambdas[c],
+                            MatMut::new(dw, w_out, w_in),
+                        );
                         bias_step(&mut grads.biases[l][bias], inv_n, g, T::zero());
                     }
                 }
@@ -340,15 +433,24 @@ impl<T: Real> Net<T> {
         // Layer 0: one stacked weight GEMM for every configuration.
         let (d, w1) = (self.widths[0], self.widths[1]);
         let ld = cfgs * w1;
-        let g0: &mut [T] = if layers == 1 { &mut ws.acts[0] } else { &mut ws.grads[0] };
+        let g0: &mut [T] = if layers == 1 {
+            &mut ws.acts[0]
+        } else {
+            &mut ws.grads[0]
+        };
         match mode {
             Backward::Update { etas, lambdas } => {
                 for c in 0..cfgs {
                     let (eta, lambda) = (etas[c], lambdas[c]);
                     let g = MatRef::with_ld(&g0[c * w1..], w1, n, ld);
-                    bias_step(&mut self.biases[0][c * w1..(c + 1) * w1], -eta * inv_n, g, T::one());
+                    bias_step(
+                        &mut self.biases[0][c * w1..(c + 1) * w1],
+                        -eta * inv_n,
+                        g,
+                        T::one(),
+                    );
                     let s_new = self.scale[c] * (T::one() - two * eta * lambda);
-                    if !(s_new.abs().f64() >= FOLD_BELOW) {
+                    if s_new.abs().f64() < FOLD_BELOW || !s_new.is_finite() {
                         self.scale[c] = s_new;
                         self.fold_scale(c);
                     } else {
@@ -371,7 +473,12 @@ impl<T: Real> Net<T> {
                         }
                     }
                     let g = MatRef::with_ld(&g0[c * w1..], w1, n, ld);
-                    bias_step(&mut grads.biases[0][c * w1..(c + 1) * w1], inv_n, g, T::zero());
+                    bias_step(
+                        &mut grads.biases[0][c * w1..(c + 1) * w1],
+                        inv_n,
+                        g,
+                        T::zero(),
+                    );
                 }
                 let g = MatRef::with_ld(g0, ld, n, ld);
                 let dw = MatMut::with_ld(&mut grads.weights[0], ld, d, ld);
@@ -383,7 +490,14 @@ impl<T: Real> Net<T> {
     /// Cost, loss and accuracy of every configuration on a whole data set `x`
     /// (d x N, column-major), in chunks of the workspace's capacity; `out[c]` is
     /// configuration c's result with its own `lambdas[c]`.
-    pub fn evaluate(&self, x: MatRef<'_, T>, labels: &[u8], lambdas: &[f64], ws: &mut Workspace<T>, out: &mut [Eval]) {
+    pub fn evaluate(
+        &self,
+        x: MatRef<'_, T>,
+        labels: &[u8],
+        lambdas: &[f64],
+        ws: &mut Workspace<T>,
+        out: &mut [Eval],
+    ) {
         let cfgs = self.configs;
         let mut totals = [LossStat::default(); 64];
         let mut chunk = [LossStat::default(); 64];
@@ -391,7 +505,12 @@ impl<T: Real> Net<T> {
         let mut j0 = 0;
         while j0 < x.cols {
             let m = ws.cap.min(x.cols - j0);
-            self.forward_loss(x.col_block(j0, m), &labels[j0..j0 + m], ws, &mut chunk[..cfgs]);
+            self.forward_loss(
+                x.col_block(j0, m),
+                &labels[j0..j0 + m],
+                ws,
+                &mut chunk[..cfgs],
+            );
             for c in 0..cfgs {
                 totals[c].loss_sum += chunk[c].loss_sum;
                 totals[c].correct += chunk[c].correct;
@@ -402,7 +521,11 @@ impl<T: Real> Net<T> {
         for c in 0..cfgs {
             let n = totals[c].n.max(1) as f64;
             let loss = totals[c].loss_sum / n;
-            out[c] = Eval { cost: loss + lambdas[c] * self.weight_sq_sum(c), loss, acc: totals[c].correct as f64 / n };
+            out[c] = Eval {
+                cost: loss + lambdas[c] * self.weight_sq_sum(c),
+                loss,
+                acc: totals[c].correct as f64 / n,
+            };
         }
     }
 }
@@ -424,7 +547,12 @@ mod tests {
     }
 
     fn arch(hidden: &[usize], loss: Loss) -> Arch {
-        Arch { input: 12, hidden: hidden.to_vec(), classes: 10, loss }
+        Arch {
+            input: 12,
+            hidden: hidden.to_vec(),
+            classes: 10,
+            loss,
+        }
     }
 
     /// The fused update equals "compute the plain gradient, then W -= eta * grad".
@@ -443,13 +571,14 @@ mod tests {
                 let mut want = net.clone();
                 want.fold_scales();
                 for l in 0..net.layers() {
-                    for c in 0..3 {
+                    for (c, eta) in etas.iter().enumerate() {
                         for i in 0..net.widths[l + 1] {
                             for j in 0..net.widths[l] {
                                 let idx = net.weight_index(l, c, i, j);
-                                want.weights[l][idx] -= etas[c] * grads.weights[l][idx];
+                                want.weights[l][idx] -= eta * grads.weights[l][idx];
                             }
-                            want.biases[l][c * net.widths[l + 1] + i] -= etas[c] * grads.biases[l][c * net.widths[l + 1] + i];
+                            want.biases[l][c * net.widths[l + 1] + i] -=
+                                eta * grads.biases[l][c * net.widths[l + 1] + i];
                         }
                     }
                 }
@@ -518,7 +647,12 @@ mod tests {
         for j in 0..5 {
             let mut ws1 = net.workspace(1);
             let mut s1 = [LossStat::default()];
-            net.forward_loss(MatRef::new(&x[j * 12..], 12, 1), &y[j..j + 1], &mut ws1, &mut s1);
+            net.forward_loss(
+                MatRef::new(&x[j * 12..], 12, 1),
+                &y[j..j + 1],
+                &mut ws1,
+                &mut s1,
+            );
             total += s1[0].loss_sum;
             for k in 0..10 {
                 assert!((ws1.acts[1][k] - batch_probs[j * 10 + k]).abs() < 1e-14);

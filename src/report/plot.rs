@@ -29,7 +29,11 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
             heading.push_str(&format!("  |  test accuracy {:.2}%", 100.0 * run.test.acc));
         }
         title
-            .draw(&Text::new(heading, (16, 12), ("sans-serif", 22).into_font().color(&BLACK)))
+            .draw(&Text::new(
+                heading,
+                (16, 12),
+                ("sans-serif", 22).into_font().color(&BLACK),
+            ))
             .map_err(err)?;
         let panels = body.split_evenly((1, 3));
         type Getter = fn(&LogPoint) -> (f64, f64);
@@ -49,9 +53,19 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
                 })
                 .filter(|(_, a, b)| a.is_finite() && b.is_finite())
                 .collect();
-            let lo = pts.iter().map(|p| p.1.min(p.2)).fold(f64::INFINITY, f64::min);
-            let hi = pts.iter().map(|p| p.1.max(p.2)).fold(f64::NEG_INFINITY, f64::max);
-            let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
+            let lo = pts
+                .iter()
+                .map(|p| p.1.min(p.2))
+                .fold(f64::INFINITY, f64::min);
+            let hi = pts
+                .iter()
+                .map(|p| p.1.max(p.2))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let (lo, hi) = if lo.is_finite() && hi > lo {
+                (lo, hi)
+            } else {
+                (0.0, 1.0)
+            };
             let pad = 0.05 * (hi - lo);
             let mut chart = ChartBuilder::on(panel)
                 .caption(name, ("sans-serif", 20))
@@ -64,22 +78,38 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
                 .configure_mesh()
                 .x_desc("update step")
                 .y_desc(name)
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v:.2}"))
                 .label_style(("sans-serif", 14))
                 .axis_desc_style(("sans-serif", 15))
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()
                 .map_err(err)?;
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), TRAIN_COLOR.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    TRAIN_COLOR.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label("training")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_COLOR.stroke_width(2)));
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_COLOR.stroke_width(2))
+                });
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.2)), VAL_COLOR.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.2)),
+                    VAL_COLOR.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label("validation")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOR.stroke_width(2)));
-            let pos = if name.starts_with("acc") { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight };
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOR.stroke_width(2))
+                });
+            let pos = if name.starts_with("acc") {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            };
             chart
                 .configure_series_labels()
                 .position(pos)

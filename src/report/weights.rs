@@ -10,7 +10,14 @@ use plotters::prelude::*;
 const ZOOM: usize = 4;
 
 /// Draws `rows` class templates (row-major W, rows x 3072) as a labelled montage.
-pub fn montage(path: &Path, rows: usize, cols: usize, w: &[f64], names: &[String], title: &str) -> Result<()> {
+pub fn montage(
+    path: &Path,
+    rows: usize,
+    cols: usize,
+    w: &[f64],
+    names: &[String],
+    title: &str,
+) -> Result<()> {
     super::register_font();
     assert_eq!(cols, 3072, "weight images need 32x32x3 inputs");
     let per_row = 5usize;
@@ -30,7 +37,9 @@ pub fn montage(path: &Path, rows: usize, cols: usize, w: &[f64], names: &[String
         for y in 0..32 {
             for x in 0..32 {
                 for ch in 0..3 {
-                    let v = ((row[ch * 1024 + y * 32 + x] - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8;
+                    let v = ((row[ch * 1024 + y * 32 + x] - lo) / span * 255.0)
+                        .round()
+                        .clamp(0.0, 255.0) as u8;
                     for dy in 0..ZOOM {
                         for dx in 0..ZOOM {
                             let (px, py) = (x0 + x * ZOOM + dx, y0 + y * ZOOM + dy);
@@ -42,18 +51,31 @@ pub fn montage(path: &Path, rows: usize, cols: usize, w: &[f64], names: &[String
         }
     }
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (width as u32, height as u32)).into_drawing_area();
+        let root =
+            BitMapBackend::with_buffer(&mut buf, (width as u32, height as u32)).into_drawing_area();
         let e = |e| anyhow!("cannot draw the weight images: {e:?}");
-        root.draw(&Text::new(format!("W as images: {title}"), (pad as i32, 12), ("sans-serif", 18).into_font().color(&BLACK)))
-            .map_err(e)?;
+        root.draw(&Text::new(
+            format!("W as images: {title}"),
+            (pad as i32, 12),
+            ("sans-serif", 18).into_font().color(&BLACK),
+        ))
+        .map_err(e)?;
         for k in 0..rows {
             let x0 = pad + (k % per_row) * (tile + pad);
             let y0 = title_h + (k / per_row) * (tile + label_h + pad);
-            let name = names.get(k).cloned().unwrap_or_else(|| format!("class {k}"));
-            root.draw(&Text::new(name, (x0 as i32, y0 as i32 + 4), ("sans-serif", 17).into_font().color(&BLACK)))
-                .map_err(|e| anyhow!("cannot draw the weight images: {e:?}"))?;
+            let name = names
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| format!("class {k}"));
+            root.draw(&Text::new(
+                name,
+                (x0 as i32, y0 as i32 + 4),
+                ("sans-serif", 17).into_font().color(&BLACK),
+            ))
+            .map_err(|e| anyhow!("cannot draw the weight images: {e:?}"))?;
         }
-        root.present().map_err(|e| anyhow!("cannot draw the weight images: {e:?}"))?;
+        root.present()
+            .map_err(|e| anyhow!("cannot draw the weight images: {e:?}"))?;
     }
     super::save_png(path, &buf, width as u32, height as u32)
 }

@@ -1,1 +1,12 @@
-//! sweep
+//! Sweeps: the plan (configurations and their lockstep groups), the parallel
+//! runner, the live dashboard and the results tables.
+
+pub mod dashboard;
+pub mod experiment;
+pub mod plan;
+pub mod results;
+pub mod runner;
+
+pub use dashboard::{Dashboard, DisplayMode};
+pub use plan::{group_configs, lambda_values, LambdaSpec};
+pub use runner::{run_configs, run_plan, RunnerOptions};

@@ -45,7 +45,12 @@ pub struct RunConfig {
 impl RunConfig {
     /// The architecture on CIFAR-10 inputs.
     pub fn arch(&self) -> Arch {
-        Arch { input: crate::data::PIXELS, hidden: self.hidden.clone(), classes: crate::data::CLASSES, loss: self.loss }
+        Arch {
+            input: crate::data::PIXELS,
+            hidden: self.hidden.clone(),
+            classes: crate::data::CLASSES,
+            loss: self.loss,
+        }
     }
 
     /// Seed of this configuration's initial weights: from the base seed and the
@@ -88,7 +93,10 @@ impl RunConfig {
     /// Checks every value, with a message naming the flag and a fix.
     pub fn validate(&self, n_train: usize) -> Result<()> {
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
-            bail!("--lambda {} must be a finite value >= 0, e.g. 0.01", self.lambda);
+            bail!(
+                "--lambda {} must be a finite value >= 0, e.g. 0.01",
+                self.lambda
+            );
         }
         self.schedule.validate()?;
         let peak = self.schedule.eta_peak();
@@ -100,13 +108,19 @@ impl RunConfig {
             );
         }
         if self.batch == 0 || self.batch > n_train {
-            bail!("--batch {} must be between 1 and the {n_train} training images", self.batch);
+            bail!(
+                "--batch {} must be between 1 and the {n_train} training images",
+                self.batch
+            );
         }
         if self.steps == 0 {
             bail!("the run has no update step: give --epochs, --steps or --cycles of at least 1");
         }
         if self.hidden.contains(&0) {
-            bail!("--hidden {:?}: every hidden layer needs at least one unit", self.hidden);
+            bail!(
+                "--hidden {:?}: every hidden layer needs at least one unit",
+                self.hidden
+            );
         }
         Ok(())
     }
@@ -118,7 +132,16 @@ impl RunConfig {
 
     /// Short description for titles, e.g. `mlp [50], lambda 0.01, cyclic ...`.
     pub fn describe(&self) -> String {
-        let model = if self.hidden.is_empty() { "linear".to_string() } else { format!("mlp {:?}", self.hidden) };
-        format!("{model}, lambda {}, {}, batch {}", self.lambda, self.schedule.describe(), self.batch)
+        let model = if self.hidden.is_empty() {
+            "linear".to_string()
+        } else {
+            format!("mlp {:?}", self.hidden)
+        };
+        format!(
+            "{model}, lambda {}, {}, batch {}",
+            self.lambda,
+            self.schedule.describe(),
+            self.batch
+        )
     }
 }

@@ -117,6 +117,15 @@ pub struct Control {
     pub stop: AtomicBool,
 }
 
+impl Control {
+    /// A control that is not stopped (usable in a `static`).
+    pub const fn new() -> Self {
+        Control {
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
 /// Receives progress from the loop; implementations must be cheap (atomics).
 pub trait Observer: Sync {
     /// After each step; `ids` are the configurations' indices in the caller's plan.
@@ -142,11 +151,16 @@ pub fn train_group<T: Real>(
     observer: &dyn Observer,
     resume: Option<GroupState<T>>,
 ) -> Result<GroupOutcome<T>> {
-    let first = configs.first().expect("a group has at least one configuration");
+    let first = configs
+        .first()
+        .expect("a group has at least one configuration");
     if configs.len() > MAX_GROUP {
         bail!("at most {MAX_GROUP} configurations can train in one group");
     }
-    if configs.iter().any(|c| c.lockstep_key() != first.lockstep_key()) {
+    if configs
+        .iter()
+        .any(|c| c.lockstep_key() != first.lockstep_key())
+    {
         bail!("configurations of one group must share architecture, batch, steps, data order and split");
     }
     let n_train = split.train.len();
@@ -178,7 +192,11 @@ pub fn train_group<T: Real>(
     let mut evals_val = vec![Eval::default(); cfgs];
     // Shuffled order: an index permutation and a batch buffer, allocated once.
     let mut order: Vec<usize> = (0..n_train).collect();
-    let mut batch_x = if first.shuffle { vec![T::zero(); arch.input * batch] } else { Vec::new() };
+    let mut batch_x = if first.shuffle {
+        vec![T::zero(); arch.input * batch]
+    } else {
+        Vec::new()
+    };
     let mut batch_y = vec![0u8; batch];
     let data_seed = first.data_seed();
 
@@ -190,13 +208,25 @@ pub fn train_group<T: Real>(
                ev: &mut [Eval],
                history: &mut [Vec<LogPoint>],
                diverged: &[Option<Divergence>]| {
-        net.evaluate(split.train.view(), &split.train.labels, &lambdas, eval_ws, et);
+        net.evaluate(
+            split.train.view(),
+            &split.train.labels,
+            &lambdas,
+            eval_ws,
+            et,
+        );
         net.evaluate(split.val.view(), &split.val.labels, &lambdas, eval_ws, ev);
         for c in 0..cfgs {
             if diverged[c].is_some() {
                 continue;
             }
-            let p = LogPoint { step: t, epoch: t as f64 / per_epoch as f64, eta: etas[c], train: et[c], val: ev[c] };
+            let p = LogPoint {
+                step: t,
+                epoch: t as f64 / per_epoch as f64,
+                eta: etas[c],
+                train: et[c],
+                val: ev[c],
+            };
             history[c].push(p);
             observer.on_log(ids[c], &p);
         }
@@ -206,7 +236,16 @@ pub fn train_group<T: Real>(
         for (c, cfg) in configs.iter().enumerate() {
             etas[c] = cfg.schedule.eta(0);
         }
-        log(net, 0, &etas, &mut eval_ws, &mut evals_train, &mut evals_val, &mut state.history, &state.diverged);
+        log(
+            net,
+            0,
+            &etas,
+            &mut eval_ws,
+            &mut evals_train,
+            &mut evals_val,
+            &mut state.history,
+            &state.diverged,
+        );
     }
 
     let t_start = Instant::now();
@@ -234,16 +273,26 @@ pub fn train_group<T: Real>(
             }
             (MatRef::new(&batch_x, d, batch), &batch_y)
         } else {
-            (split.train.cols(pos * batch, batch), &split.train.labels[pos * batch..(pos + 1) * batch])
+            (
+                split.train.cols(pos * batch, batch),
+                &split.train.labels[pos * batch..(pos + 1) * batch],
+            )
         };
         for (c, cfg) in configs.iter().enumerate() {
-            etas[c] = if state.diverged[c].is_some() { 0.0 } else { cfg.schedule.eta(t) };
+            etas[c] = if state.diverged[c].is_some() {
+                0.0
+            } else {
+                cfg.schedule.eta(t)
+            };
             etas_t[c] = T::of(etas[c]);
         }
         net.forward_loss(x, y, &mut ws, &mut stats);
         for c in 0..cfgs {
             if state.diverged[c].is_none() && !stats[c].loss_sum.is_finite() {
-                state.diverged[c] = Some(Divergence { step: t, eta: etas[c] });
+                state.diverged[c] = Some(Divergence {
+                    step: t,
+                    eta: etas[c],
+                });
                 net.reset_config(c);
                 etas[c] = 0.0;
                 etas_t[c] = T::zero();
@@ -252,15 +301,30 @@ pub fn train_group<T: Real>(
         net.backward_update(x, y, &mut ws, &etas_t, &lambdas_t);
         t += 1;
         observer.on_step(ids, t, &etas);
-        let log_now = (first.log_every > 0 && t % first.log_every == 0) || t == first.steps;
+        let log_now =
+            (first.log_every > 0 && t.is_multiple_of(first.log_every)) || t == first.steps;
         if log_now {
             let e0 = Instant::now();
-            log(net, t, &etas, &mut eval_ws, &mut evals_train, &mut evals_val, &mut state.history, &state.diverged);
+            log(
+                net,
+                t,
+                &etas,
+                &mut eval_ws,
+                &mut evals_train,
+                &mut evals_val,
+                &mut state.history,
+                &state.diverged,
+            );
             eval_s += e0.elapsed().as_secs_f64();
             // A run whose evaluated cost is not finite has diverged too.
             for c in 0..cfgs {
-                if state.diverged[c].is_none() && !(evals_train[c].cost.is_finite() && evals_val[c].cost.is_finite()) {
-                    state.diverged[c] = Some(Divergence { step: t, eta: etas[c] });
+                if state.diverged[c].is_none()
+                    && !(evals_train[c].cost.is_finite() && evals_val[c].cost.is_finite())
+                {
+                    state.diverged[c] = Some(Divergence {
+                        step: t,
+                        eta: etas[c],
+                    });
                     net.reset_config(c);
                 }
             }
@@ -275,7 +339,13 @@ pub fn train_group<T: Real>(
 
     let mut test = vec![Eval::default(); cfgs];
     if !interrupted {
-        net.evaluate(split.test.view(), &split.test.labels, &lambdas, &mut eval_ws, &mut test);
+        net.evaluate(
+            split.test.view(),
+            &split.test.labels,
+            &lambdas,
+            &mut eval_ws,
+            &mut test,
+        );
     }
     let mut folded = net.clone();
     folded.fold_scales();
@@ -293,19 +363,32 @@ pub fn train_group<T: Real>(
         let weights = if status == Status::Done {
             (0..folded.layers())
                 .map(|l| {
-                    (folded.widths[l + 1], folded.widths[l], folded.weight_rows(l, c), folded.bias(l, c).iter().map(|v| v.f64()).collect())
+                    (
+                        folded.widths[l + 1],
+                        folded.widths[l],
+                        folded.weight_rows(l, c),
+                        folded.bias(l, c).iter().map(|v| v.f64()).collect(),
+                    )
                 })
                 .collect()
         } else {
             Vec::new()
         };
-        let nan = Eval { cost: f64::NAN, loss: f64::NAN, acc: f64::NAN };
+        let nan = Eval {
+            cost: f64::NAN,
+            loss: f64::NAN,
+            acc: f64::NAN,
+        };
         let run = RunOutcome {
             config: cfg.clone(),
             status,
             history: hist.clone(),
             steps_done: state.diverged[c].map(|d| d.step).unwrap_or(t),
-            train: if status == Status::Done { last.map(|p| p.train).unwrap_or(nan) } else { last.map(|p| p.train).unwrap_or(nan) },
+            train: if status == Status::Done {
+                last.map(|p| p.train).unwrap_or(nan)
+            } else {
+                last.map(|p| p.train).unwrap_or(nan)
+            },
             val: last.map(|p| p.val).unwrap_or(nan),
             test: if status == Status::Done { test[c] } else { nan },
             diverged: state.diverged[c],
@@ -317,7 +400,10 @@ pub fn train_group<T: Real>(
         observer.on_done(ids[c], &run);
         runs.push(run);
     }
-    Ok(GroupOutcome { runs, state: interrupted.then_some(state) })
+    Ok(GroupOutcome {
+        runs,
+        state: interrupted.then_some(state),
+    })
 }
 
 /// Resets `order` to the permutation of epoch `epoch`: the identity shuffled by a

@@ -96,7 +96,15 @@ impl RunResult {
 pub fn metrics_csv(o: &RunOutcome) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc",
+        "step",
+        "epoch",
+        "eta",
+        "train_cost",
+        "train_loss",
+        "train_acc",
+        "val_cost",
+        "val_loss",
+        "val_acc",
     ])?;
     for p in &o.history {
         w.write_record(&[
@@ -111,12 +119,13 @@ pub fn metrics_csv(o: &RunOutcome) -> Result<Vec<u8>> {
             p.val.acc.to_string(),
         ])?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Encodes a row-major f32 matrix as a NumPy .npy file (version 1.0).
 pub fn npy_f32(rows: usize, cols: usize, data: &[f64]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -130,7 +139,12 @@ pub fn npy_f32(rows: usize, cols: usize, data: &[f64]) -> Vec<u8> {
 }
 
 /// Writes the whole run folder `dir`.
-pub fn write_run(dir: &Path, o: &RunOutcome, saved: &SavedConfig, class_names: &[String]) -> Result<RunResult> {
+pub fn write_run(
+    dir: &Path,
+    o: &RunOutcome,
+    saved: &SavedConfig,
+    class_names: &[String],
+) -> Result<RunResult> {
     create_dir(dir)?;
     write_json(&dir.join("config.json"), saved)?;
     write_atomic(&dir.join("metrics.csv"), &metrics_csv(o)?)?;
@@ -139,13 +153,23 @@ pub fn write_run(dir: &Path, o: &RunOutcome, saved: &SavedConfig, class_names: &
     }
     if o.status == Status::Done && o.config.save_weights {
         for (l, (rows, cols, w, b)) in o.weights.iter().enumerate() {
-            write_atomic(&dir.join(format!("W{}.npy", l + 1)), &npy_f32(*rows, *cols, w))?;
+            write_atomic(
+                &dir.join(format!("W{}.npy", l + 1)),
+                &npy_f32(*rows, *cols, w),
+            )?;
             write_atomic(&dir.join(format!("b{}.npy", l + 1)), &npy_f32(*rows, 1, b))?;
         }
     }
     if o.status == Status::Done && o.config.hidden.is_empty() {
         if let Some((rows, cols, w, _)) = o.weights.first() {
-            crate::report::weights::montage(&dir.join("weights.png"), *rows, *cols, w, class_names, &o.config.describe())?;
+            crate::report::weights::montage(
+                &dir.join("weights.png"),
+                *rows,
+                *cols,
+                w,
+                class_names,
+                &o.config.describe(),
+            )?;
         }
     }
     let result = RunResult::from_outcome(o);

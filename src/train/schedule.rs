@@ -38,10 +38,22 @@ impl Schedule {
     pub fn eta(&self, t: usize) -> f64 {
         match *self {
             Schedule::Fixed { eta } => eta,
-            Schedule::StepDecay { eta, factor, every_steps } => eta * factor.powi((t / every_steps.max(1)) as i32),
-            Schedule::Cyclic { eta_min, eta_max, ns } => {
+            Schedule::StepDecay {
+                eta,
+                factor,
+                every_steps,
+            } => eta * factor.powi((t / every_steps.max(1)) as i32),
+            Schedule::Cyclic {
+                eta_min,
+                eta_max,
+                ns,
+            } => {
                 let pos = t % (2 * ns);
-                let frac = if pos <= ns { pos as f64 / ns as f64 } else { (2 * ns - pos) as f64 / ns as f64 };
+                let frac = if pos <= ns {
+                    pos as f64 / ns as f64
+                } else {
+                    (2 * ns - pos) as f64 / ns as f64
+                };
                 eta_min + frac * (eta_max - eta_min)
             }
         }
@@ -51,7 +63,9 @@ impl Schedule {
     pub fn eta_peak(&self) -> f64 {
         match *self {
             Schedule::Fixed { eta } | Schedule::StepDecay { eta, .. } => eta,
-            Schedule::Cyclic { eta_max, eta_min, .. } => eta_max.max(eta_min),
+            Schedule::Cyclic {
+                eta_max, eta_min, ..
+            } => eta_max.max(eta_min),
         }
     }
 
@@ -60,12 +74,18 @@ impl Schedule {
         let ok = |v: f64| v.is_finite() && v > 0.0 && v < 100.0;
         match *self {
             Schedule::Fixed { eta } | Schedule::StepDecay { eta, .. } if !ok(eta) => {
-                bail!("--eta {eta} is not a usable learning rate: use a positive value such as 0.001")
+                bail!(
+                    "--eta {eta} is not a usable learning rate: use a positive value such as 0.001"
+                )
             }
             Schedule::StepDecay { factor, .. } if !(factor > 0.0 && factor <= 1.0) => {
                 bail!("--decay-factor {factor} must be in (0, 1], e.g. 0.9")
             }
-            Schedule::Cyclic { eta_min, eta_max, ns } => {
+            Schedule::Cyclic {
+                eta_min,
+                eta_max,
+                ns,
+            } => {
                 if !ok(eta_min) || !ok(eta_max) || eta_min > eta_max {
                     bail!("--eta-min {eta_min} / --eta-max {eta_max}: need 0 < eta-min <= eta-max, e.g. 1e-5 and 1e-1")
                 }
@@ -82,10 +102,18 @@ impl Schedule {
     pub fn describe(&self) -> String {
         match *self {
             Schedule::Fixed { eta } => format!("eta {eta}"),
-            Schedule::StepDecay { eta, factor, every_steps } => {
+            Schedule::StepDecay {
+                eta,
+                factor,
+                every_steps,
+            } => {
                 format!("eta {eta} x{factor} every {every_steps} steps")
             }
-            Schedule::Cyclic { eta_min, eta_max, ns } => format!("cyclic eta {eta_min:e}..{eta_max:e}, ns {ns}"),
+            Schedule::Cyclic {
+                eta_min,
+                eta_max,
+                ns,
+            } => format!("cyclic eta {eta_min:e}..{eta_max:e}, ns {ns}"),
         }
     }
 }
@@ -96,7 +124,11 @@ mod tests {
 
     #[test]
     fn cyclic_values_at_key_points_and_across_cycles() {
-        let s = Schedule::Cyclic { eta_min: 1e-5, eta_max: 1e-1, ns: 500 };
+        let s = Schedule::Cyclic {
+            eta_min: 1e-5,
+            eta_max: 1e-1,
+            ns: 500,
+        };
         let close = |a: f64, b: f64| (a - b).abs() < 1e-15;
         assert!(close(s.eta(0), 1e-5));
         assert!(close(s.eta(250), 1e-5 + 0.5 * (1e-1 - 1e-5)));
@@ -115,7 +147,11 @@ mod tests {
 
     #[test]
     fn step_decay_and_fixed() {
-        let s = Schedule::StepDecay { eta: 0.1, factor: 0.5, every_steps: 100 };
+        let s = Schedule::StepDecay {
+            eta: 0.1,
+            factor: 0.5,
+            every_steps: 100,
+        };
         assert_eq!(s.eta(99), 0.1);
         assert_eq!(s.eta(100), 0.05);
         assert_eq!(s.eta(250), 0.025);
@@ -124,9 +160,19 @@ mod tests {
 
     #[test]
     fn nonsense_values_are_rejected_with_the_flag_named() {
-        let e = Schedule::Fixed { eta: -1.0 }.validate().unwrap_err().to_string();
+        let e = Schedule::Fixed { eta: -1.0 }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--eta -1"));
-        let e = Schedule::Cyclic { eta_min: 0.1, eta_max: 0.01, ns: 5 }.validate().unwrap_err().to_string();
+        let e = Schedule::Cyclic {
+            eta_min: 0.1,
+            eta_max: 0.01,
+            ns: 5,
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--eta-min"));
     }
 }

@@ -1,0 +1,28 @@
+# Two entry points (see README): `make run` (the main job) and `make test`.
+SHELL := /bin/bash
+OUT ?= out
+DATA_DIR ?= $(if $(CIFAR10_DIR),$(CIFAR10_DIR),data/cifar-10-batches-bin)
+
+.PHONY: run test setup build bench
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	cargo build --release --locked
+
+# The main job: find (or fetch) the data, then run it.
+run: build
+	@if [ ! -e "$(DATA_DIR)" ]; then ./target/release/shallow data fetch --dest data; fi
+	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow data info
+	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow experiment a1 --out $(OUT)/a1
+	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow experiment a2 --out $(OUT)/a2
+
+# The whole test suite: formatting, lints, every test.
+test: setup
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo nextest run --locked --no-fail-fast
+
+bench: setup
+	cargo bench --locked

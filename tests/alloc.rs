@@ -1,0 +1,66 @@
+//! A training step allocates nothing on the heap.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shallow::nn::net::LossStat;
+use shallow::nn::{Arch, Loss, MatRef, Net};
+use shallow::train::group::shuffle_epoch;
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn a_training_step_allocates_nothing() {
+    shallow::nn::blas::set_threads(1);
+    for hidden in [vec![], vec![50], vec![30, 20]] {
+        let arch = Arch {
+            input: 3072,
+            hidden,
+            classes: 10,
+            loss: Loss::Ce,
+        };
+        let n = 100;
+        let x: Vec<f32> = (0..3072 * n)
+            .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+            .collect();
+        let y: Vec<u8> = (0..n).map(|j| (j % 10) as u8).collect();
+        let mut net = Net::<f32>::init(&arch, &[1, 2, 3, 4]);
+        let mut ws = net.workspace(n);
+        let mut stats = [LossStat::default(); 4];
+        let mut order: Vec<usize> = (0..1000).collect();
+        let etas = [0.01f32, 0.02, 0.05, 0.1];
+        let lambdas = [0.0f32, 0.01, 0.1, 0.2];
+        // Warm-up step (BLAS allocates its buffers on first use).
+        net.forward_loss(MatRef::new(&x, 3072, n), &y, &mut ws, &mut stats);
+        net.backward_update(MatRef::new(&x, 3072, n), &y, &mut ws, &etas, &lambdas);
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for step in 0..20 {
+            shuffle_epoch(&mut order, 9, step);
+            net.forward_loss(MatRef::new(&x, 3072, n), &y, &mut ws, &mut stats);
+            net.backward_update(MatRef::new(&x, 3072, n), &y, &mut ws, &etas, &lambdas);
+        }
+        assert_eq!(
+            ALLOCS.load(Ordering::SeqCst) - before,
+            0,
+            "heap allocations during training steps"
+        );
+    }
+}

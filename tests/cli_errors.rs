@@ -1,0 +1,161 @@
+//! Bad input gets a clear message naming the thing and the fix, a non-zero exit,
+//! and never a panic or a backtrace (RUST_BACKTRACE=1 is set on purpose).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use shallow::data::binary::encode_batch;
+use shallow::data::pickle;
+
+fn shallow(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shallow"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("CIFAR10_DIR")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Runs `data info` on `dir` and checks a clean failure whose message contains `want`.
+fn fails_with(dir: &Path, want: &[&str]) {
+    let (code, _, err) = shallow(&["data", "info", "--data", dir.to_str().unwrap()]);
+    assert_ne!(code, 0, "must fail: {err}");
+    assert_ne!(code, 101, "must not panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    for w in want {
+        assert!(err.contains(w), "expected {w:?} in: {err}");
+    }
+}
+
+fn valid_batch() -> Vec<u8> {
+    let labels: Vec<u8> = (0..10_000).map(|i| (i % 10) as u8).collect();
+    encode_batch(&labels, &vec![7u8; 10_000 * 3072])
+}
+
+#[test]
+fn missing_folder() {
+    fails_with(
+        Path::new("/nonexistent/cifar"),
+        &["/nonexistent/cifar", "does not exist", "shallow data fetch"],
+    );
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("data_batch_1.bin"), valid_batch()).unwrap();
+    fails_with(dir.path(), &["data_batch_2.bin", "file missing"]);
+}
+
+#[test]
+fn size_not_a_multiple_of_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = valid_batch();
+    b.truncate(b.len() - 100);
+    fs::write(dir.path().join("data_batch_1.bin"), b).unwrap();
+    fails_with(
+        dir.path(),
+        &["data_batch_1.bin", "not a multiple of the 3073-byte record"],
+    );
+}
+
+#[test]
+fn wrong_record_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = valid_batch();
+    fs::write(dir.path().join("data_batch_1.bin"), &b[..3073 * 9000]).unwrap();
+    fails_with(
+        dir.path(),
+        &["data_batch_1.bin", "holds 9000 records, expected 10000"],
+    );
+}
+
+#[test]
+fn label_above_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = valid_batch();
+    b[3073 * 42] = 12;
+    fs::write(dir.path().join("data_batch_1.bin"), b).unwrap();
+    fails_with(dir.path(), &["data_batch_1.bin", "record 42 has label 12"]);
+}
+
+#[test]
+fn unreadable_file() {
+    // A folder where the file should be cannot be read (works as root too).
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("data_batch_1.bin")).unwrap();
+    fails_with(dir.path(), &["data_batch_1.bin", "cannot read the file"]);
+}
+
+#[test]
+fn pickle_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels: Vec<i64> = (0..10_000).map(|i| i % 10).collect();
+    fs::write(
+        dir.path().join("data_batch_1"),
+        pickle::encode_batch(&labels, (10_000, 1024), &vec![0; 10_000 * 1024]),
+    )
+    .unwrap();
+    fails_with(dir.path(), &["data_batch_1", "shape [10000, 1024]"]);
+}
+
+#[test]
+fn no_data_anywhere_suggests_fetch() {
+    let (code, _, err) = shallow(&["data", "info"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("shallow data fetch"), "{err}");
+}
+
+#[test]
+fn nonsense_hyperparameters() {
+    for (args, want) in [
+        (vec!["train", "--lambda", "-1"], "--lambda -1"),
+        (vec!["train", "--eta", "0"], "--eta 0"),
+        (vec!["train", "--batch", "0"], "--batch 0"),
+        (
+            vec![
+                "train",
+                "--model",
+                "mlp",
+                "--cycles",
+                "1",
+                "--eta-min",
+                "0.1",
+                "--eta-max",
+                "0.01",
+            ],
+            "--eta-min",
+        ),
+        (
+            vec!["train", "--lambda", "10", "--eta", "0.1"],
+            "1 - 2 eta lambda",
+        ),
+    ] {
+        let (code, _, err) = shallow(&args);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn unwritable_output_folder() {
+    let (code, _, err) = shallow(&["train", "--out", "/proc/shallow-out"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("/proc/shallow-out") && err.contains("--out"),
+        "{err}"
+    );
+}

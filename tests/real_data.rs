@@ -1,0 +1,119 @@
+//! Reference figures on the real CIFAR-10 (skipped when CIFAR10_DIR is unset).
+
+mod common;
+
+use shallow::data::{Split, SplitSpec};
+use shallow::nn::gradcheck;
+use shallow::nn::{Loss, Precision};
+use shallow::sweep::experiment::{a1_configs, a2_configs};
+use shallow::train::group::Silent;
+use shallow::train::{train_group, Control, Status};
+
+#[test]
+fn data_info_matches_the_release() {
+    let Some(d) = common::real_data("data_info_matches_the_release") else {
+        return;
+    };
+    let info = d.info();
+    assert_eq!(info.files.len(), 6);
+    for f in &info.files {
+        assert_eq!(f.n, 10_000, "{}", f.name);
+    }
+    assert_eq!(info.files[5].class_counts, vec![1000; 10]);
+    let per_class: Vec<usize> = (0..10)
+        .map(|k| info.files[..5].iter().map(|f| f.class_counts[k]).sum())
+        .collect();
+    assert_eq!(per_class, vec![5000; 10]);
+    let want = [125.31, 122.95, 113.87];
+    for (m, w) in info.train_mean_rgb.iter().zip(want) {
+        assert!((m - w).abs() < 0.01, "{m} vs {w}");
+    }
+    assert_eq!(&d.train[0].labels[..10], &[6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
+    assert_eq!(&d.test.labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
+}
+
+#[test]
+fn assignment1_reference_accuracy() {
+    let Some(d) = common::real_data("assignment1_reference_accuracy") else {
+        return;
+    };
+    let split = Split::<f32>::new(&d, SplitSpec::default()).unwrap();
+    // lambda 0.1, eta 0.001: 39.0% on the test set.
+    let cfg = a1_configs(1, Precision::F32)
+        .into_iter()
+        .find(|c| c.lambda == 0.1)
+        .unwrap();
+    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let r = &out.runs[0];
+    assert_eq!(r.status, Status::Done);
+    assert!(
+        (r.test.acc - 0.390).abs() <= 0.01,
+        "test accuracy {}",
+        r.test.acc
+    );
+}
+
+#[test]
+fn assignment2_one_cycle_reference_accuracy() {
+    let Some(d) = common::real_data("assignment2_one_cycle_reference_accuracy") else {
+        return;
+    };
+    let split = Split::<f32>::new(&d, SplitSpec::default()).unwrap();
+    let cfg = a2_configs(1, Precision::F32).remove(0);
+    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    assert!(
+        (out.runs[0].test.acc - 0.46).abs() <= 0.01,
+        "test accuracy {}",
+        out.runs[0].test.acc
+    );
+}
+
+#[test]
+fn short_run_beats_chance_by_far() {
+    let Some(d) = common::real_data("short_run_beats_chance_by_far") else {
+        return;
+    };
+    let split = Split::<f32>::new(&d, SplitSpec::default()).unwrap();
+    let mut cfg = a2_configs(1, Precision::F32).remove(0);
+    cfg.steps = 200;
+    cfg.schedule = shallow::train::Schedule::Fixed { eta: 0.02 };
+    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    assert!(
+        out.runs[0].val.acc > 0.30,
+        "validation accuracy {}",
+        out.runs[0].val.acc
+    );
+}
+
+#[test]
+fn gradients_check_on_real_data() {
+    let Some(d) = common::real_data("gradients_check_on_real_data") else {
+        return;
+    };
+    let split = Split::<f64>::new(&d, SplitSpec::default()).unwrap();
+    for hidden in [vec![], vec![50]] {
+        for loss in [Loss::Ce, Loss::Bce] {
+            for lambda in [0.0, 0.1] {
+                let opts = gradcheck::Options {
+                    hidden: hidden.clone(),
+                    loss,
+                    lambda,
+                    method: gradcheck::Method::Centred,
+                    h: 1e-5,
+                    eps: gradcheck::REL_EPS,
+                    tol: 1e-6,
+                    // Full 3072-feature inputs for the linear model and one mlp setting
+                    // (every W1 entry costs a full forward pass there).
+                    subsets: if hidden.is_empty() || (loss == Loss::Ce && lambda > 0.0) {
+                        vec![(20, 100), (3072, 1)]
+                    } else {
+                        vec![(20, 100)]
+                    },
+                    seed: 1,
+                };
+                let report = gradcheck::run(&opts, Some((&split.train, "real".into())));
+                assert!(report.passed, "{report}");
+            }
+        }
+    }
+}
