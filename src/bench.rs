@@ -1,1 +1,468 @@
-//! bench placeholder
+//! `shallow bench`: the machine's GEMM roofline through the trainer's own BLAS
+//! path, then what training achieves against it, with a per-phase profile.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Cifar10, Split, SplitKind, SplitSpec};
+use crate::nn::net::{Eval, LossStat};
+use crate::nn::profile;
+use crate::nn::{blas, gemm, Arch, Loss, MatMut, MatRef, Net, Real};
+use crate::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions, SweepSpec};
+use crate::train::Control;
+
+/// What to measure.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchOptions {
+    /// A run of a few seconds (shorter timings, a small sweep).
+    pub quick: bool,
+    /// Cores to use for the "all cores" figures.
+    pub cores: usize,
+    /// Also measure dgemm.
+    pub f64: bool,
+    /// Skip the sweep measurement.
+    pub no_sweep: bool,
+}
+
+/// One GEMM shape's speed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GemmBench {
+    /// What the shape is in the workload.
+    pub role: String,
+    /// `sgemm` or `dgemm`.
+    pub kind: String,
+    /// Rows of the output.
+    pub m: usize,
+    /// Columns of the output.
+    pub n: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// GFLOP/s with one BLAS thread.
+    pub gflops_1t: f64,
+    /// GFLOP/s with every core.
+    pub gflops_all: f64,
+}
+
+/// A training step's speed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepBench {
+    /// Network, e.g. `mlp 3072-50-10 (ce)`.
+    pub model: String,
+    /// Configurations stacked in lockstep.
+    pub configs: usize,
+    /// BLAS threads.
+    pub threads: usize,
+    /// Milliseconds per step (for the whole group).
+    pub ms_per_step: f64,
+    /// Achieved GFLOP/s (GEMM FLOPs counted from the shapes).
+    pub gflops: f64,
+    /// Time the step's GEMMs take at the measured GEMM speeds, ms.
+    pub gemm_floor_ms: f64,
+    /// gemm_floor_ms / ms_per_step: how close the step is to the roofline.
+    pub roofline_fraction: f64,
+    /// Per phase: (name, ms per step).
+    pub phases: Vec<(String, f64)>,
+}
+
+/// The 8-lambda lockstep sweep.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SweepBench {
+    /// Configurations.
+    pub configs: usize,
+    /// Steps per configuration.
+    pub steps: usize,
+    /// Wall seconds of the sweep (training and its final evaluation).
+    pub wall_s: f64,
+    /// Achieved GFLOP/s over the training steps.
+    pub gflops: f64,
+}
+
+/// Everything `shallow bench` measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// BLAS build.
+    pub blas: String,
+    /// Cores used for the "all cores" figures.
+    pub cores: usize,
+    /// Data used.
+    pub data: String,
+    /// GEMM roofline.
+    pub gemm: Vec<GemmBench>,
+    /// Training steps.
+    pub steps: Vec<StepBench>,
+    /// Forward-only evaluation, images per second (m = 50, all cores).
+    pub eval_images_per_s: f64,
+    /// The sweep, unless skipped.
+    pub sweep: Option<SweepBench>,
+    /// Wall seconds of the whole benchmark.
+    pub wall_s: f64,
+}
+
+/// Seconds per call of `f`, repeated for about `min_s` after a warm-up.
+fn time_per_call(min_s: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let t0 = Instant::now();
+    let mut calls = 0u64;
+    while calls < 3 || t0.elapsed().as_secs_f64() < min_s {
+        f();
+        calls += 1;
+    }
+    t0.elapsed().as_secs_f64() / calls as f64
+}
+
+fn gemm_gflops<T: Real>(m: usize, n: usize, k: usize, trans_b: bool, min_s: f64) -> f64 {
+    let a = vec![T::of(0.5); m * k];
+    let b = vec![T::of(0.25); k * n];
+    let mut c = vec![T::zero(); m * n];
+    let bm = if trans_b {
+        MatRef::new(&b, n, k)
+    } else {
+        MatRef::new(&b, k, n)
+    };
+    let s = time_per_call(min_s, || {
+        gemm(
+            T::one(),
+            MatRef::new(&a, m, k),
+            false,
+            bm,
+            trans_b,
+            T::one(),
+            MatMut::new(&mut c, m, n),
+        )
+    });
+    2.0 * (m * n * k) as f64 / s / 1e9
+}
+
+/// The GEMM shapes of the workload: (role, m, n, k, B transposed).
+fn shapes() -> Vec<(&'static str, usize, usize, usize, bool)> {
+    vec![
+        ("A2 forward W1 X", 50, 100, 3072, false),
+        ("A2 gradient G X^T", 50, 3072, 100, true),
+        ("A1 forward W X", 10, 100, 3072, false),
+        ("A1 gradient G X^T", 10, 3072, 100, true),
+        ("4 stacked forward", 200, 100, 3072, false),
+        ("4 stacked gradient", 200, 3072, 100, true),
+        ("8 stacked forward", 400, 100, 3072, false),
+        ("8 stacked gradient", 400, 3072, 100, true),
+        ("square 1024", 1024, 1024, 1024, false),
+    ]
+}
+
+fn step_bench<T: Real>(
+    split: &Split<T>,
+    hidden: &[usize],
+    configs: usize,
+    threads: usize,
+    min_s: f64,
+    roof: &dyn Fn(usize, usize, usize, bool) -> f64,
+) -> StepBench {
+    blas::set_threads(threads);
+    let arch = Arch {
+        input: 3072,
+        hidden: hidden.to_vec(),
+        classes: 10,
+        loss: Loss::Ce,
+    };
+    let batch = 100;
+    let seeds: Vec<u64> = (0..configs as u64).collect();
+    let mut net = Net::<T>::init(&arch, &seeds);
+    let mut ws = net.workspace(batch);
+    let mut stats = vec![LossStat::default(); configs];
+    let etas = vec![T::of(0.01); configs];
+    let lambdas = vec![T::of(0.01); configs];
+    let per_epoch = split.train.len() / batch;
+    let mut t = 0usize;
+    let mut step = |net: &mut Net<T>| {
+        let mut timer = profile::start();
+        let pos = t % per_epoch;
+        let x = split.train.cols(pos * batch, batch);
+        let y = &split.train.labels[pos * batch..(pos + 1) * batch];
+        profile::lap(&mut timer, profile::Phase::Batch);
+        net.forward_loss(x, y, &mut ws, &mut stats);
+        net.backward_update(x, y, &mut ws, &etas, &lambdas);
+        t += 1;
+    };
+    let s = time_per_call(min_s, || step(&mut net));
+    // Profile in a second pass (the timers are off during the timing above).
+    profile::enable(true);
+    let steps = 200;
+    for _ in 0..steps {
+        step(&mut net);
+    }
+    let phases = profile::totals();
+    profile::enable(false);
+    let flops = configs as f64 * arch.step_flops(batch);
+    // GEMM floor: the step's GEMMs at the measured GEMM speeds of this thread count.
+    let w = arch.widths();
+    let mut floor = 0.0;
+    for l in 0..arch.layers() {
+        let (m, k) = (configs * w[l + 1], w[l]);
+        let (m1, per) = if l == 0 { (m, 1) } else { (w[l + 1], configs) };
+        floor += per as f64 * 2.0 * (m1 * batch * k) as f64 / (roof(m1, batch, k, false) * 1e9);
+        floor += per as f64 * 2.0 * (m1 * k * batch) as f64 / (roof(m1, k, batch, true) * 1e9);
+        if l > 0 {
+            floor += per as f64 * 2.0 * (m1 * k * batch) as f64 / (roof(k, batch, m1, false) * 1e9);
+        }
+    }
+    StepBench {
+        model: arch.describe(),
+        configs,
+        threads,
+        ms_per_step: s * 1e3,
+        gflops: flops / s / 1e9,
+        gemm_floor_ms: floor * 1e3,
+        roofline_fraction: floor / s,
+        phases: profile::NAMES
+            .iter()
+            .zip(phases)
+            .map(|(n, v)| (n.to_string(), v * 1e3 / steps as f64))
+            .collect(),
+    }
+}
+
+/// Generated data of CIFAR-10's shapes, for machines without the data.
+fn generated(kind: SplitKind) -> Split<f32> {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut make = |n: usize| {
+        let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..10u8)).collect();
+        let px: Vec<u8> = (0..n * 3072).map(|_| rng.random::<u8>()).collect();
+        (labels, px)
+    };
+    let n_train = if kind == SplitKind::A1 {
+        10_000
+    } else {
+        45_000
+    };
+    let (tr, va, te) = (
+        make(n_train),
+        make(if kind == SplitKind::A1 { 10_000 } else { 5000 }),
+        make(10_000),
+    );
+    Split::from_pixels(
+        tr,
+        va,
+        te,
+        3072,
+        SplitSpec {
+            kind,
+            ..Default::default()
+        },
+        vec![],
+    )
+}
+
+/// Runs every measurement.
+pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
+    let t0 = Instant::now();
+    let min_s = if opts.quick { 0.05 } else { 0.3 };
+    let cores = opts.cores.max(1);
+    let split_a1 = match data {
+        Some(d) => Split::<f32>::new(d, SplitSpec::default())?,
+        None => generated(SplitKind::A1),
+    };
+    let mut gemms = Vec::new();
+    for (role, m, n, k, tb) in shapes() {
+        blas::set_threads(1);
+        let one = gemm_gflops::<f32>(m, n, k, tb, min_s);
+        blas::set_threads(cores);
+        let all = gemm_gflops::<f32>(m, n, k, tb, min_s);
+        gemms.push(GemmBench {
+            role: role.into(),
+            kind: "sgemm".into(),
+            m,
+            n,
+            k,
+            gflops_1t: one,
+            gflops_all: all,
+        });
+        if opts.f64 {
+            blas::set_threads(1);
+            let one = gemm_gflops::<f64>(m, n, k, tb, min_s);
+            blas::set_threads(cores);
+            let all = gemm_gflops::<f64>(m, n, k, tb, min_s);
+            gemms.push(GemmBench {
+                role: role.into(),
+                kind: "dgemm".into(),
+                m,
+                n,
+                k,
+                gflops_1t: one,
+                gflops_all: all,
+            });
+        }
+    }
+    let mut steps = Vec::new();
+    for threads in [1, cores] {
+        let roof = |m: usize, n: usize, k: usize, tb: bool| {
+            blas::set_threads(threads);
+            gemm_gflops::<f32>(m, n, k, tb, min_s / 3.0)
+        };
+        for (hidden, configs) in [(vec![], 1), (vec![50], 1), (vec![50], 4)] {
+            steps.push(step_bench(
+                &split_a1,
+                &hidden,
+                configs,
+                threads,
+                min_s * 3.0,
+                &roof,
+            ));
+        }
+        if cores == 1 {
+            break;
+        }
+    }
+    // Forward-only evaluation throughput.
+    blas::set_threads(cores);
+    let arch = Arch {
+        input: 3072,
+        hidden: vec![50],
+        classes: 10,
+        loss: Loss::Ce,
+    };
+    let net = Net::<f32>::init(&arch, &[1]);
+    let mut ws = net.workspace(crate::train::group::EVAL_CHUNK);
+    let mut out = [Eval::default()];
+    let s = time_per_call(min_s, || {
+        net.evaluate(
+            split_a1.val.view(),
+            &split_a1.val.labels,
+            &[0.0],
+            &mut ws,
+            &mut out,
+        )
+    });
+    let eval_images_per_s = split_a1.val.len() as f64 / s;
+    drop(split_a1);
+    let sweep = if opts.no_sweep {
+        None
+    } else {
+        let spec = SweepSpec {
+            prefix: "bench".into(),
+            cycles: if opts.quick { 1 } else { 3 },
+            ns: if opts.quick { 100 } else { 900 },
+            log_points: 0,
+            ..SweepSpec::default()
+        };
+        let split = match data {
+            Some(d) => Split::<f32>::new(d, spec.split)?,
+            None => generated(SplitKind::Full),
+        };
+        let configs = spec.configs();
+        let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
+        let runner = RunnerOptions {
+            jobs: cores,
+            threads: cores,
+            max_group: 8,
+            out: tmp.clone(),
+            data_dir: String::new(),
+            resume: false,
+        };
+        let dash = Dashboard::new(&configs, DisplayMode::Quiet, |c| c.name.clone());
+        let ids: Vec<usize> = (0..configs.len()).collect();
+        let t = Instant::now();
+        let results = run_plan(&configs, &ids, &split, &runner, &Control::new(), &dash)?;
+        let wall_s = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let steps_each = configs[0].steps;
+        let flops = configs.len() as f64 * steps_each as f64 * configs[0].arch().step_flops(100);
+        let train_s = results
+            .iter()
+            .map(|r| r.ms_per_step * r.steps as f64 / 1e3)
+            .fold(0.0, f64::max);
+        Some(SweepBench {
+            configs: configs.len(),
+            steps: steps_each,
+            wall_s,
+            gflops: flops / train_s / 1e9,
+        })
+    };
+    Ok(BenchReport {
+        blas: blas::describe(),
+        cores,
+        data: data.map_or("generated (no CIFAR-10 found)".into(), |d| {
+            d.dir.display().to_string()
+        }),
+        gemm: gemms,
+        steps,
+        eval_images_per_s,
+        sweep,
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "BLAS: {}  |  cores: {}  |  data: {}",
+            self.blas, self.cores, self.data
+        )?;
+        writeln!(f, "\nGEMM roofline (GFLOP/s; FLOPs = 2 m n k)")?;
+        writeln!(
+            f,
+            "{:<22} {:>6} {:>17} {:>10} {:>10}",
+            "shape", "kind", "m x n x k", "1 thread", "all cores"
+        )?;
+        for g in &self.gemm {
+            writeln!(
+                f,
+                "{:<22} {:>6} {:>17} {:>10.1} {:>10.1}",
+                g.role,
+                g.kind,
+                format!("{}x{}x{}", g.m, g.n, g.k),
+                g.gflops_1t,
+                g.gflops_all
+            )?;
+        }
+        writeln!(f, "\nTraining step (batch 100, f32)")?;
+        writeln!(
+            f,
+            "{:<26} {:>7} {:>7} {:>9} {:>8} {:>10} {:>9}",
+            "network", "configs", "threads", "ms/step", "GFLOP/s", "GEMM floor", "of roof"
+        )?;
+        for s in &self.steps {
+            writeln!(
+                f,
+                "{:<26} {:>7} {:>7} {:>9.3} {:>8.1} {:>7.3} ms {:>8.0}%",
+                s.model,
+                s.configs,
+                s.threads,
+                s.ms_per_step,
+                s.gflops,
+                s.gemm_floor_ms,
+                100.0 * s.roofline_fraction
+            )?;
+        }
+        writeln!(f, "\nWhere a step's time goes (ms per step)")?;
+        write!(f, "{:<26} {:>7} {:>7}", "network", "configs", "threads")?;
+        for (name, _) in &self.steps[0].phases {
+            write!(f, " {:>14}", &name[..name.len().min(14)])?;
+        }
+        writeln!(f, " {:>9}", "GEMM share")?;
+        for s in &self.steps {
+            write!(f, "{:<26} {:>7} {:>7}", s.model, s.configs, s.threads)?;
+            let total: f64 = s.phases.iter().map(|p| p.1).sum();
+            for (_, v) in &s.phases {
+                write!(f, " {v:>14.4}")?;
+            }
+            let gemm = s.phases[1].1 + s.phases[3].1;
+            writeln!(f, " {:>8.0}%", 100.0 * gemm / total.max(1e-12))?;
+        }
+        writeln!(
+            f,
+            "\nEvaluation (forward only, m = 50, all cores): {:.0} images/s",
+            self.eval_images_per_s
+        )?;
+        if let Some(s) = &self.sweep {
+            writeln!(
+                f,
+                "Sweep: {} lambdas x {} steps (m = 50, split full, lockstep, {} cores): {:.2} s wall, {:.1} GFLOP/s",
+                s.configs, s.steps, self.cores, s.wall_s, s.gflops
+            )?;
+        }
+        write!(f, "benchmark took {:.1} s", self.wall_s)
+    }
+}

@@ -11,7 +11,7 @@ use shallow::data::{self, SplitKind, SplitSpec};
 use shallow::nn::gradcheck::{self, Method};
 use shallow::nn::{Loss, Precision};
 use shallow::sweep::experiment::{self, Summary};
-use shallow::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions};
+use shallow::sweep::{run_configs, Dashboard, DisplayMode, LambdaSpec, RunnerOptions, SweepSpec};
 use shallow::train::output::RunResult;
 use shallow::train::{Control, RunConfig, Schedule};
 
@@ -40,6 +40,166 @@ enum Command {
     Train(TrainArgs),
     /// Reproduce an assignment's experiments (a1, a2).
     Experiment(ExperimentArgs),
+    /// Train many lambdas in parallel lockstep groups, with a live dashboard.
+    Sweep(SweepArgs),
+    /// Coarse-to-fine lambda search, then a final run with the best lambda.
+    Search(SearchArgs),
+    /// Measure GEMM roofline, step speed, phase profile and sweep throughput.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A run of a few seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Also measure dgemm (f64).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
+    /// Skip the 8-lambda sweep.
+    #[arg(long)]
+    no_sweep: bool,
+    /// Cores for the "all cores" figures (default: all).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// TOML file with the sweep's settings (flags override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Lambdas as a list, e.g. 1e-5,1e-3,0.1.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["lambda_grid", "lambda_random"])]
+    lambdas: Option<Vec<f64>>,
+    /// N lambdas log-spaced in [LO, HI]: LO:HI:N.
+    #[arg(long, value_name = "LO:HI:N", conflicts_with = "lambda_random")]
+    lambda_grid: Option<String>,
+    /// N lambdas log-uniform at random in [LO, HI] (seeded): LO:HI:N.
+    #[arg(long, value_name = "LO:HI:N")]
+    lambda_random: Option<String>,
+    #[command(flatten)]
+    sweep: SweepShape,
+    /// Parallel workers (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Most configurations trained in lockstep per group.
+    #[arg(long, default_value_t = 8)]
+    max_group: usize,
+    /// Continue an interrupted sweep in the same --out.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Settings shared by `sweep` and `search` (all optional: file, then defaults).
+#[derive(Args, Clone, Default)]
+struct SweepShape {
+    /// Network: linear or mlp.
+    #[arg(long, value_enum)]
+    model: Option<Model>,
+    /// Hidden widths of the mlp.
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Cycles of the cyclical schedule.
+    #[arg(long)]
+    cycles: Option<usize>,
+    /// Half-cycle steps (0: 2 floor(n_train / batch)).
+    #[arg(long)]
+    ns: Option<usize>,
+    /// Lowest eta.
+    #[arg(long)]
+    eta_min: Option<f64>,
+    /// Highest eta.
+    #[arg(long)]
+    eta_max: Option<f64>,
+    /// Mini-batch size.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Data split (default full).
+    #[arg(long, value_enum)]
+    split: Option<SplitKind>,
+    /// Validation images held out (split full).
+    #[arg(long)]
+    n_val: Option<usize>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    n_train: Option<usize>,
+    /// Base seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Logged points per cycle (0: only start and end; fastest).
+    #[arg(long)]
+    log_points: Option<usize>,
+    /// Reshuffle every epoch.
+    #[arg(long)]
+    shuffle: bool,
+    /// Precision.
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+}
+
+/// The TOML form of a sweep: the same names as the flags, with underscores.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    lambdas: Option<Vec<f64>>,
+    lambda_grid: Option<String>,
+    lambda_random: Option<String>,
+    model: Option<String>,
+    hidden: Option<Vec<usize>>,
+    cycles: Option<usize>,
+    ns: Option<usize>,
+    eta_min: Option<f64>,
+    eta_max: Option<f64>,
+    batch: Option<usize>,
+    split: Option<String>,
+    n_val: Option<usize>,
+    n_train: Option<usize>,
+    seed: Option<u64>,
+    log_points: Option<usize>,
+    shuffle: Option<bool>,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    /// Coarse lambdas (LO:HI:N, log-uniform at random).
+    #[arg(long, default_value = "1e-5:1e-1:8")]
+    coarse: String,
+    /// Coarse cycles.
+    #[arg(long, default_value_t = 2)]
+    coarse_cycles: usize,
+    /// Fine lambdas.
+    #[arg(long, default_value_t = 8)]
+    fine_n: usize,
+    /// Fine cycles.
+    #[arg(long, default_value_t = 3)]
+    fine_cycles: usize,
+    /// Half-width of the fine range around the best coarse lambda, in decades.
+    #[arg(long, default_value_t = 0.5)]
+    fine_decades: f64,
+    /// Final cycles.
+    #[arg(long, default_value_t = 3)]
+    final_cycles: usize,
+    /// Validation images held out in the final run.
+    #[arg(long, default_value_t = 1000)]
+    final_n_val: usize,
+    #[command(flatten)]
+    sweep: SweepShape,
+    /// Parallel workers (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Continue an interrupted search in the same --out.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -372,6 +532,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Sweep(a) => return run_sweep(&a),
+        Command::Bench(a) => {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            let data = match data::locate(a.data.data.as_deref())? {
+                Some(dir) => Some(data::Cifar10::load(&dir)?),
+                None => None,
+            };
+            let opts = shallow::bench::BenchOptions {
+                quick: a.quick,
+                cores: a.threads.unwrap_or(cores),
+                f64: a.precision == Precision::F64,
+                no_sweep: a.no_sweep,
+            };
+            let report = shallow::bench::run(data.as_ref(), &opts)?;
+            if a.json {
+                print_json(&report)?;
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Search(a) => return run_search(&a),
         Command::Experiment(a) => {
             let configs = match a.which {
                 Experiment::A1 => experiment::a1_configs(a.seed, a.precision),
@@ -390,6 +573,132 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds a sweep from defaults, then the TOML file, then the flags.
+fn sweep_spec(a: &SweepArgs) -> Result<SweepSpec> {
+    let file: SweepFile = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read sweep file {}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep file {}: {e}", p.display()))?
+        }
+        None => SweepFile::default(),
+    };
+    let lambdas = if let Some(v) = a.lambdas.clone().or(file.lambdas.clone()) {
+        if v.is_empty() || v.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
+            anyhow::bail!("--lambdas {v:?}: give finite values >= 0");
+        }
+        LambdaSpec::List(v)
+    } else if let Some(g) = a.lambda_grid.clone().or(file.lambda_grid.clone()) {
+        let (lo, hi, n) = LambdaSpec::parse_range(&g, "--lambda-grid")?;
+        LambdaSpec::Grid { lo, hi, n }
+    } else if let Some(r) = a.lambda_random.clone().or(file.lambda_random.clone()) {
+        let (lo, hi, n) = LambdaSpec::parse_range(&r, "--lambda-random")?;
+        LambdaSpec::Random {
+            lo,
+            hi,
+            n,
+            seed: a.sweep.seed.or(file.seed).unwrap_or(1),
+        }
+    } else {
+        SweepSpec::default().lambdas
+    };
+    let mut file_shape = SweepShape {
+        hidden: file.hidden.clone(),
+        cycles: file.cycles,
+        ns: file.ns,
+        eta_min: file.eta_min,
+        eta_max: file.eta_max,
+        batch: file.batch,
+        n_val: file.n_val,
+        n_train: file.n_train,
+        seed: file.seed,
+        log_points: file.log_points,
+        shuffle: file.shuffle.unwrap_or(false),
+        ..Default::default()
+    };
+    file_shape.model = match file.model.as_deref() {
+        None => None,
+        Some("linear") => Some(Model::Linear),
+        Some("mlp") => Some(Model::Mlp),
+        Some(m) => anyhow::bail!("sweep file: model = {m:?}; use \"linear\" or \"mlp\""),
+    };
+    file_shape.split = match file.split.as_deref() {
+        None => None,
+        Some("a1") => Some(SplitKind::A1),
+        Some("full") => Some(SplitKind::Full),
+        Some(s) => anyhow::bail!("sweep file: split = {s:?}; use \"a1\" or \"full\""),
+    };
+    Ok(shape_spec(
+        SweepSpec {
+            lambdas,
+            ..SweepSpec::default()
+        },
+        &a.sweep,
+        &file_shape,
+    ))
+}
+
+/// Applies flags (first) and file values (second) over `base`.
+fn shape_spec(base: SweepSpec, flags: &SweepShape, file: &SweepShape) -> SweepSpec {
+    let d = base;
+    let model = flags.model.or(file.model);
+    let hidden = if model == Some(Model::Linear) {
+        vec![]
+    } else {
+        flags
+            .hidden
+            .clone()
+            .or(file.hidden.clone())
+            .unwrap_or(d.hidden.clone())
+    };
+    SweepSpec {
+        hidden,
+        cycles: flags.cycles.or(file.cycles).unwrap_or(d.cycles),
+        ns: flags.ns.or(file.ns).unwrap_or(d.ns),
+        eta_min: flags.eta_min.or(file.eta_min).unwrap_or(d.eta_min),
+        eta_max: flags.eta_max.or(file.eta_max).unwrap_or(d.eta_max),
+        batch: flags.batch.or(file.batch).unwrap_or(d.batch),
+        split: SplitSpec {
+            kind: flags.split.or(file.split).unwrap_or(d.split.kind),
+            n_val: flags.n_val.or(file.n_val).unwrap_or(d.split.n_val),
+            n_train: flags.n_train.or(file.n_train).or(d.split.n_train),
+        },
+        seed: flags.seed.or(file.seed).unwrap_or(d.seed),
+        log_points: flags.log_points.or(file.log_points).unwrap_or(d.log_points),
+        shuffle: flags.shuffle || file.shuffle || d.shuffle,
+        precision: flags.precision.or(file.precision).unwrap_or(d.precision),
+        ..d
+    }
+}
+
+/// Runner settings from the common flags.
+fn runner_options(
+    common: &CommonArgs,
+    jobs: Option<usize>,
+    max_group: usize,
+    resume: bool,
+    data_dir: String,
+) -> Result<RunnerOptions> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = common.threads.unwrap_or(cores);
+    let jobs = jobs.unwrap_or(threads);
+    if threads == 0 || jobs == 0 || max_group == 0 || max_group > shallow::nn::net::MAX_GROUP {
+        anyhow::bail!(
+            "--threads, --jobs and --max-group must be at least 1 (--max-group at most 64)"
+        );
+    }
+    Ok(RunnerOptions {
+        jobs,
+        threads,
+        max_group,
+        out: common.out.clone(),
+        data_dir,
+        resume,
+    })
 }
 
 /// Builds the run configuration of `shallow train` from its flags.
@@ -444,6 +753,114 @@ fn train_config(a: &TrainArgs) -> Result<RunConfig> {
     })
 }
 
+/// Runs a sweep and writes its tables; returns (results, wall seconds).
+fn run_sweep(a: &SweepArgs) -> Result<ExitCode> {
+    let spec = sweep_spec(a)?;
+    let configs = spec.configs();
+    for c in &configs {
+        c.validate(c.split.train_len())?;
+    }
+    shallow::util::create_dir(&a.common.out)?;
+    let data = data::load(a.common.data.data.as_deref())?;
+    let opts = runner_options(
+        &a.common,
+        a.jobs,
+        a.max_group,
+        a.resume,
+        data.dir.display().to_string(),
+    )?;
+    shallow::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
+    let dashboard = Dashboard::new(&configs, DisplayMode::detect(a.common.quiet), |c| {
+        format!("lambda {:.3e}", c.lambda)
+    });
+    let t0 = std::time::Instant::now();
+    let results = run_configs(&configs, &data, &opts, &CONTROL, &dashboard)?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    shallow::sweep::results::write_tables(&a.common.out, &results)?;
+    let interrupted = results
+        .iter()
+        .any(|r| r.status == shallow::train::Status::Interrupted);
+    if a.common.json {
+        let runs: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| serde_json::json!({"name": r.name, "lambda": r.lambda, "train_acc": r.train_acc, "val_acc": r.val_acc, "test_acc": r.test_acc, "steps": r.steps, "wall_s": r.wall_s, "status": r.status}))
+            .collect();
+        let best = shallow::sweep::results::best(&results);
+        print_json(&serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s}))?;
+    } else if !a.common.quiet {
+        println!("{}", shallow::sweep::results::markdown(&results));
+        println!(
+            "{} runs in {wall_s:.2} s; tables in {}",
+            results.len(),
+            a.common.out.display()
+        );
+    }
+    if interrupted {
+        eprintln!(
+            "interrupted: finished runs are kept; continue with the same command and --resume"
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the coarse-to-fine search.
+fn run_search(a: &SearchArgs) -> Result<ExitCode> {
+    let (lo, hi, n) = LambdaSpec::parse_range(&a.coarse, "--coarse")?;
+    let defaults = shallow::sweep::search::SearchOptions::default();
+    let mut coarse = shape_spec(defaults.coarse.clone(), &a.sweep, &SweepShape::default());
+    coarse.lambdas = LambdaSpec::Random {
+        lo,
+        hi,
+        n,
+        seed: coarse.seed,
+    };
+    coarse.cycles = a.sweep.cycles.unwrap_or(a.coarse_cycles);
+    let opts = shallow::sweep::search::SearchOptions {
+        coarse,
+        fine_n: a.fine_n,
+        fine_cycles: a.fine_cycles,
+        fine_decades: a.fine_decades,
+        final_cycles: a.final_cycles,
+        final_n_val: a.final_n_val,
+    };
+    for c in opts.coarse.configs() {
+        c.validate(c.split.train_len())?;
+    }
+    if a.fine_n == 0 || a.fine_cycles == 0 || a.final_cycles == 0 || !(a.fine_decades >= 0.0) {
+        anyhow::bail!(
+            "--fine-n, --fine-cycles and --final-cycles must be at least 1, --fine-decades >= 0"
+        );
+    }
+    shallow::util::create_dir(&a.common.out)?;
+    let data = data::load(a.common.data.data.as_deref())?;
+    let runner = runner_options(
+        &a.common,
+        a.jobs,
+        8,
+        a.resume,
+        data.dir.display().to_string(),
+    )?;
+    let mode = DisplayMode::detect(a.common.quiet);
+    match shallow::sweep::search::search(&data, &opts, &runner, &CONTROL, mode)? {
+        Some(summary) => {
+            if a.common.json {
+                print_json(&summary)?;
+            } else if !a.common.quiet {
+                println!("{}", summary.markdown());
+                println!("results in {}", a.common.out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "interrupted: finished runs are kept; continue with the same command and --resume"
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
 /// Loads the data, trains `configs` with a dashboard, writes every run folder
 /// under `--out`, and returns their results in order.
 fn run_and_write(configs: Vec<RunConfig>, common: &CommonArgs) -> Result<Vec<RunResult>> {
@@ -465,11 +882,11 @@ fn run_and_write(configs: Vec<RunConfig>, common: &CommonArgs) -> Result<Vec<Run
         jobs: threads,
         threads,
         max_group: 8,
-        out: Some(common.out.clone()),
+        out: common.out.clone(),
         data_dir: data.dir.display().to_string(),
+        resume: false,
     };
     let mode = DisplayMode::detect(common.quiet);
     let dashboard = Dashboard::new(&configs, mode, |c| c.name.clone());
-    let outcomes = run_configs(&configs, &data, &opts, &CONTROL, &dashboard)?;
-    Ok(outcomes.iter().map(RunResult::from_outcome).collect())
+    run_configs(&configs, &data, &opts, &CONTROL, &dashboard)
 }

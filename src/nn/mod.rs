@@ -6,6 +6,7 @@ pub mod gradcheck;
 pub mod layers;
 pub mod loss;
 pub mod net;
+pub mod profile;
 
 use std::fmt::{Debug, Display};
 

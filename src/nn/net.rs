@@ -18,6 +18,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::layers::{bias_activation, bias_step, relu_backward, scale_block};
 use super::loss::{loss_backward, loss_forward};
+use super::profile::{self, Phase};
 use super::{gemm, Arch, MatMut, MatRef, Real};
 
 /// When |s_c| falls below this, s_c is folded back into V_c.
@@ -279,16 +280,19 @@ impl<T: Real> Net<T> {
         assert!(n <= ws.cap && labels.len() == n && x.rows == self.widths[0]);
         let layers = self.layers();
         let cfgs = self.configs;
+        let mut timer = profile::start();
         // Layer 0: one stacked GEMM for every configuration.
         let w1 = self.widths[1];
         {
             let v = MatRef::with_ld(&self.weights[0], cfgs * w1, self.widths[0], cfgs * w1);
             let out = MatMut::with_ld(&mut ws.acts[0], cfgs * w1, n, cfgs * w1);
             gemm(T::one(), v, false, x, false, T::zero(), out);
+            profile::lap(&mut timer, Phase::ForwardGemm);
             for c in 0..cfgs {
                 let block = MatMut::with_ld(&mut ws.acts[0][c * w1..], w1, n, cfgs * w1);
                 bias_activation(block, self.scale[c], self.bias(0, c), layers > 1);
             }
+            profile::lap(&mut timer, Phase::Activation);
         }
         // Later layers: one GEMM per configuration.
         for l in 1..layers {
@@ -306,8 +310,10 @@ impl<T: Real> Net<T> {
                     T::zero(),
                     out,
                 );
+                profile::lap(&mut timer, Phase::ForwardGemm);
                 let out = MatMut::with_ld(&mut hi[0][c * w_out..], w_out, n, cfgs * w_out);
                 bias_activation(out, T::one(), self.bias(l, c), l + 1 < layers);
+                profile::lap(&mut timer, Phase::Activation);
             }
         }
         let k = self.widths[layers];
@@ -320,6 +326,7 @@ impl<T: Real> Net<T> {
                 n,
             };
         }
+        profile::lap(&mut timer, Phase::Activation);
     }
 
     /// One SGD step for every configuration, after [`Self::forward_loss`] on the
@@ -371,10 +378,12 @@ impl<T: Real> Net<T> {
         let inv_n = T::of(1.0 / n as f64);
         let two = T::of(2.0);
         let k = self.widths[layers];
+        let mut timer = profile::start();
         for c in 0..cfgs {
             let block = MatMut::with_ld(&mut ws.acts[layers - 1][c * k..], k, n, cfgs * k);
             loss_backward(self.arch.loss, block, labels);
         }
+        profile::lap(&mut timer, Phase::Update);
         for l in (1..layers).rev() {
             let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
             let (acts_lo, acts_hi) = ws.acts.split_at_mut(l);
@@ -391,9 +400,11 @@ impl<T: Real> Net<T> {
                     let dh =
                         MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
                     gemm(T::one(), self.weight(l, c), true, g, false, T::zero(), dh);
+                    profile::lap(&mut timer, Phase::BackwardGemm);
                     let dh =
                         MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
                     relu_backward(dh, h);
+                    profile::lap(&mut timer, Phase::Update);
                 }
                 let off = c * w_out * w_in;
                 let bias = c * w_out..(c + 1) * w_out;
@@ -411,7 +422,9 @@ impl<T: Real> Net<T> {
                             T::one() - two * eta * lambda,
                             w,
                         );
+                        profile::lap(&mut timer, Phase::BackwardGemm);
                         bias_step(&mut self.biases[l][bias], -eta * inv_n, g, T::one());
+                        profile::lap(&mut timer, Phase::Update);
                     }
                     Backward::Gradients { lambdas, grads } => {
                         let dw = &mut grads.weights[l][off..off + w_out * w_in];
@@ -459,9 +472,11 @@ impl<T: Real> Net<T> {
                     let g = MatMut::with_ld(&mut g0[c * w1..], w1, n, ld);
                     scale_block(g, -eta * inv_n / self.scale[c]);
                 }
+                profile::lap(&mut timer, Phase::Update);
                 let g = MatRef::with_ld(g0, ld, n, ld);
                 let v = MatMut::with_ld(&mut self.weights[0], ld, d, ld);
                 gemm(T::one(), g, false, x, true, T::one(), v);
+                profile::lap(&mut timer, Phase::BackwardGemm);
             }
             Backward::Gradients { lambdas, grads } => {
                 for c in 0..cfgs {

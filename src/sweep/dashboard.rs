@@ -213,6 +213,15 @@ impl Dashboard {
         r
     }
 
+    /// Marks configuration `id` as finished without training (e.g. found done on resume).
+    pub fn mark_done(&self, id: usize, steps: usize, line: &str) {
+        self.rows[id].step.store(steps, Ordering::Relaxed);
+        if self.mode == DisplayMode::Plain {
+            eprintln!("{}: {line}", self.rows[id].label);
+        }
+        *self.rows[id].summary.lock().expect("not poisoned") = Some(line.to_string());
+    }
+
     /// Stops the render loop and leaves the final state on screen.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);

@@ -6,7 +6,8 @@ pub mod experiment;
 pub mod plan;
 pub mod results;
 pub mod runner;
+pub mod search;
 
 pub use dashboard::{Dashboard, DisplayMode};
-pub use plan::{group_configs, lambda_values, LambdaSpec};
+pub use plan::{group_by_key, group_configs, lambda_values, LambdaSpec, SweepSpec};
 pub use runner::{run_configs, run_plan, RunnerOptions};

@@ -88,9 +88,15 @@ pub fn lambda_values(spec: &LambdaSpec) -> Vec<f64> {
 /// `configs`; the grouping never changes any result (a configuration trains to
 /// the same numbers alone or in any group).
 pub fn group_configs(configs: &[RunConfig], workers: usize, max_group: usize) -> Vec<Vec<usize>> {
-    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, c) in configs.iter().enumerate() {
-        by_key.entry(c.lockstep_key()).or_default().push(i);
+    let keys: Vec<String> = configs.iter().map(|c| c.lockstep_key()).collect();
+    group_by_key(&keys, workers, max_group)
+}
+
+/// Groups indices of equal `keys` as [`group_configs`] does.
+pub fn group_by_key(keys: &[String], workers: usize, max_group: usize) -> Vec<Vec<usize>> {
+    let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        by_key.entry(k).or_default().push(i);
     }
     let mut groups = Vec::new();
     for (_, ids) in by_key {
@@ -144,5 +150,114 @@ mod tests {
             LambdaSpec::parse_range("1e-5:1e-1:8", "--x").unwrap(),
             (1e-5, 1e-1, 8)
         );
+    }
+}
+
+/// A sweep over lambda of one architecture and cyclical schedule: the flat
+/// description that `--config sweep.toml` and the flags fill in. More axes can be
+/// added as further lists whose product builds the configurations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepSpec {
+    /// Name prefix of the runs.
+    pub prefix: String,
+    /// The lambda values.
+    pub lambdas: LambdaSpec,
+    /// Hidden widths (empty: linear).
+    pub hidden: Vec<usize>,
+    /// Output loss.
+    pub loss: crate::nn::Loss,
+    /// Number of cycles of the cyclical schedule.
+    pub cycles: usize,
+    /// Half-cycle steps (0: 2 floor(n_train / batch)).
+    pub ns: usize,
+    /// Lowest learning rate.
+    pub eta_min: f64,
+    /// Highest learning rate.
+    pub eta_max: f64,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Data split.
+    pub split: crate::data::SplitSpec,
+    /// Base seed.
+    pub seed: u64,
+    /// Logged points per cycle (0: only the start and the end).
+    pub log_points: usize,
+    /// Reshuffle every epoch.
+    pub shuffle: bool,
+    /// Precision.
+    pub precision: crate::nn::Precision,
+}
+
+impl Default for SweepSpec {
+    fn default() -> Self {
+        SweepSpec {
+            prefix: "lambda".into(),
+            lambdas: LambdaSpec::Grid {
+                lo: 1e-5,
+                hi: 1e-1,
+                n: 8,
+            },
+            hidden: vec![50],
+            loss: crate::nn::Loss::Ce,
+            cycles: 2,
+            ns: 0,
+            eta_min: 1e-5,
+            eta_max: 1e-1,
+            batch: 100,
+            split: crate::data::SplitSpec {
+                kind: crate::data::SplitKind::Full,
+                n_val: 5000,
+                n_train: None,
+            },
+            seed: 1,
+            log_points: 10,
+            shuffle: false,
+            precision: crate::nn::Precision::F32,
+        }
+    }
+}
+
+impl SweepSpec {
+    /// Half-cycle length in steps, resolving `ns = 0`.
+    pub fn resolved_ns(&self) -> usize {
+        if self.ns == 0 {
+            2 * (self.split.train_len() / self.batch.max(1)).max(1)
+        } else {
+            self.ns
+        }
+    }
+
+    /// One configuration per lambda, named `<prefix>_<lambda>`.
+    pub fn configs(&self) -> Vec<RunConfig> {
+        let ns = self.resolved_ns();
+        let steps = 2 * ns * self.cycles;
+        let log_every = if self.log_points == 0 {
+            0
+        } else {
+            (2 * ns / self.log_points).max(1)
+        };
+        lambda_values(&self.lambdas)
+            .into_iter()
+            .enumerate()
+            .map(|(i, lambda)| RunConfig {
+                name: format!("{}{:02}_{lambda:.3e}", self.prefix, i + 1),
+                hidden: self.hidden.clone(),
+                loss: self.loss,
+                lambda,
+                schedule: crate::train::Schedule::Cyclic {
+                    eta_min: self.eta_min,
+                    eta_max: self.eta_max,
+                    ns,
+                },
+                batch: self.batch,
+                steps,
+                shuffle: self.shuffle,
+                seed: self.seed,
+                split: self.split,
+                precision: self.precision,
+                log_every,
+                save_weights: false,
+            })
+            .collect()
     }
 }

@@ -1,17 +1,21 @@
 //! Runs a plan: lockstep groups spread over a rayon pool, one BLAS thread per
 //! worker (or every core for BLAS when a single group runs), the data shared.
+//! Interrupted groups leave a checkpoint per configuration; `resume` skips
+//! finished configurations and continues checkpointed ones.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use super::plan::group_configs;
+use super::plan::group_by_key;
 use super::Dashboard;
 use crate::data::Split;
 use crate::nn::{blas, Real};
-use crate::train::output::{write_run, SavedConfig};
-use crate::train::{train_group, Control, RunConfig, RunOutcome};
+use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::output::{metrics_csv, write_run, RunResult, SavedConfig};
+use crate::train::{train_group, Control, RunConfig, Status};
+use crate::util::{create_dir, write_atomic, write_json};
 
 /// How a plan runs.
 #[derive(Clone, Debug)]
@@ -22,16 +26,52 @@ pub struct RunnerOptions {
     pub threads: usize,
     /// Most configurations per lockstep group.
     pub max_group: usize,
-    /// Folder that receives one sub-folder per configuration (`None`: write nothing).
-    pub out: Option<PathBuf>,
+    /// Folder that receives one sub-folder per configuration.
+    pub out: PathBuf,
     /// Data folder, recorded in config.json.
     pub data_dir: String,
+    /// Skip finished configurations and continue checkpointed ones.
+    pub resume: bool,
+}
+
+/// What a resume finds in a run folder.
+enum Found {
+    Finished(RunResult),
+    Checkpoint(Box<Checkpoint>),
+    Nothing,
+}
+
+fn look(dir: &Path, config: &RunConfig) -> Result<Found> {
+    let result = dir.join("result.json");
+    if result.exists() {
+        let r: RunResult = serde_json::from_slice(&std::fs::read(&result)?).with_context(|| {
+            format!(
+                "{} is not a shallow result: delete it to run again",
+                result.display()
+            )
+        })?;
+        if r.status != Status::Interrupted {
+            return Ok(Found::Finished(r));
+        }
+    }
+    let ck = dir.join(checkpoint::FILE);
+    if ck.exists() {
+        let c = Checkpoint::load(&ck)?;
+        if c.config != *config {
+            anyhow::bail!(
+                "{} was made with other settings than this sweep's: use another --out, or delete it",
+                ck.display()
+            );
+        }
+        return Ok(Found::Checkpoint(Box::new(c)));
+    }
+    Ok(Found::Nothing)
 }
 
 /// Trains every configuration of `configs` on `split`, in lockstep groups on a
 /// pool of `jobs` workers, writing each run's folder as soon as it finishes.
-/// `ids[i]` is configuration i's id for the dashboard. Returns the outcomes in
-/// the order of `configs`.
+/// `ids[i]` is configuration i's id for the dashboard. Returns the results in
+/// the order of `configs` (interrupted ones with status `interrupted`).
 pub fn run_plan<T: Real>(
     configs: &[RunConfig],
     ids: &[usize],
@@ -39,8 +79,38 @@ pub fn run_plan<T: Real>(
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &Dashboard,
-) -> Result<Vec<RunOutcome>> {
-    let groups = group_configs(configs, opts.jobs, opts.max_group);
+) -> Result<Vec<RunResult>> {
+    let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
+    let mut checkpoints: Vec<Option<Checkpoint>> = vec![None; configs.len()];
+    if opts.resume {
+        for (i, c) in configs.iter().enumerate() {
+            match look(&opts.out.join(&c.name), c)? {
+                Found::Finished(r) => {
+                    dashboard.mark_done(ids[i], c.steps, "already done (resume)");
+                    results[i] = Some(r);
+                }
+                Found::Checkpoint(ck) => checkpoints[i] = Some(*ck),
+                Found::Nothing => {}
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..configs.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    let keys: Vec<String> = todo
+        .iter()
+        .map(|&i| {
+            format!(
+                "{}@{}",
+                configs[i].lockstep_key(),
+                checkpoints[i].as_ref().map_or(0, |c| c.step)
+            )
+        })
+        .collect();
+    let groups: Vec<Vec<usize>> = group_by_key(&keys, opts.jobs, opts.max_group)
+        .into_iter()
+        .map(|g| g.into_iter().map(|k| todo[k]).collect())
+        .collect();
     let workers = opts.jobs.max(1).min(groups.len().max(1));
     let blas_threads = (opts.threads / workers).max(1);
     blas::set_threads(blas_threads);
@@ -48,49 +118,74 @@ pub fn run_plan<T: Real>(
         .num_threads(workers)
         .build()?;
     let sizes = [split.train.len(), split.val.len(), split.test.len()];
-    let results: Vec<Result<Vec<(usize, RunOutcome)>>> = pool.install(|| {
+    let saved = |c: &RunConfig| SavedConfig {
+        config: c.clone(),
+        init_seed: c.init_seed(),
+        data_dir: opts.data_dir.clone(),
+        sizes,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        blas_threads,
+        blas: blas::describe(),
+    };
+    let done: Vec<Result<Vec<(usize, RunResult)>>> = pool.install(|| {
         groups
             .par_iter()
             .map(|members| {
                 let group: Vec<RunConfig> = members.iter().map(|&i| configs[i].clone()).collect();
                 let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
-                let outcome = train_group(&group, &group_ids, split, control, dashboard, None)?;
-                if let Some(out) = &opts.out {
-                    for run in &outcome.runs {
-                        let saved = SavedConfig {
-                            config: run.config.clone(),
-                            init_seed: run.config.init_seed(),
-                            data_dir: opts.data_dir.clone(),
-                            sizes,
-                            version: env!("CARGO_PKG_VERSION").to_string(),
-                            blas_threads,
-                            blas: blas::describe(),
-                        };
-                        write_run(&out.join(&run.config.name), run, &saved, &split.class_names)?;
+                let resume = if checkpoints[members[0]].is_some() {
+                    let cks: Vec<Checkpoint> = members
+                        .iter()
+                        .map(|&i| checkpoints[i].clone().expect("same step"))
+                        .collect();
+                    Some(Checkpoint::stack::<T>(&cks)?)
+                } else {
+                    None
+                };
+                let outcome = train_group(&group, &group_ids, split, control, dashboard, resume)?;
+                let mut out = Vec::new();
+                for (c, run) in outcome.runs.iter().enumerate() {
+                    let dir = opts.out.join(&run.config.name);
+                    if let Some(state) = &outcome.state {
+                        // Interrupted: keep the state and what was logged, no result yet.
+                        create_dir(&dir)?;
+                        write_json(&dir.join("config.json"), &saved(&run.config))?;
+                        write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
+                        Checkpoint::from_state(state, c, &run.config)
+                            .save(&dir.join(checkpoint::FILE))?;
+                        out.push((members[c], RunResult::from_outcome(run)));
+                    } else {
+                        let r = write_run(&dir, run, &saved(&run.config), &split.class_names)?;
+                        let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
+                        out.push((members[c], r));
                     }
                 }
-                Ok(members.iter().copied().zip(outcome.runs).collect())
+                Ok(out)
             })
             .collect()
     });
-    let mut all: Vec<(usize, RunOutcome)> = Vec::with_capacity(configs.len());
-    for r in results {
-        all.extend(r?);
+    for r in done {
+        for (i, res) in r? {
+            results[i] = Some(res);
+        }
     }
-    all.sort_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, o)| o).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every configuration has a result"))
+        .collect())
 }
 
 /// Trains configurations that may use different splits or precisions: builds each
 /// (split, precision) pair's data once from `data` and runs its configurations
-/// with [`run_plan`]. Outcomes come back in the order of `configs`.
+/// with [`run_plan`], with the dashboard drawing meanwhile. Results come back in
+/// the order of `configs`.
 pub fn run_configs(
     configs: &[RunConfig],
     data: &crate::data::Cifar10,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &Dashboard,
-) -> Result<Vec<RunOutcome>> {
+) -> Result<Vec<RunResult>> {
     use crate::nn::Precision;
     let mut keys: Vec<(crate::data::SplitSpec, Precision)> = Vec::new();
     for c in configs {
@@ -98,7 +193,8 @@ pub fn run_configs(
             keys.push((c.split, c.precision));
         }
     }
-    let mut out: Vec<Option<RunOutcome>> = vec![None; configs.len()];
+    create_dir(&opts.out)?;
+    let mut out: Vec<Option<RunResult>> = vec![None; configs.len()];
     dashboard.run_while(|| -> Result<()> {
         for (spec, precision) in keys {
             let idx: Vec<usize> = (0..configs.len())

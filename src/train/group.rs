@@ -232,7 +232,7 @@ pub fn train_group<T: Real>(
         }
     };
 
-    if state.step == 0 && state.history.iter().all(|h| h.is_empty()) {
+    if first.log_every > 0 && state.step == 0 && state.history.iter().all(|h| h.is_empty()) {
         for (c, cfg) in configs.iter().enumerate() {
             etas[c] = cfg.schedule.eta(0);
         }
@@ -260,6 +260,7 @@ pub fn train_group<T: Real>(
             interrupted = true;
             break;
         }
+        let mut timer = crate::nn::profile::start();
         let pos = t % per_epoch;
         // Take the batch: a view of consecutive columns, or a gather when shuffling.
         let (x, y): (MatRef<'_, T>, &[u8]) = if first.shuffle {
@@ -278,6 +279,7 @@ pub fn train_group<T: Real>(
                 &split.train.labels[pos * batch..(pos + 1) * batch],
             )
         };
+        crate::nn::profile::lap(&mut timer, crate::nn::profile::Phase::Batch);
         for (c, cfg) in configs.iter().enumerate() {
             etas[c] = if state.diverged[c].is_some() {
                 0.0

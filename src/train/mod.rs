@@ -1,6 +1,7 @@
 //! Training: schedules, the one loop over a group of configurations, history,
 //! checkpoints and the files a run leaves.
 
+pub mod checkpoint;
 pub mod config;
 pub mod group;
 pub mod output;

@@ -1,0 +1,127 @@
+//! Checkpoints of interrupted runs: a configuration's parameters (exactly, with
+//! its first-layer scale), step, history and timing, so that a resumed run
+//! continues to the same numbers as an uninterrupted one. The data order needs
+//! no saved generator state: each epoch's order is rebuilt from the seed.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::group::{Divergence, GroupState, LogPoint};
+use super::RunConfig;
+use crate::nn::{Net, Real};
+
+/// File name of a run's checkpoint inside its folder.
+pub const FILE: &str = "checkpoint.json";
+
+/// One configuration's resumable state.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// The configuration (a resume must match it).
+    pub config: RunConfig,
+    /// Update steps done.
+    pub step: usize,
+    /// History so far.
+    pub history: Vec<LogPoint>,
+    /// Divergence, if any.
+    pub diverged: Option<Divergence>,
+    /// Training seconds so far.
+    pub train_s: f64,
+    /// First-layer scale s (W1 = s V1).
+    pub scale: f64,
+    /// Per layer, the weights in the configuration's block order (V for layer 0).
+    pub weights: Vec<Vec<f64>>,
+    /// Per layer, the biases.
+    pub biases: Vec<Vec<f64>>,
+}
+
+impl Checkpoint {
+    /// Extracts configuration `c` of a group state.
+    pub fn from_state<T: Real>(state: &GroupState<T>, c: usize, config: &RunConfig) -> Self {
+        let net = &state.net;
+        let weights = (0..net.layers())
+            .map(|l| {
+                let (w_in, w_out) = (net.widths[l], net.widths[l + 1]);
+                let mut v = Vec::with_capacity(w_in * w_out);
+                for j in 0..w_in {
+                    for i in 0..w_out {
+                        v.push(net.weights[l][net.weight_index(l, c, i, j)].f64());
+                    }
+                }
+                v
+            })
+            .collect();
+        let biases = (0..net.layers())
+            .map(|l| net.bias(l, c).iter().map(|v| v.f64()).collect())
+            .collect();
+        Checkpoint {
+            config: config.clone(),
+            step: state.step,
+            history: state.history[c].clone(),
+            diverged: state.diverged[c],
+            train_s: state.train_s,
+            scale: net.scale[c].f64(),
+            weights,
+            biases,
+        }
+    }
+
+    /// Stacks checkpoints taken at the same step into one group state.
+    pub fn stack<T: Real>(cks: &[Checkpoint]) -> Result<GroupState<T>> {
+        let first = &cks[0];
+        if cks
+            .iter()
+            .any(|c| c.step != first.step || c.config.lockstep_key() != first.config.lockstep_key())
+        {
+            bail!("checkpoints of one group must share step and lockstep settings");
+        }
+        let arch = first.config.arch();
+        let mut net = Net::<T>::zeros(&arch, cks.len());
+        for (c, ck) in cks.iter().enumerate() {
+            for l in 0..net.layers() {
+                let (w_in, w_out) = (net.widths[l], net.widths[l + 1]);
+                if ck.weights[l].len() != w_in * w_out || ck.biases[l].len() != w_out {
+                    bail!(
+                        "checkpoint of {} does not match its architecture",
+                        ck.config.name
+                    );
+                }
+                for j in 0..w_in {
+                    for i in 0..w_out {
+                        let idx = net.weight_index(l, c, i, j);
+                        net.weights[l][idx] = T::of(ck.weights[l][i + j * w_out]);
+                    }
+                }
+                for (i, b) in ck.biases[l].iter().enumerate() {
+                    net.biases[l][c * w_out + i] = T::of(*b);
+                }
+            }
+            net.scale[c] = T::of(ck.scale);
+        }
+        Ok(GroupState {
+            step: first.step,
+            net,
+            history: cks.iter().map(|c| c.history.clone()).collect(),
+            diverged: cks.iter().map(|c| c.diverged).collect(),
+            train_s: first.train_s,
+        })
+    }
+
+    /// Writes the checkpoint atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::util::write_atomic(path, &serde_json::to_vec(self)?)
+    }
+
+    /// Reads a checkpoint.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a shallow checkpoint: delete it to start that run again",
+                path.display()
+            )
+        })
+    }
+}
