@@ -46,6 +46,11 @@ enum Command {
     Search(SearchArgs),
     /// Measure GEMM roofline, step speed, phase profile and sweep throughput.
     Bench(BenchArgs),
+    /// Rebuild report.md and report.html from an `experiment all` folder.
+    Report {
+        /// The folder `shallow experiment all --out` wrote.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -322,6 +327,12 @@ struct ExperimentArgs {
     /// Floating-point precision.
     #[arg(long, value_enum, default_value = "f32")]
     precision: Precision,
+    /// `all` only: tiny versions of every stage (a smoke test of the pipeline).
+    #[arg(long)]
+    quick: bool,
+    /// `all` only: continue an interrupted run in the same --out.
+    #[arg(long)]
+    resume: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -332,6 +343,8 @@ enum Experiment {
     A1,
     /// Assignment 2: one cycle (n_s 500) and three cycles (n_s 800), m = 50.
     A2,
+    /// Everything: gradient checks, A1, A2, lambda search, final run, report.
+    All,
 }
 
 #[derive(Subcommand)]
@@ -533,6 +546,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Sweep(a) => return run_sweep(&a),
+        Command::Report { dir } => {
+            let (md, html) = shallow::report::build::build(&dir)?;
+            println!("report: {} and {}", md.display(), html.display());
+        }
         Command::Bench(a) => {
             let cores = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -559,6 +576,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let configs = match a.which {
                 Experiment::A1 => experiment::a1_configs(a.seed, a.precision),
                 Experiment::A2 => experiment::a2_configs(a.seed, a.precision),
+                Experiment::All => return run_all(&a),
             };
             let t0 = std::time::Instant::now();
             let results = run_and_write(configs, &a.common)?;
@@ -802,6 +820,55 @@ fn run_sweep(a: &SweepArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `experiment all`: every stage, then the report.
+fn run_all(a: &ExperimentArgs) -> Result<ExitCode> {
+    let t0 = std::time::Instant::now();
+    shallow::util::create_dir(&a.common.out)?;
+    let data = match data::locate(a.common.data.data.as_deref())? {
+        Some(dir) => data::Cifar10::load(&dir)?,
+        None => {
+            eprintln!("no CIFAR-10 data found: fetching it into ./data");
+            let dir = data::fetch::fetch(
+                std::path::Path::new("data"),
+                data::fetch::URL,
+                data::fetch::MD5,
+                true,
+            )?;
+            data::Cifar10::load(&dir)?
+        }
+    };
+    let runner = runner_options(&a.common, None, 8, a.resume, data.dir.display().to_string())?;
+    let opts = experiment::AllOptions {
+        seed: a.seed,
+        quick: a.quick,
+        runner,
+        mode: DisplayMode::detect(a.common.quiet),
+    };
+    match experiment::run_all(&data, &opts, &CONTROL)? {
+        Some((md, html)) => {
+            if a.common.json {
+                print_json(
+                    &serde_json::json!({"report_md": md, "report_html": html, "wall_s": t0.elapsed().as_secs_f64()}),
+                )?;
+            } else {
+                println!(
+                    "report: {} and {} ({:.1} s)",
+                    html.display(),
+                    md.display(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "interrupted: finished runs are kept; continue with the same command and --resume"
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
 }
 
 /// Runs the coarse-to-fine search.

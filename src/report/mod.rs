@@ -1,5 +1,7 @@
 //! What people look at: line charts, weight images, and the Markdown/HTML report.
 
+pub mod build;
+pub mod doc;
 pub mod plot;
 pub mod weights;
 

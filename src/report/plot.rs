@@ -123,3 +123,82 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
     }
     super::save_png(path, &buf, w, h)
 }
+
+/// Draws validation accuracy against lambda (log scale) for the coarse and the
+/// fine sweep of a search: `series` is (label, [(lambda, val_acc 0-1)]).
+pub fn lambda_scatter(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
+    super::register_font();
+    let (w, h) = (900u32, 520u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let pts: Vec<(f64, f64)> = series
+            .iter()
+            .flat_map(|s| s.1.iter().copied())
+            .filter(|p| p.0 > 0.0 && p.1.is_finite())
+            .map(|(l, a)| (l.log10(), 100.0 * a))
+            .collect();
+        let (xl, xh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+            (a.0.min(p.0), a.1.max(p.0))
+        });
+        let (yl, yh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+            (a.0.min(p.1), a.1.max(p.1))
+        });
+        let (xl, xh) = if xl.is_finite() && xh > xl {
+            (xl - 0.2, xh + 0.2)
+        } else {
+            (-6.0, 0.0)
+        };
+        let (yl, yh) = if yl.is_finite() && yh > yl {
+            (yl - 1.0, yh + 1.0)
+        } else {
+            (0.0, 100.0)
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xl..xh, yl..yh)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("lambda (log scale)")
+            .y_desc("validation accuracy (%)")
+            .x_label_formatter(&|v| format!("{:.0e}", 10f64.powf(*v)))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        let colors = [TRAIN_COLOR, VAL_COLOR, RGBColor(44, 160, 44)];
+        for (i, (label, s)) in series.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let p: Vec<(f64, f64)> = s
+                .iter()
+                .filter(|p| p.0 > 0.0 && p.1.is_finite())
+                .map(|(l, a)| (l.log10(), 100.0 * a))
+                .collect();
+            chart
+                .draw_series(
+                    p.iter()
+                        .map(|&(x, y)| Circle::new((x, y), 6, color.filled())),
+                )
+                .map_err(err)?
+                .label(*label)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 6, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    super::save_png(path, &buf, w, h)
+}

@@ -147,3 +147,165 @@ impl Summary {
         write_atomic(&dir.join("results.md"), self.markdown().as_bytes())
     }
 }
+
+/// Settings of `shallow experiment all`.
+#[derive(Clone, Debug)]
+pub struct AllOptions {
+    /// Base seed.
+    pub seed: u64,
+    /// Tiny versions of every stage (a smoke test of the whole pipeline).
+    pub quick: bool,
+    /// Runner settings; `out` is the experiment folder.
+    pub runner: super::RunnerOptions,
+    /// Progress display.
+    pub mode: super::DisplayMode,
+}
+
+/// Runs gradient checks, Assignment 1, Assignment 2 and the lambda search into
+/// `opts.runner.out`, then writes the report. Returns the report's paths, or
+/// `None` when interrupted (finished runs and checkpoints are kept).
+pub fn run_all(
+    data: &crate::data::Cifar10,
+    opts: &AllOptions,
+    control: &crate::train::Control,
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>> {
+    use super::search::{search, SearchOptions};
+    use super::{run_configs, Dashboard};
+    use crate::nn::gradcheck;
+    use crate::report::build::{cpu_model, Timings};
+    use crate::train::Status;
+
+    let t_all = std::time::Instant::now();
+    let dir = opts.runner.out.clone();
+    crate::util::create_dir(&dir)?;
+    let mut stages: Vec<(String, f64)> = Vec::new();
+    let say = |msg: &str| {
+        if opts.mode != super::DisplayMode::Quiet {
+            eprintln!("== {msg}");
+        }
+    };
+
+    // 1. Gradient checks on real images.
+    say("gradient checks (f64, centred differences)");
+    let t = std::time::Instant::now();
+    crate::nn::blas::set_threads(1);
+    let split64 = crate::data::Split::<f64>::new(data, SplitSpec::default())?;
+    let mut reports = Vec::new();
+    for (hidden, subsets) in [
+        (vec![], vec![(20, 100), (3072, 2)]),
+        (vec![50], vec![(20, 100)]),
+    ] {
+        for lambda in [0.0, 0.1] {
+            let o = gradcheck::Options {
+                hidden: hidden.clone(),
+                loss: Loss::Ce,
+                lambda,
+                method: gradcheck::Method::Centred,
+                h: 1e-5,
+                eps: gradcheck::REL_EPS,
+                tol: 1e-6,
+                subsets: subsets.clone(),
+                seed: opts.seed,
+            };
+            reports.push(gradcheck::run(
+                &o,
+                Some((&split64.train, "CIFAR-10 data_batch_1".into())),
+            ));
+        }
+    }
+    drop(split64);
+    write_json(&dir.join("gradcheck.json"), &reports)?;
+    stages.push(("gradient checks".into(), t.elapsed().as_secs_f64()));
+
+    // 2-3. The assignments' fixed experiments.
+    for (name, mut configs) in [
+        ("a1", a1_configs(opts.seed, Precision::F32)),
+        ("a2", a2_configs(opts.seed, Precision::F32)),
+    ] {
+        if opts.quick {
+            for c in &mut configs {
+                c.steps = c.steps.min(300);
+                c.log_every = c.log_every.min(50);
+            }
+        }
+        say(&format!(
+            "{}: {} runs",
+            if name == "a1" {
+                "Assignment 1"
+            } else {
+                "Assignment 2"
+            },
+            configs.len()
+        ));
+        let t = std::time::Instant::now();
+        let runner = super::RunnerOptions {
+            out: dir.join(name),
+            ..opts.runner.clone()
+        };
+        let dash = Dashboard::new(&configs, opts.mode, |c| c.name.clone());
+        let results = run_configs(&configs, data, &runner, control, &dash)?;
+        if results.iter().any(|r| r.status == Status::Interrupted) {
+            return Ok(None);
+        }
+        let wall = t.elapsed().as_secs_f64();
+        Summary::new(&results, wall).write(&runner.out)?;
+        stages.push((format!("assignment {}", &name[1..]), wall));
+    }
+
+    // 4. Coarse-to-fine lambda search and the final run.
+    say("lambda search: coarse, fine, final");
+    let t = std::time::Instant::now();
+    let mut search_opts = SearchOptions::default();
+    search_opts.coarse.seed = opts.seed;
+    search_opts.coarse.log_points = 4;
+    if opts.quick {
+        search_opts.coarse.lambdas = super::LambdaSpec::Random {
+            lo: 1e-5,
+            hi: 1e-1,
+            n: 3,
+            seed: opts.seed,
+        };
+        search_opts.coarse.ns = 50;
+        search_opts.coarse.cycles = 1;
+        search_opts.coarse.split.n_val = 500;
+        search_opts.coarse.split.n_train = Some(2000);
+        search_opts.fine_n = 2;
+        search_opts.fine_cycles = 1;
+        search_opts.final_cycles = 1;
+        search_opts.final_n_val = 100;
+    }
+    let runner = super::RunnerOptions {
+        out: dir.join("search"),
+        ..opts.runner.clone()
+    };
+    let Some(summary) = search(data, &search_opts, &runner, control, opts.mode)? else {
+        return Ok(None);
+    };
+    let pts = |rs: &[crate::train::output::RunResult]| -> Vec<(f64, f64)> {
+        rs.iter()
+            .filter(|r| r.status == Status::Done)
+            .map(|r| (r.lambda, r.val_acc))
+            .collect()
+    };
+    crate::report::plot::lambda_scatter(
+        &dir.join("search/lambda.png"),
+        "Lambda search: validation accuracy",
+        &[
+            ("coarse", pts(&summary.coarse)),
+            ("fine", pts(&summary.fine)),
+        ],
+    )?;
+    stages.push(("lambda search".into(), t.elapsed().as_secs_f64()));
+
+    let timings = Timings {
+        stages,
+        total_s: t_all.elapsed().as_secs_f64(),
+        cpu: cpu_model(),
+        cores: opts.runner.threads,
+        blas: crate::nn::blas::describe(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: data.dir.display().to_string(),
+    };
+    write_json(&dir.join("timings.json"), &timings)?;
+    Ok(Some(crate::report::build::build(&dir)?))
+}
