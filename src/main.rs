@@ -894,7 +894,12 @@ fn run_search(a: &SearchArgs) -> Result<ExitCode> {
     for c in opts.coarse.configs() {
         c.validate(c.split.train_len())?;
     }
-    if a.fine_n == 0 || a.fine_cycles == 0 || a.final_cycles == 0 || !(a.fine_decades >= 0.0) {
+    if a.fine_n == 0
+        || a.fine_cycles == 0
+        || a.final_cycles == 0
+        || a.fine_decades.is_nan()
+        || a.fine_decades < 0.0
+    {
         anyhow::bail!(
             "--fine-n, --fine-cycles and --final-cycles must be at least 1, --fine-decades >= 0"
         );

@@ -231,11 +231,9 @@ impl SweepSpec {
     pub fn configs(&self) -> Vec<RunConfig> {
         let ns = self.resolved_ns();
         let steps = 2 * ns * self.cycles;
-        let log_every = if self.log_points == 0 {
-            0
-        } else {
-            (2 * ns / self.log_points).max(1)
-        };
+        let log_every = (2 * ns)
+            .checked_div(self.log_points)
+            .map_or(0, |e| e.max(1));
         lambda_values(&self.lambdas)
             .into_iter()
             .enumerate()

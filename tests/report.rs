@@ -1,0 +1,125 @@
+//! The whole pipeline on generated data (quick mode): every section, table and
+//! image of the report is there, and report.html is well-formed and self-contained.
+
+use shallow::data::{Batch, Cifar10, PIXELS};
+use shallow::sweep::experiment::{run_all, AllOptions};
+use shallow::sweep::{DisplayMode, RunnerOptions};
+use shallow::train::Control;
+
+fn generated() -> Cifar10 {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+    let mut batch = |name: &str| {
+        let labels: Vec<u8> = (0..1000).map(|_| rng.random_range(0..10u8)).collect();
+        let mut pixels = vec![0u8; 1000 * PIXELS];
+        for (j, &l) in labels.iter().enumerate() {
+            for i in 0..PIXELS {
+                pixels[j * PIXELS + i] =
+                    rng.random_range(0..150u8) + if i / 307 == l as usize { 80 } else { 0 };
+            }
+        }
+        Batch {
+            name: name.into(),
+            labels,
+            pixels,
+        }
+    };
+    let train = (1..=5)
+        .map(|i| batch(&format!("data_batch_{i}.bin")))
+        .collect();
+    let test = batch("test_batch.bin");
+    Cifar10 {
+        dir: "generated".into(),
+        format: shallow::data::Format::Binary,
+        train,
+        test,
+        class_names: shallow::data::DEFAULT_CLASS_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        load_s: 0.0,
+    }
+}
+
+#[test]
+fn experiment_all_writes_a_complete_report() {
+    let data = generated();
+    let dir = tempfile::tempdir().unwrap();
+    let runner = RunnerOptions {
+        jobs: 2,
+        threads: 2,
+        max_group: 8,
+        out: dir.path().to_path_buf(),
+        data_dir: "generated".into(),
+        resume: false,
+    };
+    let opts = AllOptions {
+        seed: 1,
+        quick: true,
+        runner,
+        mode: DisplayMode::Quiet,
+    };
+    let (md, html) = run_all(&data, &opts, &Control::new())
+        .unwrap()
+        .expect("not interrupted");
+    let text = std::fs::read_to_string(&html).unwrap();
+    let xml = text.replace("<!DOCTYPE html>", "");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed HTML");
+    let texts = |tag: &str| -> Vec<String> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name(tag))
+            .map(|n| {
+                n.descendants()
+                    .filter(|d| d.is_text())
+                    .filter_map(|d| d.text())
+                    .collect()
+            })
+            .collect()
+    };
+    let h2 = texts("h2");
+    for want in [
+        "Gradient checks",
+        "Assignment 1",
+        "Assignment 2",
+        "Coarse-to-fine lambda search",
+        "Environment",
+    ] {
+        assert!(
+            h2.iter().any(|h| h.starts_with(want)),
+            "section {want} missing: {h2:?}"
+        );
+    }
+    let tables = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("table"))
+        .count();
+    // 4 gradient checks + A1 + A2 + coarse + fine + 2 environment tables.
+    assert_eq!(tables, 10, "tables");
+    let images: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("img"))
+        .filter_map(|n| n.attribute("src"))
+        .collect();
+    // A1: 4 runs x (curves + weights); A2: 2 curves; lambda plot; best coarse, best fine, final curves.
+    assert_eq!(images.len(), 14, "images");
+    assert!(
+        images
+            .iter()
+            .all(|s| s.starts_with("data:image/png;base64,") && s.len() > 1000),
+        "embedded PNGs"
+    );
+    assert!(!text.contains("missing image"));
+    // The gradient checks passed and the accuracies are numbers, not placeholders.
+    assert!(!text.contains("<strong>FAIL</strong>"));
+    let cells = texts("td");
+    assert!(
+        cells.iter().filter(|c| *c == "pass").count() >= 10,
+        "gradient check rows"
+    );
+    let md_text = std::fs::read_to_string(&md).unwrap();
+    assert!(md_text.contains("![") && md_text.contains("a1/a1_lambda0.1_eta0.001/weights.png"));
+    // `shallow report` rebuilds the same page from the files alone.
+    let before = text.clone();
+    shallow::report::build::build(dir.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(&html).unwrap(), before);
+}
