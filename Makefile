@@ -11,12 +11,11 @@ setup:
 build: setup
 	cargo build --release --locked
 
-# The main job: find (or fetch) the data, then run it.
+# The main job: find (or fetch) the data, reproduce both assignments, write the report.
 run: build
 	@if [ ! -e "$(DATA_DIR)" ]; then ./target/release/shallow data fetch --dest data; fi
 	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow data info
-	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow experiment a1 --out $(OUT)/a1
-	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow experiment a2 --out $(OUT)/a2
+	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow experiment all --out $(OUT)
 
 # The whole test suite: formatting, lints, every test.
 test: setup
