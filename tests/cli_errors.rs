@@ -167,16 +167,29 @@ fn sweep_file_errors_name_the_file_and_the_key() {
     fs::write(&bad, "lambda_grid = \"1e-5:1e-1:8\"\ncylces = 3\n").unwrap();
     let (code, _, err) = shallow(&["sweep", "--config", bad.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(err.contains("sweep.toml") && err.contains("cylces"), "{err}");
+    assert!(
+        err.contains("sweep.toml") && err.contains("cylces"),
+        "{err}"
+    );
     let range = dir.path().join("range.toml");
     fs::write(&range, "lambda_grid = \"1e-5:1e-1\"\n").unwrap();
     let (_, _, err) = shallow(&["sweep", "--config", range.to_str().unwrap()]);
     assert!(err.contains("expected LO:HI:N"), "{err}");
     // A good file gets as far as looking for the data.
     let good = dir.path().join("good.toml");
-    fs::write(&good, "lambda_random = \"1e-5:1e-1:4\"\ncycles = 1\nns = 10\nsplit = \"a1\"\n").unwrap();
+    fs::write(
+        &good,
+        "lambda_random = \"1e-5:1e-1:4\"\ncycles = 1\nns = 10\nsplit = \"a1\"\n",
+    )
+    .unwrap();
     let out = dir.path().join("out");
-    let (code, _, err) = shallow(&["sweep", "--config", good.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (code, _, err) = shallow(&[
+        "sweep",
+        "--config",
+        good.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("no CIFAR-10 data found"), "{err}");
 }

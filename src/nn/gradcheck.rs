@@ -1,6 +1,7 @@
 //! Gradient checks: analytic gradients (f64) against finite differences of the
 //! cost, for every parameter of a network.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::net::{LossStat, Net, Workspace};
@@ -42,6 +43,24 @@ pub struct ParamCheck {
 /// relative error of ~1e-5 that says nothing about the backward pass. A floor of
 /// 1e-4 judges such entries by their absolute error instead (1e-10 / 1e-4 = 1e-6).
 pub const REL_EPS: f64 = 1e-4;
+
+/// Entry `idx` of layer l's weights (or biases) of `net`.
+fn entry(net: &Net<f64>, l: usize, is_bias: bool, idx: usize) -> &f64 {
+    if is_bias {
+        &net.biases[l][idx]
+    } else {
+        &net.weights[l][idx]
+    }
+}
+
+/// Entry `idx` of layer l's weights (or biases) of `net`, mutably.
+fn entry_mut(net: &mut Net<f64>, l: usize, is_bias: bool, idx: usize) -> &mut f64 {
+    if is_bias {
+        &mut net.biases[l][idx]
+    } else {
+        &mut net.weights[l][idx]
+    }
+}
 
 /// Mean loss of configuration 0 of `net` on (x, labels); the cost adds lambda * sum W^2.
 pub fn mean_loss(
@@ -95,42 +114,49 @@ pub fn check(net: &Net<f64>, x: MatRef<'_, f64>, labels: &[u8], s: Settings) -> 
             } else {
                 net.weights[l].len()
             };
-            let (mut max_abs, mut max_rel, mut max_grad) = (0.0f64, 0.0f64, 0.0f64);
-            for idx in 0..len {
-                let ga = if is_bias {
-                    analytic.biases[l][idx]
-                } else {
-                    analytic.weights[l][idx]
-                };
-                let slot = |n: &mut Net<f64>| -> *mut f64 {
-                    if is_bias {
-                        &mut n.biases[l][idx]
-                    } else {
-                        &mut n.weights[l][idx]
+            // Entries are checked in parallel chunks, each on its own copy of the network.
+            let chunk = len.div_ceil(4 * rayon::current_num_threads()).max(1);
+            let net_ref = &net;
+            let analytic_ref = &analytic;
+            let (max_abs, max_rel, max_grad) = (0..len.div_ceil(chunk))
+                .into_par_iter()
+                .map(|ci| {
+                    let mut net = net_ref.clone();
+                    let mut ws = net.workspace(x.cols);
+                    let (mut max_abs, mut max_rel, mut max_grad) = (0.0f64, 0.0f64, 0.0f64);
+                    for idx in ci * chunk..len.min((ci + 1) * chunk) {
+                        let ga = *entry(analytic_ref, l, is_bias, idx);
+                        let orig = *entry_mut(&mut net, l, is_bias, idx);
+                        // J(p) = L(p) + lambda * (sum of squared weights). Differences of J are
+                        // formed as (L(p+) - L(p-)) + lambda * (p+^2 - p-^2): the same finite
+                        // difference, without adding the large penalty to L before subtracting
+                        // (which costs digits).
+                        let penalty = |q: f64| if is_bias { 0.0 } else { lambda * q * q };
+                        *entry_mut(&mut net, l, is_bias, idx) = orig + h;
+                        let plus = mean_loss(&net, x, labels, &mut ws);
+                        let gn = match method {
+                            Method::Forward => {
+                                ((plus - base) + (penalty(orig + h) - penalty(orig))) / h
+                            }
+                            Method::Centred => {
+                                *entry_mut(&mut net, l, is_bias, idx) = orig - h;
+                                let minus = mean_loss(&net, x, labels, &mut ws);
+                                ((plus - minus) + (penalty(orig + h) - penalty(orig - h)))
+                                    / (2.0 * h)
+                            }
+                        };
+                        *entry_mut(&mut net, l, is_bias, idx) = orig;
+                        let abs = (ga - gn).abs();
+                        max_abs = max_abs.max(abs);
+                        max_rel = max_rel.max(abs / eps.max(ga.abs() + gn.abs()));
+                        max_grad = max_grad.max(ga.abs());
                     }
-                };
-                let p = slot(&mut net);
-                let orig = unsafe { *p };
-                // J(p) = L(p) + lambda * (sum of squared weights). Differences of J are formed as
-                // (L(p+) - L(p-)) + lambda * (p+^2 - p-^2): the same finite difference, without
-                // adding the large penalty to L before subtracting (which costs digits).
-                let penalty = |q: f64| if is_bias { 0.0 } else { lambda * q * q };
-                unsafe { *p = orig + h };
-                let plus = mean_loss(&net, x, labels, &mut ws);
-                let gn = match method {
-                    Method::Forward => ((plus - base) + (penalty(orig + h) - penalty(orig))) / h,
-                    Method::Centred => {
-                        unsafe { *p = orig - h };
-                        let minus = mean_loss(&net, x, labels, &mut ws);
-                        ((plus - minus) + (penalty(orig + h) - penalty(orig - h))) / (2.0 * h)
-                    }
-                };
-                unsafe { *p = orig };
-                let abs = (ga - gn).abs();
-                max_abs = max_abs.max(abs);
-                max_rel = max_rel.max(abs / eps.max(ga.abs() + gn.abs()));
-                max_grad = max_grad.max(ga.abs());
-            }
+                    (max_abs, max_rel, max_grad)
+                })
+                .reduce(
+                    || (0.0, 0.0, 0.0),
+                    |a, b| (a.0.max(b.0), a.1.max(b.1), a.2.max(b.2)),
+                );
             let name = match (layers, is_bias) {
                 (1, false) => "W".to_string(),
                 (1, true) => "b".to_string(),
