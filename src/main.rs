@@ -540,6 +540,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let r = &results[0];
             if a.common.json {
                 print_json(r)?;
+            } else if let (Some(d), false) = (r.diverged, a.common.quiet) {
+                println!(
+                    "{} diverged at step {} (eta {:.3e}): the cost is not finite; lower the learning rate. \
+                     What was recorded is in {}",
+                    r.name,
+                    d.step,
+                    d.eta,
+                    a.common.out.join(&r.name).display()
+                );
+            } else if !a.common.quiet {
+                println!(
+                    "{}: train {:.2}%  validation {:.2}%  test {:.2}%  ({} steps, {:.3} ms/step, {:.1} s); files in {}",
+                    r.name,
+                    100.0 * r.train_acc,
+                    100.0 * r.val_acc,
+                    100.0 * r.test_acc,
+                    r.steps,
+                    r.ms_per_step,
+                    r.wall_s,
+                    a.common.out.join(&r.name).display()
+                );
             }
             if r.status != shallow::train::Status::Done {
                 return Ok(ExitCode::from(1));

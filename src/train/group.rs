@@ -386,11 +386,7 @@ pub fn train_group<T: Real>(
             status,
             history: hist.clone(),
             steps_done: state.diverged[c].map(|d| d.step).unwrap_or(t),
-            train: if status == Status::Done {
-                last.map(|p| p.train).unwrap_or(nan)
-            } else {
-                last.map(|p| p.train).unwrap_or(nan)
-            },
+            train: last.map(|p| p.train).unwrap_or(nan),
             val: last.map(|p| p.val).unwrap_or(nan),
             test: if status == Status::Done { test[c] } else { nan },
             diverged: state.diverged[c],
