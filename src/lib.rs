@@ -6,6 +6,8 @@
 //! Matrices are column-major, features x samples, so one image is one contiguous
 //! column and a mini-batch of consecutive images is one contiguous block.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod data;
 pub mod nn;

@@ -40,8 +40,11 @@ pub enum Value {
     Global(String, String),
     /// An object made by calling `callable(args)`, then `__setstate__(state)`.
     Object {
+        /// What was called (usually a `Global`).
         callable: Box<Value>,
+        /// Its arguments (a tuple).
         args: Box<Value>,
+        /// The state given by BUILD, if any.
         state: Option<Box<Value>>,
     },
 }
