@@ -255,6 +255,14 @@ impl SplitSpec {
         };
         self.n_train.map_or(all, |n| n.min(all))
     }
+
+    /// Number of validation images this split yields (before loading anything).
+    pub fn val_len(&self) -> usize {
+        match self.kind {
+            SplitKind::A1 => super::RECORDS_PER_FILE,
+            SplitKind::Full => self.n_val.min(5 * super::RECORDS_PER_FILE),
+        }
+    }
 }
 
 #[cfg(test)]

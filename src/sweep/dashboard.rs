@@ -44,6 +44,7 @@ struct Row {
     eta: AtomicU64,
     cost: AtomicU64,
     val_acc: AtomicU64,
+    logs: AtomicUsize,
     summary: Mutex<Option<String>>,
 }
 
@@ -52,6 +53,8 @@ pub struct Dashboard {
     mode: DisplayMode,
     rows: Vec<Row>,
     flops_per_step: Vec<f64>,
+    flops_per_log: Vec<f64>,
+    done_style: Option<ProgressStyle>,
     start: Instant,
     closed: AtomicBool,
     mp: Option<MultiProgress>,
@@ -103,6 +106,7 @@ impl Dashboard {
                 eta: AtomicU64::new(f64::NAN.to_bits()),
                 cost: AtomicU64::new(f64::NAN.to_bits()),
                 val_acc: AtomicU64::new(f64::NAN.to_bits()),
+                logs: AtomicUsize::new(0),
                 summary: Mutex::new(None),
             })
             .collect();
@@ -110,14 +114,26 @@ impl Dashboard {
             .iter()
             .map(|c| c.arch().step_flops(c.batch))
             .collect();
-        let (mp, bars, overall) = if mode == DisplayMode::Live {
+        // Each logged point evaluates the training and validation sets.
+        let flops_per_log = configs
+            .iter()
+            .map(|c| {
+                c.arch()
+                    .forward_flops(c.split.train_len() + c.split.val_len())
+            })
+            .collect();
+        // Lines never wrap: `wide_msg` truncates the message to the terminal's width.
+        let (mp, bars, overall, done_style) = if mode == DisplayMode::Live {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
             let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(8);
             let style = ProgressStyle::with_template(&format!(
-                "{{prefix:>{width}}} [{{bar:28.cyan/blue}}] {{pos:>6}}/{{len:6}} {{msg}}"
+                "{{prefix:>{width}}} [{{bar:24.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}"
             ))
             .expect("valid template")
             .progress_chars("=> ");
+            let done_style =
+                ProgressStyle::with_template(&format!("{{prefix:>{width}}} {{wide_msg}}"))
+                    .expect("valid template");
             let bars: Vec<ProgressBar> = rows
                 .iter()
                 .map(|r| {
@@ -131,20 +147,22 @@ impl Dashboard {
             let o = mp.add(ProgressBar::new(total));
             o.set_style(
                 ProgressStyle::with_template(&format!(
-                    "{{prefix:>{width}}} [{{bar:28.green}}] {{percent:>3}}%  elapsed {{elapsed_precise}}  ETA {{eta_precise}}  {{msg}}"
+                    "{{prefix:>{width}}} [{{bar:24.green}}] {{percent:>3}}% {{elapsed_precise}} ETA {{eta_precise}} {{wide_msg}}"
                 ))
                 .expect("valid template")
                 .progress_chars("=> "),
             );
             o.set_prefix("all");
-            (Some(mp), bars, Some(o))
+            (Some(mp), bars, Some(o), Some(done_style))
         } else {
-            (None, Vec::new(), None)
+            (None, Vec::new(), None, None)
         };
         Dashboard {
             mode,
             rows,
             flops_per_step,
+            flops_per_log,
+            done_style,
             start: Instant::now(),
             closed: AtomicBool::new(false),
             mp,
@@ -171,32 +189,38 @@ impl Dashboard {
         for (i, (row, bar)) in self.rows.iter().zip(&self.bars).enumerate() {
             let step = row.step.load(Ordering::Relaxed);
             done_steps += step as u64;
-            flops += step as f64 * self.flops_per_step[i];
+            flops += step as f64 * self.flops_per_step[i]
+                + row.logs.load(Ordering::Relaxed) as f64 * self.flops_per_log[i];
             if let Some(s) = row.summary.lock().expect("not poisoned").as_ref() {
                 if !bar.is_finished() {
                     bar.set_position(step as u64);
+                    if let Some(style) = &self.done_style {
+                        bar.set_style(style.clone());
+                    }
                     bar.finish_with_message(s.clone());
                 }
                 continue;
             }
             bar.set_position(step as u64);
+            // Most telling first: the message is cut at the terminal's edge.
             let (eta, cost, acc) = (f(&row.eta), f(&row.cost), f(&row.val_acc));
-            let mut msg = format!("eta {eta:.2e}");
-            if cost.is_finite() {
-                msg.push_str(&format!("  cost {cost:.3}"));
-            }
+            let mut msg = String::new();
             if acc.is_finite() {
-                msg.push_str(&format!("  val {:.2}%", 100.0 * acc));
+                msg.push_str(&format!("val {:.2}%  ", 100.0 * acc));
             }
+            if cost.is_finite() {
+                msg.push_str(&format!("cost {cost:.3}  "));
+            }
+            msg.push_str(&format!("eta {eta:.2e}"));
             bar.set_message(msg);
         }
         if let Some(o) = &self.overall {
             o.set_position(done_steps);
             let secs = self.start.elapsed().as_secs_f64().max(1e-9);
             o.set_message(format!(
-                "{:.0} steps/s  {:.1} GFLOP/s",
-                done_steps as f64 / secs,
-                flops / secs / 1e9
+                "{:.1} GFLOP/s  {:.0} steps/s",
+                flops / secs / 1e9,
+                done_steps as f64 / secs
             ));
         }
     }
@@ -265,6 +289,7 @@ impl Observer for Dashboard {
         let row = &self.rows[id];
         row.cost.store(p.train.cost.to_bits(), Ordering::Relaxed);
         row.val_acc.store(p.val.acc.to_bits(), Ordering::Relaxed);
+        row.logs.fetch_add(1, Ordering::Relaxed);
     }
 
     fn on_done(&self, id: usize, o: &RunOutcome) {

@@ -191,11 +191,28 @@ pub fn run_all(
     crate::nn::blas::set_threads(1);
     let split64 = crate::data::Split::<f64>::new(data, SplitSpec::default())?;
     let mut reports = Vec::new();
-    for (hidden, subsets) in [
+    let checks = [
         (vec![], vec![(20, 100), (3072, 2)]),
         (vec![50], vec![(20, 100)]),
-    ] {
+    ];
+    let bar = (opts.mode == super::DisplayMode::Live).then(|| {
+        let b = indicatif::ProgressBar::new(2 * checks.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "  gradient checks [{bar:24.cyan/blue}] {pos}/{len} {wide_msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b
+    });
+    for (hidden, subsets) in checks {
+        let model = if hidden.is_empty() { "linear" } else { "mlp" };
         for lambda in [0.0, 0.1] {
+            if let Some(b) = &bar {
+                b.set_message(format!("{model}, lambda {lambda}"));
+                b.tick();
+            }
             let o = gradcheck::Options {
                 hidden: hidden.clone(),
                 loss: Loss::Ce,
@@ -207,11 +224,29 @@ pub fn run_all(
                 subsets: subsets.clone(),
                 seed: opts.seed,
             };
-            reports.push(gradcheck::run(
-                &o,
-                Some((&split64.train, "CIFAR-10 data_batch_1".into())),
-            ));
+            let report = gradcheck::run(&o, Some((&split64.train, "CIFAR-10 data_batch_1".into())));
+            let worst = report
+                .checks
+                .iter()
+                .map(|c| c.check.max_rel_err)
+                .fold(0.0, f64::max);
+            let line = format!(
+                "{model}, lambda {lambda}: max relative error {worst:.1e}, {}",
+                if report.passed { "passed" } else { "FAILED" }
+            );
+            match &bar {
+                Some(b) => {
+                    b.println(format!("  {line}"));
+                    b.inc(1);
+                }
+                None if opts.mode == super::DisplayMode::Plain => eprintln!("  {line}"),
+                None => {}
+            }
+            reports.push(report);
         }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     drop(split64);
     write_json(&dir.join("gradcheck.json"), &reports)?;

@@ -117,7 +117,17 @@ pub fn search(
         let t0 = std::time::Instant::now();
         let configs = spec.configs();
         let dashboard = Dashboard::new(&configs, mode, |c| c.name.clone());
-        dashboard.println(&format!("stage {name}: {} runs", configs.len()));
+        dashboard.println(&format!(
+            "== {name} stage: {} run{}, {} cycle{} of n_s {}, {} training images",
+            configs.len(),
+            if configs.len() == 1 { "" } else { "s" },
+            spec.cycles,
+            if spec.cycles == 1 { "" } else { "s" },
+            configs
+                .first()
+                .map_or(spec.ns, |c| c.steps / (2 * spec.cycles.max(1))),
+            spec.split.train_len()
+        ));
         let out = runner.out.join(name);
         let r = RunnerOptions {
             out: out.clone(),
