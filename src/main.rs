@@ -827,7 +827,7 @@ fn run_sweep(a: &SweepArgs) -> Result<ExitCode> {
         let best = shallow::sweep::results::best(&results);
         print_json(&serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s}))?;
     } else if !a.common.quiet {
-        println!("{}", shallow::sweep::results::markdown(&results));
+        print!("{}", shallow::sweep::results::text_table(&results));
         println!(
             "{} runs in {wall_s:.2} s; tables in {}",
             results.len(),

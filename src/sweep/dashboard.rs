@@ -97,6 +97,18 @@ impl Dashboard {
         mode: DisplayMode,
         label: impl Fn(&RunConfig) -> String,
     ) -> Self {
+        let target = (mode == DisplayMode::Live).then(|| ProgressDrawTarget::stderr_with_hz(8));
+        Self::with_target(configs, mode, target, label)
+    }
+
+    /// Like [`Self::new`], drawing live bars on `target` (stderr for a user;
+    /// an in-memory terminal in tests). `target` is used only in live mode.
+    pub fn with_target(
+        configs: &[RunConfig],
+        mode: DisplayMode,
+        target: Option<ProgressDrawTarget>,
+        label: impl Fn(&RunConfig) -> String,
+    ) -> Self {
         let rows: Vec<Row> = configs
             .iter()
             .map(|c| Row {
@@ -123,11 +135,12 @@ impl Dashboard {
             })
             .collect();
         // Lines never wrap: `wide_msg` truncates the message to the terminal's width.
-        let (mp, bars, overall, done_style) = if mode == DisplayMode::Live {
-            let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+        let target = target.filter(|_| mode == DisplayMode::Live);
+        let (mp, bars, overall, done_style) = if let Some(target) = target {
+            let mp = MultiProgress::with_draw_target(target);
             let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(8);
             let style = ProgressStyle::with_template(&format!(
-                "{{prefix:>{width}}} [{{bar:24.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}"
+                "{{prefix:>{width}}} [{{bar:16.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}"
             ))
             .expect("valid template")
             .progress_chars("=> ");
@@ -147,7 +160,7 @@ impl Dashboard {
             let o = mp.add(ProgressBar::new(total));
             o.set_style(
                 ProgressStyle::with_template(&format!(
-                    "{{prefix:>{width}}} [{{bar:24.green}}] {{percent:>3}}% {{elapsed_precise}} ETA {{eta_precise}} {{wide_msg}}"
+                    "{{prefix:>{width}}} [{{bar:16.green}}] {{percent:>3}}% {{elapsed_precise}} ETA {{eta}} {{wide_msg}}"
                 ))
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -302,5 +315,77 @@ impl Observer for Dashboard {
             );
         }
         *self.rows[id].summary.lock().expect("not poisoned") = Some(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::net::Eval;
+    use crate::nn::Precision;
+    use crate::sweep::experiment::a1_configs;
+    use indicatif::InMemoryTerm;
+
+    fn eval(acc: f64) -> Eval {
+        Eval {
+            cost: 1.761,
+            loss: 1.6,
+            acc,
+        }
+    }
+
+    /// What a user sees in an 80-column terminal: one line per configuration and
+    /// one overall line, none wrapped, with the figures that matter.
+    #[test]
+    fn lines_fit_an_80_column_terminal() {
+        let configs = a1_configs(1, Precision::F32);
+        let term = InMemoryTerm::new(20, 80);
+        let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
+        let dash = Dashboard::with_target(&configs, DisplayMode::Live, Some(target), |c| {
+            c.name.clone()
+        });
+        for id in 0..configs.len() {
+            dash.on_step(&[id], 1000, &[1e-3]);
+            let point = LogPoint {
+                step: 1000,
+                epoch: 10.0,
+                eta: 1e-3,
+                train: eval(0.41),
+                val: eval(0.3847),
+            };
+            dash.on_log(id, &point);
+        }
+        let outcome = RunOutcome {
+            config: configs[0].clone(),
+            status: Status::Done,
+            history: vec![],
+            steps_done: configs[0].steps,
+            train: eval(0.4468),
+            val: eval(0.3847),
+            test: eval(0.39),
+            diverged: None,
+            wall_s: 4.3,
+            ms_per_step: 0.35,
+            group_size: 4,
+            weights: vec![],
+        };
+        dash.on_done(0, &outcome);
+        dash.finish();
+
+        let screen = term.contents();
+        let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), configs.len() + 1, "a line wrapped:\n{screen}");
+        for (line, c) in lines.iter().zip(&configs) {
+            assert!(line.trim_start().starts_with(&c.name), "{screen}");
+        }
+        assert!(
+            lines[0].contains("done: train 44.68%  val 38.47%  test 39.00%"),
+            "{screen}"
+        );
+        assert!(
+            lines[1].contains("1000/4000") && lines[1].contains("val 38.47%"),
+            "{screen}"
+        );
+        assert!(lines[4].contains("GFLOP/s"), "{screen}");
     }
 }

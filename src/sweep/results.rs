@@ -73,6 +73,38 @@ pub fn markdown(results: &[RunResult]) -> String {
     s
 }
 
+/// Plain-text table for a terminal (under 80 columns), sorted like [`markdown`].
+pub fn text_table(results: &[RunResult]) -> String {
+    let mut s = format!(
+        "{:2}{:>9} {:>8} {:>7} {:>7} {:>8} {:>6} {:>7}  status\n",
+        "", "lambda", "train %", "val %", "test %", "cost", "steps", "s"
+    );
+    for (rank, &i) in ranking(results).iter().enumerate() {
+        let r = &results[i];
+        let star = if rank == 0 && r.status == Status::Done {
+            "★"
+        } else {
+            ""
+        };
+        let cost = if r.train_cost.is_finite() {
+            format!("{:.4}", r.train_cost)
+        } else {
+            "-".into()
+        };
+        s.push_str(&format!(
+            "{star:2}{:>9.3e} {:>8} {:>7} {:>7} {cost:>8} {:>6} {:>7.2}  {}\n",
+            r.lambda,
+            pct(r.train_acc),
+            pct(r.val_acc),
+            pct(r.test_acc),
+            r.steps,
+            r.wall_s,
+            format!("{:?}", r.status).to_lowercase()
+        ));
+    }
+    s
+}
+
 /// Writes `results.csv`, `results.jsonl` and `results.md` into `dir`.
 pub fn write_tables(dir: &Path, results: &[RunResult]) -> Result<()> {
     let order = ranking(results);
