@@ -438,19 +438,25 @@ impl std::fmt::Display for BenchReport {
         }
         writeln!(f, "\nWhere a step's time goes (ms per step)")?;
         write!(f, "{:<26} {:>7} {:>7}", "network", "configs", "threads")?;
-        for (name, _) in &self.steps[0].phases {
-            write!(f, " {:>14}", &name[..name.len().min(14)])?;
+        for name in crate::nn::profile::SHORT_NAMES {
+            write!(f, " {name:>11}")?;
         }
-        writeln!(f, " {:>9}", "GEMM share")?;
+        writeln!(f, " {:>10}", "GEMM share")?;
         for s in &self.steps {
             write!(f, "{:<26} {:>7} {:>7}", s.model, s.configs, s.threads)?;
             let total: f64 = s.phases.iter().map(|p| p.1).sum();
             for (_, v) in &s.phases {
-                write!(f, " {v:>14.4}")?;
+                write!(f, " {v:>11.4}")?;
             }
             let gemm = s.phases[1].1 + s.phases[3].1;
-            writeln!(f, " {:>8.0}%", 100.0 * gemm / total.max(1e-12))?;
+            writeln!(f, " {:>9.0}%", 100.0 * gemm / total.max(1e-12))?;
         }
+        let legend: Vec<String> = crate::nn::profile::SHORT_NAMES
+            .iter()
+            .zip(crate::nn::profile::NAMES)
+            .map(|(short, long)| format!("{short} = {long}"))
+            .collect();
+        writeln!(f, "({})", legend.join("; "))?;
         writeln!(
             f,
             "\nEvaluation (forward only, m = 50, all cores): {:.0} images/s",

@@ -31,6 +31,10 @@ pub const NAMES: [&str; PHASES] = [
     "element-wise backward",
 ];
 
+/// Column headers for the phases in tables (at most 11 characters), same order.
+pub const SHORT_NAMES: [&str; PHASES] =
+    ["batch", "fwd GEMMs", "bias+act", "bwd GEMMs", "elementwise"];
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static NANOS: [AtomicU64; PHASES] = [const { AtomicU64::new(0) }; PHASES];
 
