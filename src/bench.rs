@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Cifar10, Split, SplitKind, SplitSpec};
 use crate::nn::net::{Eval, LossStat};
 use crate::nn::profile;
-use crate::nn::{blas, gemm, Arch, Loss, MatMut, MatRef, Net, Real};
+use crate::nn::{blas, Arch, Loss, MatMut, MatRef, Net, Real};
 use crate::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions, SweepSpec};
 use crate::train::Control;
 
@@ -41,8 +41,11 @@ pub struct GemmBench {
     pub k: usize,
     /// GFLOP/s with one BLAS thread.
     pub gflops_1t: f64,
-    /// GFLOP/s with every core.
+    /// GFLOP/s with every core: one call, OpenBLAS's own threads.
     pub gflops_all: f64,
+    /// GFLOP/s with every core: the output's columns cut into one
+    /// single-threaded call per core (`nn::blas::gemm_split`, what training uses).
+    pub gflops_split: f64,
 }
 
 /// A training step's speed.
@@ -52,7 +55,7 @@ pub struct StepBench {
     pub model: String,
     /// Configurations stacked in lockstep.
     pub configs: usize,
-    /// BLAS threads.
+    /// Cores used (one: one BLAS thread; more: layer-0 GEMMs split over them).
     pub threads: usize,
     /// Milliseconds per step (for the whole group).
     pub ms_per_step: f64,
@@ -112,6 +115,8 @@ fn time_per_call(min_s: f64, mut f: impl FnMut()) -> f64 {
     t0.elapsed().as_secs_f64() / calls as f64
 }
 
+/// GFLOP/s of one m x n x k product with the current BLAS threads, through
+/// [`crate::nn::blas::gemm_split`] (call it inside a rayon pool when the split is above 1).
 fn gemm_gflops<T: Real>(m: usize, n: usize, k: usize, trans_b: bool, min_s: f64) -> f64 {
     let a = vec![T::of(0.5); m * k];
     let b = vec![T::of(0.25); k * n];
@@ -122,7 +127,7 @@ fn gemm_gflops<T: Real>(m: usize, n: usize, k: usize, trans_b: bool, min_s: f64)
         MatRef::new(&b, k, n)
     };
     let s = time_per_call(min_s, || {
-        gemm(
+        blas::gemm_split(
             T::one(),
             MatRef::new(&a, m, k),
             false,
@@ -156,9 +161,9 @@ fn step_bench<T: Real>(
     configs: usize,
     threads: usize,
     min_s: f64,
-    roof: &dyn Fn(usize, usize, usize, bool) -> f64,
+    roof: &dyn Fn(usize, usize, usize, bool, bool) -> f64,
 ) -> StepBench {
-    blas::set_threads(threads);
+    blas::configure(threads, 1, configs * hidden.first().copied().unwrap_or(10));
     let arch = Arch {
         input: 3072,
         hidden: hidden.to_vec(),
@@ -194,16 +199,21 @@ fn step_bench<T: Real>(
     let phases = profile::totals();
     profile::enable(false);
     let flops = configs as f64 * arch.step_flops(batch);
-    // GEMM floor: the step's GEMMs at the measured GEMM speeds of this thread count.
+    // GEMM floor: the step's GEMMs at the measured speeds of the path they take
+    // (layer 0 split over the cores, later layers one single-threaded call).
     let w = arch.widths();
     let mut floor = 0.0;
     for l in 0..arch.layers() {
         let (m, k) = (configs * w[l + 1], w[l]);
         let (m1, per) = if l == 0 { (m, 1) } else { (w[l + 1], configs) };
-        floor += per as f64 * 2.0 * (m1 * batch * k) as f64 / (roof(m1, batch, k, false) * 1e9);
-        floor += per as f64 * 2.0 * (m1 * k * batch) as f64 / (roof(m1, k, batch, true) * 1e9);
+        let first = l == 0;
+        floor +=
+            per as f64 * 2.0 * (m1 * batch * k) as f64 / (roof(m1, batch, k, false, first) * 1e9);
+        floor +=
+            per as f64 * 2.0 * (m1 * k * batch) as f64 / (roof(m1, k, batch, true, first) * 1e9);
         if l > 0 {
-            floor += per as f64 * 2.0 * (m1 * k * batch) as f64 / (roof(k, batch, m1, false) * 1e9);
+            floor += per as f64 * 2.0 * (m1 * k * batch) as f64
+                / (roof(k, batch, m1, false, false) * 1e9);
         }
     }
     StepBench {
@@ -263,59 +273,66 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
         Some(d) => Split::<f32>::new(d, SplitSpec::default())?,
         None => generated(SplitKind::A1),
     };
+    // Every measurement runs in a pool of `cores` threads, as training does.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cores).build()?;
+    let speeds = |m: usize, n: usize, k: usize, tb: bool, f64_: bool| {
+        let measure = |threads: usize, parts: usize| {
+            blas::set_threads(threads);
+            blas::set_split(parts);
+            let g = pool.install(|| {
+                if f64_ {
+                    gemm_gflops::<f64>(m, n, k, tb, min_s)
+                } else {
+                    gemm_gflops::<f32>(m, n, k, tb, min_s)
+                }
+            });
+            blas::set_split(1);
+            g
+        };
+        (measure(1, 1), measure(cores, 1), measure(1, cores))
+    };
     let mut gemms = Vec::new();
     for (role, m, n, k, tb) in shapes() {
-        blas::set_threads(1);
-        let one = gemm_gflops::<f32>(m, n, k, tb, min_s);
-        blas::set_threads(cores);
-        let all = gemm_gflops::<f32>(m, n, k, tb, min_s);
-        gemms.push(GemmBench {
-            role: role.into(),
-            kind: "sgemm".into(),
-            m,
-            n,
-            k,
-            gflops_1t: one,
-            gflops_all: all,
-        });
-        if opts.f64 {
-            blas::set_threads(1);
-            let one = gemm_gflops::<f64>(m, n, k, tb, min_s);
-            blas::set_threads(cores);
-            let all = gemm_gflops::<f64>(m, n, k, tb, min_s);
+        for (kind, f64_) in [("sgemm", false), ("dgemm", true)] {
+            if f64_ && !opts.f64 {
+                continue;
+            }
+            let (one, all, split) = speeds(m, n, k, tb, f64_);
             gemms.push(GemmBench {
                 role: role.into(),
-                kind: "dgemm".into(),
+                kind: kind.into(),
                 m,
                 n,
                 k,
                 gflops_1t: one,
                 gflops_all: all,
+                gflops_split: split,
             });
         }
     }
     let mut steps = Vec::new();
     for threads in [1, cores] {
-        let roof = |m: usize, n: usize, k: usize, tb: bool| {
-            blas::set_threads(threads);
-            gemm_gflops::<f32>(m, n, k, tb, min_s / 3.0)
-        };
         for (hidden, configs) in [(vec![], 1), (vec![50], 1), (vec![50], 4)] {
-            steps.push(step_bench(
-                &split_a1,
-                &hidden,
-                configs,
-                threads,
-                min_s * 3.0,
-                &roof,
-            ));
+            // Each product at the speed of the path training takes for it.
+            let rows0 = configs * hidden.first().copied().unwrap_or(10);
+            let roof = |m: usize, n: usize, k: usize, tb: bool, layer0: bool| {
+                let (blas_threads, parts) = blas::parallelism(threads, 1, rows0);
+                blas::set_threads(blas_threads);
+                blas::set_split(if layer0 { parts } else { 1 });
+                pool.install(|| gemm_gflops::<f32>(m, n, k, tb, min_s / 3.0))
+            };
+            steps.push(
+                pool.install(|| {
+                    step_bench(&split_a1, &hidden, configs, threads, min_s * 3.0, &roof)
+                }),
+            );
         }
         if cores == 1 {
             break;
         }
     }
     // Forward-only evaluation throughput.
-    blas::set_threads(cores);
+    blas::configure(cores, 1, 50);
     let arch = Arch {
         input: 3072,
         hidden: vec![50],
@@ -325,14 +342,16 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     let net = Net::<f32>::init(&arch, &[1]);
     let mut ws = net.workspace(crate::train::group::EVAL_CHUNK);
     let mut out = [Eval::default()];
-    let s = time_per_call(min_s, || {
-        net.evaluate(
-            split_a1.val.view(),
-            &split_a1.val.labels,
-            &[0.0],
-            &mut ws,
-            &mut out,
-        )
+    let s = pool.install(|| {
+        time_per_call(min_s, || {
+            net.evaluate(
+                split_a1.val.view(),
+                &split_a1.val.labels,
+                &[0.0],
+                &mut ws,
+                &mut out,
+            )
+        })
     });
     let eval_images_per_s = split_a1.val.len() as f64 / s;
     drop(split_a1);
@@ -403,20 +422,25 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "\nGEMM roofline (GFLOP/s; FLOPs = 2 m n k)")?;
         writeln!(
             f,
-            "{:<22} {:>6} {:>17} {:>10} {:>10}",
-            "shape", "kind", "m x n x k", "1 thread", "all cores"
+            "{:<22} {:>6} {:>17} {:>10} {:>10} {:>10}",
+            "shape", "kind", "m x n x k", "1 thread", "all: BLAS", "all: split"
         )?;
         for g in &self.gemm {
             writeln!(
                 f,
-                "{:<22} {:>6} {:>17} {:>10.1} {:>10.1}",
+                "{:<22} {:>6} {:>17} {:>10.1} {:>10.1} {:>10.1}",
                 g.role,
                 g.kind,
                 format!("{}x{}x{}", g.m, g.n, g.k),
                 g.gflops_1t,
-                g.gflops_all
+                g.gflops_all,
+                g.gflops_split
             )?;
         }
+        writeln!(
+            f,
+            "(all: BLAS = one call on OpenBLAS's threads; all: split = the output's columns cut into one single-threaded call per core, as training does)"
+        )?;
         writeln!(f, "\nTraining step (batch 100, f32)")?;
         writeln!(
             f,

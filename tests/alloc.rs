@@ -27,9 +27,22 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// One test (not several) so that no other test allocates while this one counts.
 #[test]
 fn a_training_step_allocates_nothing() {
     shallow::nn::blas::set_threads(1);
+    // As the runner does it: unsplit, and layer 0 split over two rayon tasks.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for parts in [1, 2] {
+        shallow::nn::blas::set_split(parts);
+        pool.install(|| steps_allocate_nothing(parts));
+    }
+}
+
+fn steps_allocate_nothing(parts: usize) {
     for hidden in [vec![], vec![50], vec![30, 20]] {
         let arch = Arch {
             input: 3072,
@@ -60,7 +73,7 @@ fn a_training_step_allocates_nothing() {
         assert_eq!(
             ALLOCS.load(Ordering::SeqCst) - before,
             0,
-            "heap allocations during training steps"
+            "heap allocations during training steps (split {parts})"
         );
     }
 }

@@ -187,3 +187,36 @@ fn resume_skips_finished_runs_and_workers_do_not_change_results() {
     );
     assert!(!out1.path().join("r2").join(checkpoint::FILE).exists());
 }
+
+/// One worker on two cores splits layer 0's GEMMs over them (recorded in
+/// config.json) and trains to the numbers of one core, to float tolerance.
+#[test]
+fn one_worker_on_two_cores_splits_its_gemms_and_agrees() {
+    let split = common::generated_split::<f32>(400, 100, 8);
+    let mut cfg = config("s", 1e-3);
+    cfg.batch = 50; // wide enough for the forward product to be split too
+    let cfgs = vec![cfg];
+    let dash = Dashboard::new(&cfgs, DisplayMode::Quiet, |c| c.name.clone());
+    let run = |threads: usize| {
+        let out = tempfile::tempdir().unwrap();
+        let opts = RunnerOptions {
+            threads,
+            ..runner(out.path(), 1, 8, false)
+        };
+        let r = run_plan(&cfgs, &[0], &split, &opts, &Control::new(), &dash).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("s/config.json")).unwrap())
+                .unwrap();
+        (r[0].clone(), saved["gemm_split"].as_u64().unwrap())
+    };
+    let (one, split_one) = run(1);
+    let (two, split_two) = run(2);
+    assert_eq!((split_one, split_two), (1, 2));
+    assert_eq!(two.status, Status::Done);
+    assert!(
+        (one.val_cost - two.val_cost).abs() < 1e-4 * one.val_cost,
+        "{} vs {}",
+        one.val_cost,
+        two.val_cost
+    );
+}

@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::blas::gemm_split;
 use super::layers::{bias_activation, bias_step, relu_backward, scale_block};
 use super::loss::{loss_backward, loss_forward};
 use super::profile::{self, Phase};
@@ -286,7 +287,7 @@ impl<T: Real> Net<T> {
         {
             let v = MatRef::with_ld(&self.weights[0], cfgs * w1, self.widths[0], cfgs * w1);
             let out = MatMut::with_ld(&mut ws.acts[0], cfgs * w1, n, cfgs * w1);
-            gemm(T::one(), v, false, x, false, T::zero(), out);
+            gemm_split(T::one(), v, false, x, false, T::zero(), out);
             profile::lap(&mut timer, Phase::ForwardGemm);
             for c in 0..cfgs {
                 let block = MatMut::with_ld(&mut ws.acts[0][c * w1..], w1, n, cfgs * w1);
@@ -475,7 +476,7 @@ impl<T: Real> Net<T> {
                 profile::lap(&mut timer, Phase::Update);
                 let g = MatRef::with_ld(g0, ld, n, ld);
                 let v = MatMut::with_ld(&mut self.weights[0], ld, d, ld);
-                gemm(T::one(), g, false, x, true, T::one(), v);
+                gemm_split(T::one(), g, false, x, true, T::one(), v);
                 profile::lap(&mut timer, Phase::BackwardGemm);
             }
             Backward::Gradients { lambdas, grads } => {

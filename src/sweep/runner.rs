@@ -112,19 +112,27 @@ pub fn run_plan<T: Real>(
         .map(|g| g.into_iter().map(|k| todo[k]).collect())
         .collect();
     let workers = opts.jobs.max(1).min(groups.len().max(1));
-    let blas_threads = (opts.threads / workers).max(1);
-    blas::set_threads(blas_threads);
+    // Several workers share the cores out as BLAS threads. One worker (groups
+    // train one after another) sets BLAS up per group: a thin layer 0 splits its
+    // big GEMMs into single-threaded calls on rayon tasks.
+    let stacked_rows = |members: &[usize]| members.len() * configs[members[0]].arch().widths()[1];
+    let parallelism =
+        |members: &[usize]| blas::parallelism(opts.threads, workers, stacked_rows(members));
+    if workers > 1 {
+        blas::configure(opts.threads, workers, 0);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
+        .num_threads(if workers == 1 { opts.threads } else { workers })
         .build()?;
     let sizes = [split.train.len(), split.val.len(), split.test.len()];
-    let saved = |c: &RunConfig| SavedConfig {
+    let saved = |c: &RunConfig, (blas_threads, gemm_split): (usize, usize)| SavedConfig {
         config: c.clone(),
         init_seed: c.init_seed(),
         data_dir: opts.data_dir.clone(),
         sizes,
         version: env!("CARGO_PKG_VERSION").to_string(),
         blas_threads,
+        gemm_split,
         blas: blas::describe(),
     };
     let done: Vec<Result<Vec<(usize, RunResult)>>> = pool.install(|| {
@@ -142,6 +150,10 @@ pub fn run_plan<T: Real>(
                 } else {
                     None
                 };
+                let threads = parallelism(members);
+                if workers == 1 {
+                    blas::configure(opts.threads, 1, stacked_rows(members));
+                }
                 let outcome = train_group(&group, &group_ids, split, control, dashboard, resume)?;
                 let mut out = Vec::new();
                 for (c, run) in outcome.runs.iter().enumerate() {
@@ -149,13 +161,14 @@ pub fn run_plan<T: Real>(
                     if let Some(state) = &outcome.state {
                         // Interrupted: keep the state and what was logged, no result yet.
                         create_dir(&dir)?;
-                        write_json(&dir.join("config.json"), &saved(&run.config))?;
+                        write_json(&dir.join("config.json"), &saved(&run.config, threads))?;
                         write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
                         Checkpoint::from_state(state, c, &run.config)
                             .save(&dir.join(checkpoint::FILE))?;
                         out.push((members[c], RunResult::from_outcome(run)));
                     } else {
-                        let r = write_run(&dir, run, &saved(&run.config), &split.class_names)?;
+                        let saved = saved(&run.config, threads);
+                        let r = write_run(&dir, run, &saved, &split.class_names)?;
                         let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
                         out.push((members[c], r));
                     }

@@ -27,8 +27,16 @@ pub struct SavedConfig {
     pub version: String,
     /// BLAS threads during the run.
     pub blas_threads: usize,
+    /// Column blocks the layer-0 GEMMs were cut into, one core each
+    /// (see `nn::blas::gemm_split`); 1 when several runs shared the cores.
+    #[serde(default = "one")]
+    pub gemm_split: usize,
     /// BLAS build.
     pub blas: String,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Contents of `result.json`.
