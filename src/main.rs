@@ -270,9 +270,10 @@ struct TrainArgs {
     save_weights: bool,
     #[command(flatten)]
     common: CommonArgs,
-    /// Run name (folder inside --out).
-    #[arg(long, default_value = "run")]
-    name: String,
+    /// Run name: the run goes into --out/NAME. Without it, --out is the run's
+    /// own folder and names the run.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -535,8 +536,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Train(a) => {
-            let config = train_config(&a)?;
-            let results = run_and_write(vec![config], &a.common)?;
+            let mut config = train_config(&a)?;
+            // Without --name, --out is the run folder itself: write into its parent
+            // under its own name.
+            let mut common = a.common.clone();
+            if a.name.is_none() {
+                let (parent, name) = run_folder(&a.common.out)?;
+                config.name = name;
+                common.out = parent;
+            }
+            let run_dir = common.out.join(&config.name);
+            config.validate(config.split.train_len())?;
+            shallow::util::create_dir(&run_dir)?;
+            let results = run_and_write(vec![config], &common)?;
             let r = &results[0];
             if a.common.json {
                 print_json(r)?;
@@ -547,11 +559,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.name,
                     d.step,
                     d.eta,
-                    a.common.out.join(&r.name).display()
+                    run_dir.display()
                 );
             } else if !a.common.quiet {
                 println!(
-                    "{}: train {:.2}%  validation {:.2}%  test {:.2}%  ({} steps, {:.3} ms/step, {:.1} s); files in {}",
+                    "{}: train {:.2}%  validation {:.2}%  test {:.2}%\n  {} steps, {:.3} ms/step, {:.1} s; files in {}",
                     r.name,
                     100.0 * r.train_acc,
                     100.0 * r.val_acc,
@@ -559,7 +571,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.steps,
                     r.ms_per_step,
                     r.wall_s,
-                    a.common.out.join(&r.name).display()
+                    run_dir.display()
                 );
             }
             if r.status != shallow::train::Status::Done {
@@ -740,6 +752,28 @@ fn runner_options(
     })
 }
 
+/// Splits a run folder into (parent, folder name), e.g. `out/a2` -> (`out`, `a2`).
+fn run_folder(out: &std::path::Path) -> Result<(PathBuf, String)> {
+    // `.` and `..` have no name of their own: resolve them first.
+    let path = match out.file_name() {
+        Some(_) => out.to_path_buf(),
+        None => out
+            .canonicalize()
+            .map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?,
+    };
+    let name = path.file_name().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--out {}: name a folder for the run, e.g. --out out/run",
+            out.display()
+        )
+    })?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    Ok((parent.to_path_buf(), name.to_string_lossy().into_owned()))
+}
+
 /// Builds the run configuration of `shallow train` from its flags.
 fn train_config(a: &TrainArgs) -> Result<RunConfig> {
     let split = a.split.spec();
@@ -772,7 +806,7 @@ fn train_config(a: &TrainArgs) -> Result<RunConfig> {
         (schedule, a.steps.unwrap_or(a.epochs * per_epoch), per_epoch)
     };
     Ok(RunConfig {
-        name: a.name.clone(),
+        name: a.name.clone().unwrap_or_else(|| "run".into()),
         hidden: if a.model == Model::Linear {
             vec![]
         } else {
