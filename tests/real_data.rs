@@ -117,3 +117,43 @@ fn gradients_check_on_real_data() {
         }
     }
 }
+
+/// `shallow train --out DIR` writes the run into DIR (named after it), with
+/// `--name N` into DIR/N, and `--json` prints that run's result.
+#[test]
+fn train_writes_its_run_where_out_says() {
+    if common::real_data("train_writes_its_run_where_out_says").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let train = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shallow"))
+            .args([
+                "train", "--model", "linear", "--steps", "50", "--json", "--quiet",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let dir = tmp.path().join("a1run");
+    let r = train(&["--out", dir.to_str().unwrap()]);
+    assert_eq!(r["name"], "a1run");
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "result.json",
+        "curves.png",
+        "weights.png",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+    let r = train(&["--out", tmp.path().to_str().unwrap(), "--name", "named"]);
+    assert_eq!(r["name"], "named");
+    assert!(tmp.path().join("named/result.json").is_file());
+}
