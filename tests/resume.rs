@@ -88,7 +88,10 @@ fn a_resumed_group_equals_an_uninterrupted_one_bit_for_bit() {
                 Checkpoint::from_state(&state, c, &cfgs[c])
                     .save(&p)
                     .unwrap();
-                Checkpoint::load(&p).unwrap()
+                let mut ck = Checkpoint::load(&p).unwrap();
+                assert_eq!(ck.wall_s, part.runs[c].wall_s);
+                ck.wall_s = 1000.0; // a marker: the resumed run must count it
+                ck
             })
             .collect();
         let resumed = Checkpoint::stack::<f32>(&cks).unwrap();
@@ -109,6 +112,10 @@ fn a_resumed_group_equals_an_uninterrupted_one_bit_for_bit() {
             );
             assert_eq!(done.runs[c].weights, full.runs[c].weights);
             assert_eq!(done.runs[c].test, full.runs[c].test);
+            assert!(
+                done.runs[c].wall_s > 1000.0,
+                "a resumed run counts the time before the interruption"
+            );
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Checkpoint {
     pub diverged: Option<Divergence>,
     /// Training seconds so far.
     pub train_s: f64,
+    /// Wall seconds so far (absent in older checkpoints).
+    #[serde(default)]
+    pub wall_s: f64,
     /// First-layer scale s (W1 = s V1).
     pub scale: f64,
     /// Per layer, the weights in the configuration's block order (V for layer 0).
@@ -61,6 +64,7 @@ impl Checkpoint {
             history: state.history[c].clone(),
             diverged: state.diverged[c],
             train_s: state.train_s,
+            wall_s: state.wall_s,
             scale: net.scale[c].f64(),
             weights,
             biases,
@@ -105,6 +109,7 @@ impl Checkpoint {
             history: cks.iter().map(|c| c.history.clone()).collect(),
             diverged: cks.iter().map(|c| c.diverged).collect(),
             train_s: first.train_s,
+            wall_s: first.wall_s,
         })
     }
 

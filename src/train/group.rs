@@ -99,6 +99,9 @@ pub struct GroupState<T> {
     pub diverged: Vec<Option<Divergence>>,
     /// Seconds of training already spent.
     pub train_s: f64,
+    /// Wall seconds already spent (training and evaluation), so that a resumed
+    /// run reports its whole time.
+    pub wall_s: f64,
 }
 
 /// What a group returns: one outcome per configuration, and the state to
@@ -181,6 +184,7 @@ pub fn train_group<T: Real>(
         history: vec![Vec::new(); cfgs],
         diverged: vec![None; cfgs],
         train_s: 0.0,
+        wall_s: 0.0,
     });
     let net = &mut state.net;
     let mut ws = net.workspace(batch);
@@ -337,7 +341,8 @@ pub fn train_group<T: Real>(
     state.step = t;
     let steps_here = t.max(1);
     let ms_per_step = state.train_s * 1000.0 / steps_here as f64;
-    let wall_s = elapsed;
+    state.wall_s += elapsed;
+    let wall_s = state.wall_s;
 
     let mut test = vec![Eval::default(); cfgs];
     if !interrupted {
