@@ -170,6 +170,8 @@ struct SweepFile {
     seed: Option<u64>,
     log_points: Option<usize>,
     shuffle: Option<bool>,
+    /// "f32" or "f64" (serde names of `Precision`).
+    precision: Option<Precision>,
 }
 
 #[derive(Args)]
@@ -667,6 +669,7 @@ fn sweep_spec(a: &SweepArgs) -> Result<SweepSpec> {
         seed: file.seed,
         log_points: file.log_points,
         shuffle: file.shuffle.unwrap_or(false),
+        precision: file.precision,
         ..Default::default()
     };
     file_shape.model = match file.model.as_deref() {
