@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use shallow::data::Split;
 use shallow::data::{self, SplitKind, SplitSpec};
 use shallow::nn::gradcheck::{self, Method};
-use shallow::nn::{Loss, Precision};
+use shallow::nn::{Loss, ModelKind, Precision};
 use shallow::sweep::experiment::{self, Summary};
+use shallow::sweep::plan::SweepSettings;
 use shallow::sweep::{run_configs, Dashboard, DisplayMode, LambdaSpec, RunnerOptions, SweepSpec};
 use shallow::train::output::RunResult;
 use shallow::train::{Control, RunConfig, Schedule};
@@ -108,7 +109,7 @@ struct SweepArgs {
 struct SweepShape {
     /// Network: linear or mlp.
     #[arg(long, value_enum)]
-    model: Option<Model>,
+    model: Option<ModelKind>,
     /// Hidden widths of the mlp.
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
@@ -147,30 +148,6 @@ struct SweepShape {
     shuffle: bool,
     /// Precision.
     #[arg(long, value_enum)]
-    precision: Option<Precision>,
-}
-
-/// The TOML form of a sweep: the same names as the flags, with underscores.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SweepFile {
-    lambdas: Option<Vec<f64>>,
-    lambda_grid: Option<String>,
-    lambda_random: Option<String>,
-    model: Option<String>,
-    hidden: Option<Vec<usize>>,
-    cycles: Option<usize>,
-    ns: Option<usize>,
-    eta_min: Option<f64>,
-    eta_max: Option<f64>,
-    batch: Option<usize>,
-    split: Option<String>,
-    n_val: Option<usize>,
-    n_train: Option<usize>,
-    seed: Option<u64>,
-    log_points: Option<usize>,
-    shuffle: Option<bool>,
-    /// "f32" or "f64" (serde names of `Precision`).
     precision: Option<Precision>,
 }
 
@@ -213,7 +190,7 @@ struct SearchArgs {
 struct TrainArgs {
     /// Network: linear (Assignment 1) or mlp (Assignment 2).
     #[arg(long, value_enum, default_value = "linear")]
-    model: Model,
+    model: ModelKind,
     /// Hidden widths of the mlp, e.g. 50 or 100,50.
     #[arg(long, value_delimiter = ',', default_value = "50")]
     hidden: Vec<usize>,
@@ -385,7 +362,7 @@ struct DataArgs {
 struct GradcheckArgs {
     /// Network: linear (Assignment 1) or mlp (Assignment 2).
     #[arg(long, value_enum, default_value = "mlp")]
-    model: Model,
+    model: ModelKind,
     /// Hidden widths of the mlp, e.g. 50 or 100,50.
     #[arg(long, value_delimiter = ',', default_value = "50")]
     hidden: Vec<usize>,
@@ -424,12 +401,6 @@ struct GradcheckArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Model {
-    Linear,
-    Mlp,
 }
 
 fn main() -> ExitCode {
@@ -489,7 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let opts = gradcheck::Options {
-                hidden: if a.model == Model::Linear {
+                hidden: if a.model == ModelKind::Linear {
                     vec![]
                 } else {
                     a.hidden.clone()
@@ -630,100 +601,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Builds a sweep from defaults, then the TOML file, then the flags.
 fn sweep_spec(a: &SweepArgs) -> Result<SweepSpec> {
-    let file: SweepFile = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read sweep file {}: {e}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep file {}: {e}", p.display()))?
-        }
-        None => SweepFile::default(),
+    let file = match &a.config {
+        Some(p) => SweepSettings::from_toml_file(p)?,
+        None => SweepSettings::default(),
     };
-    let lambdas = if let Some(v) = a.lambdas.clone().or(file.lambdas.clone()) {
-        if v.is_empty() || v.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
-            anyhow::bail!("--lambdas {v:?}: give finite values >= 0");
-        }
-        LambdaSpec::List(v)
-    } else if let Some(g) = a.lambda_grid.clone().or(file.lambda_grid.clone()) {
-        let (lo, hi, n) = LambdaSpec::parse_range(&g, "--lambda-grid")?;
-        LambdaSpec::Grid { lo, hi, n }
-    } else if let Some(r) = a.lambda_random.clone().or(file.lambda_random.clone()) {
-        let (lo, hi, n) = LambdaSpec::parse_range(&r, "--lambda-random")?;
-        LambdaSpec::Random {
-            lo,
-            hi,
-            n,
-            seed: a.sweep.seed.or(file.seed).unwrap_or(1),
-        }
-    } else {
-        SweepSpec::default().lambdas
+    let flags = SweepSettings {
+        lambdas: a.lambdas.clone(),
+        lambda_grid: a.lambda_grid.clone(),
+        lambda_random: a.lambda_random.clone(),
+        ..a.sweep.settings()
     };
-    let mut file_shape = SweepShape {
-        hidden: file.hidden.clone(),
-        cycles: file.cycles,
-        ns: file.ns,
-        eta_min: file.eta_min,
-        eta_max: file.eta_max,
-        batch: file.batch,
-        n_val: file.n_val,
-        n_train: file.n_train,
-        seed: file.seed,
-        log_points: file.log_points,
-        shuffle: file.shuffle.unwrap_or(false),
-        precision: file.precision,
-        ..Default::default()
-    };
-    file_shape.model = match file.model.as_deref() {
-        None => None,
-        Some("linear") => Some(Model::Linear),
-        Some("mlp") => Some(Model::Mlp),
-        Some(m) => anyhow::bail!("sweep file: model = {m:?}; use \"linear\" or \"mlp\""),
-    };
-    file_shape.split = match file.split.as_deref() {
-        None => None,
-        Some("a1") => Some(SplitKind::A1),
-        Some("full") => Some(SplitKind::Full),
-        Some(s) => anyhow::bail!("sweep file: split = {s:?}; use \"a1\" or \"full\""),
-    };
-    Ok(shape_spec(
-        SweepSpec {
-            lambdas,
-            ..SweepSpec::default()
-        },
-        &a.sweep,
-        &file_shape,
-    ))
+    flags.over(file).spec(SweepSpec::default())
 }
 
-/// Applies flags (first) and file values (second) over `base`.
-fn shape_spec(base: SweepSpec, flags: &SweepShape, file: &SweepShape) -> SweepSpec {
-    let d = base;
-    let model = flags.model.or(file.model);
-    let hidden = if model == Some(Model::Linear) {
-        vec![]
-    } else {
-        flags
-            .hidden
-            .clone()
-            .or(file.hidden.clone())
-            .unwrap_or(d.hidden.clone())
-    };
-    SweepSpec {
-        hidden,
-        cycles: flags.cycles.or(file.cycles).unwrap_or(d.cycles),
-        ns: flags.ns.or(file.ns).unwrap_or(d.ns),
-        eta_min: flags.eta_min.or(file.eta_min).unwrap_or(d.eta_min),
-        eta_max: flags.eta_max.or(file.eta_max).unwrap_or(d.eta_max),
-        batch: flags.batch.or(file.batch).unwrap_or(d.batch),
-        split: SplitSpec {
-            kind: flags.split.or(file.split).unwrap_or(d.split.kind),
-            n_val: flags.n_val.or(file.n_val).unwrap_or(d.split.n_val),
-            n_train: flags.n_train.or(file.n_train).or(d.split.n_train),
-        },
-        seed: flags.seed.or(file.seed).unwrap_or(d.seed),
-        log_points: flags.log_points.or(file.log_points).unwrap_or(d.log_points),
-        shuffle: flags.shuffle || file.shuffle || d.shuffle,
-        precision: flags.precision.or(file.precision).unwrap_or(d.precision),
-        ..d
+impl SweepShape {
+    /// The flags given, as sweep settings (lambdas aside).
+    fn settings(&self) -> SweepSettings {
+        SweepSettings {
+            model: self.model,
+            hidden: self.hidden.clone(),
+            cycles: self.cycles,
+            ns: self.ns,
+            eta_min: self.eta_min,
+            eta_max: self.eta_max,
+            batch: self.batch,
+            split: self.split,
+            n_val: self.n_val,
+            n_train: self.n_train,
+            seed: self.seed,
+            log_points: self.log_points,
+            shuffle: self.shuffle.then_some(true),
+            precision: self.precision,
+            ..Default::default()
+        }
     }
 }
 
@@ -810,7 +720,7 @@ fn train_config(a: &TrainArgs) -> Result<RunConfig> {
     };
     Ok(RunConfig {
         name: a.name.clone().unwrap_or_else(|| "run".into()),
-        hidden: if a.model == Model::Linear {
+        hidden: if a.model == ModelKind::Linear {
             vec![]
         } else {
             a.hidden.clone()
@@ -933,7 +843,7 @@ fn run_all(a: &ExperimentArgs) -> Result<ExitCode> {
 fn run_search(a: &SearchArgs) -> Result<ExitCode> {
     let (lo, hi, n) = LambdaSpec::parse_range(&a.coarse, "--coarse")?;
     let defaults = shallow::sweep::search::SearchOptions::default();
-    let mut coarse = shape_spec(defaults.coarse.clone(), &a.sweep, &SweepShape::default());
+    let mut coarse = a.sweep.settings().spec(defaults.coarse.clone())?;
     coarse.lambdas = LambdaSpec::Random {
         lo,
         hi,

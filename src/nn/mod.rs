@@ -70,6 +70,16 @@ pub enum Precision {
     F64,
 }
 
+/// Which network: the linear classifier (Assignment 1) or the MLP (Assignment 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Softmax (or BCE) on W x + b, no hidden layer.
+    Linear,
+    /// Hidden ReLU layers (`--hidden`), then the output layer.
+    Mlp,
+}
+
 /// Network architecture shared by every configuration of a group.
 ///
 /// `hidden` empty is the linear softmax classifier of Assignment 1; `[50]` is the

@@ -259,3 +259,174 @@ impl SweepSpec {
             .collect()
     }
 }
+
+/// Sweep settings that may each be absent: what a sweep file (`--config`, TOML,
+/// the same names as the flags) or the command line says. Layers combine with
+/// [`Self::over`] (flags over file), then [`Self::spec`] fills the rest from
+/// [`SweepSpec::default`]. Further swept axes become further fields here.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    /// Explicit lambdas.
+    pub lambdas: Option<Vec<f64>>,
+    /// `LO:HI:N` log-spaced lambdas.
+    pub lambda_grid: Option<String>,
+    /// `LO:HI:N` log-uniform random lambdas (seeded with `seed`).
+    pub lambda_random: Option<String>,
+    /// Network kind (linear ignores `hidden`).
+    pub model: Option<crate::nn::ModelKind>,
+    /// Hidden widths of the MLP.
+    pub hidden: Option<Vec<usize>>,
+    /// Cycles of the cyclical schedule.
+    pub cycles: Option<usize>,
+    /// Half-cycle steps (0: 2 floor(n_train / batch)).
+    pub ns: Option<usize>,
+    /// Lowest learning rate.
+    pub eta_min: Option<f64>,
+    /// Highest learning rate.
+    pub eta_max: Option<f64>,
+    /// Mini-batch size.
+    pub batch: Option<usize>,
+    /// Data split: "a1" or "full".
+    pub split: Option<crate::data::SplitKind>,
+    /// Validation images held out (split full).
+    pub n_val: Option<usize>,
+    /// Use only the first N training images.
+    pub n_train: Option<usize>,
+    /// Base seed.
+    pub seed: Option<u64>,
+    /// Logged points per cycle.
+    pub log_points: Option<usize>,
+    /// Reshuffle every epoch.
+    pub shuffle: Option<bool>,
+    /// "f32" or "f64".
+    pub precision: Option<crate::nn::Precision>,
+}
+
+impl SweepSettings {
+    /// Reads a TOML sweep file; errors name the file and the offending key.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read sweep file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep file {}: {e}", path.display()))
+    }
+
+    /// These settings over `lower`: each field from `self` when set. The lambdas
+    /// count as one setting: any lambda option here replaces all of `lower`'s.
+    pub fn over(self, lower: SweepSettings) -> SweepSettings {
+        let own_lambdas =
+            self.lambdas.is_some() || self.lambda_grid.is_some() || self.lambda_random.is_some();
+        let (lambdas, lambda_grid, lambda_random) = if own_lambdas {
+            (self.lambdas, self.lambda_grid, self.lambda_random)
+        } else {
+            (lower.lambdas, lower.lambda_grid, lower.lambda_random)
+        };
+        SweepSettings {
+            lambdas,
+            lambda_grid,
+            lambda_random,
+            model: self.model.or(lower.model),
+            hidden: self.hidden.or(lower.hidden),
+            cycles: self.cycles.or(lower.cycles),
+            ns: self.ns.or(lower.ns),
+            eta_min: self.eta_min.or(lower.eta_min),
+            eta_max: self.eta_max.or(lower.eta_max),
+            batch: self.batch.or(lower.batch),
+            split: self.split.or(lower.split),
+            n_val: self.n_val.or(lower.n_val),
+            n_train: self.n_train.or(lower.n_train),
+            seed: self.seed.or(lower.seed),
+            log_points: self.log_points.or(lower.log_points),
+            shuffle: self.shuffle.or(lower.shuffle),
+            precision: self.precision.or(lower.precision),
+        }
+    }
+
+    /// The sweep these settings describe over `base` (usually [`SweepSpec::default`]).
+    pub fn spec(&self, base: SweepSpec) -> Result<SweepSpec> {
+        let d = base;
+        let seed = self.seed.unwrap_or(d.seed);
+        let lambdas = if let Some(v) = &self.lambdas {
+            if v.is_empty() || v.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
+                bail!("lambdas {v:?}: give finite values >= 0");
+            }
+            LambdaSpec::List(v.clone())
+        } else if let Some(g) = &self.lambda_grid {
+            let (lo, hi, n) = LambdaSpec::parse_range(g, "--lambda-grid")?;
+            LambdaSpec::Grid { lo, hi, n }
+        } else if let Some(r) = &self.lambda_random {
+            let (lo, hi, n) = LambdaSpec::parse_range(r, "--lambda-random")?;
+            LambdaSpec::Random { lo, hi, n, seed }
+        } else {
+            d.lambdas.clone()
+        };
+        let hidden = match self.model {
+            Some(crate::nn::ModelKind::Linear) => vec![],
+            _ => self.hidden.clone().unwrap_or(d.hidden.clone()),
+        };
+        Ok(SweepSpec {
+            lambdas,
+            hidden,
+            cycles: self.cycles.unwrap_or(d.cycles),
+            ns: self.ns.unwrap_or(d.ns),
+            eta_min: self.eta_min.unwrap_or(d.eta_min),
+            eta_max: self.eta_max.unwrap_or(d.eta_max),
+            batch: self.batch.unwrap_or(d.batch),
+            split: crate::data::SplitSpec {
+                kind: self.split.unwrap_or(d.split.kind),
+                n_val: self.n_val.unwrap_or(d.split.n_val),
+                n_train: self.n_train.or(d.split.n_train),
+            },
+            seed,
+            log_points: self.log_points.unwrap_or(d.log_points),
+            shuffle: self.shuffle.unwrap_or(d.shuffle),
+            precision: self.precision.unwrap_or(d.precision),
+            ..d
+        })
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_file_over_defaults() {
+        let file: SweepSettings = toml::from_str(
+            "lambdas = [0.1, 0.2]\ncycles = 3\nmodel = \"linear\"\nhidden = [20]\nprecision = \"f64\"\n",
+        )
+        .unwrap();
+        let flags = SweepSettings {
+            lambda_grid: Some("1e-4:1e-2:3".into()),
+            cycles: Some(1),
+            ..Default::default()
+        };
+        let spec = flags.over(file).spec(SweepSpec::default()).unwrap();
+        // The flags' lambdas replace the file's; other fields merge one by one.
+        assert_eq!(
+            spec.lambdas,
+            LambdaSpec::Grid {
+                lo: 1e-4,
+                hi: 1e-2,
+                n: 3
+            }
+        );
+        assert_eq!(spec.cycles, 1);
+        assert!(spec.hidden.is_empty(), "linear has no hidden layer");
+        assert_eq!(spec.precision, crate::nn::Precision::F64);
+        assert_eq!(spec.batch, SweepSpec::default().batch);
+    }
+
+    #[test]
+    fn unknown_keys_and_values_are_errors() {
+        let e = toml::from_str::<SweepSettings>("cylces = 3").unwrap_err();
+        assert!(e.to_string().contains("cylces"), "{e}");
+        let e = toml::from_str::<SweepSettings>("model = \"cnn\"").unwrap_err();
+        assert!(e.to_string().contains("linear"), "{e}");
+        let bad = SweepSettings {
+            lambdas: Some(vec![-1.0]),
+            ..Default::default()
+        };
+        assert!(bad.spec(SweepSpec::default()).is_err());
+    }
+}
