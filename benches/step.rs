@@ -20,12 +20,7 @@ fn step(c: &mut Criterion) {
     let xv = MatRef::new(&x, 3072, 100);
     let mut g = c.benchmark_group("train_step_1_thread");
     for (name, hidden) in [("linear", vec![]), ("mlp50", vec![50])] {
-        let arch = Arch {
-            input: 3072,
-            hidden,
-            classes: 10,
-            loss: Loss::Ce,
-        };
+        let arch = Arch::cifar(&hidden, Loss::Ce);
         let mut net = Net::<f32>::init(&arch, &[1]);
         let mut ws = net.workspace(100);
         let mut st = [LossStat::default()];
@@ -46,12 +41,7 @@ fn lockstep(c: &mut Criterion) {
     let xv = MatRef::new(&x, 3072, 100);
     let mut g = c.benchmark_group("lockstep_group_step_mlp50");
     for configs in [1usize, 2, 4, 8] {
-        let arch = Arch {
-            input: 3072,
-            hidden: vec![50],
-            classes: 10,
-            loss: Loss::Ce,
-        };
+        let arch = Arch::cifar(&[50], Loss::Ce);
         let seeds: Vec<u64> = (0..configs as u64).collect();
         let mut net = Net::<f32>::init(&arch, &seeds);
         let mut ws = net.workspace(100);
@@ -72,12 +62,7 @@ fn lockstep(c: &mut Criterion) {
 fn evaluation(c: &mut Criterion) {
     blas::set_threads(1);
     let (x, y) = data(2000);
-    let arch = Arch {
-        input: 3072,
-        hidden: vec![50],
-        classes: 10,
-        loss: Loss::Ce,
-    };
+    let arch = Arch::cifar(&[50], Loss::Ce);
     let net = Net::<f32>::init(&arch, &[1]);
     let mut ws = net.workspace(2000);
     let mut out = [Eval::default()];

@@ -164,12 +164,7 @@ fn step_bench<T: Real>(
     roof: &dyn Fn(usize, usize, usize, bool, bool) -> f64,
 ) -> StepBench {
     blas::configure(threads, 1, configs * hidden.first().copied().unwrap_or(10));
-    let arch = Arch {
-        input: 3072,
-        hidden: hidden.to_vec(),
-        classes: 10,
-        loss: Loss::Ce,
-    };
+    let arch = Arch::cifar(hidden, Loss::Ce);
     let batch = 100;
     let seeds: Vec<u64> = (0..configs as u64).collect();
     let mut net = Net::<T>::init(&arch, &seeds);
@@ -333,12 +328,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     }
     // Forward-only evaluation throughput.
     blas::configure(cores, 1, 50);
-    let arch = Arch {
-        input: 3072,
-        hidden: vec![50],
-        classes: 10,
-        loss: Loss::Ce,
-    };
+    let arch = Arch::cifar(&[50], Loss::Ce);
     let net = Net::<f32>::init(&arch, &[1]);
     let mut ws = net.workspace(crate::train::group::EVAL_CHUNK);
     let mut out = [Eval::default()];

@@ -420,6 +420,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `value` as JSON with --json, else `table` and where the files are
+/// (nothing with --quiet).
+fn print_summary<T: serde::Serialize>(common: &CommonArgs, value: &T, table: &str) -> Result<()> {
+    if common.json {
+        print_json(value)?;
+    } else if !common.quiet {
+        println!("{table}");
+        println!("results in {}", common.out.display());
+    }
+    Ok(())
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string(v)?);
     Ok(())
@@ -588,12 +600,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let results = run_and_write(configs, &a.common)?;
             let summary = Summary::new(&results, t0.elapsed().as_secs_f64());
             summary.write(&a.common.out)?;
-            if a.common.json {
-                print_json(&summary)?;
-            } else if !a.common.quiet {
-                println!("{}", summary.markdown());
-                println!("results in {}", a.common.out.display());
-            }
+            print_summary(&a.common, &summary, &summary.markdown())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -884,12 +891,7 @@ fn run_search(a: &SearchArgs) -> Result<ExitCode> {
     let mode = DisplayMode::detect(a.common.quiet);
     match shallow::sweep::search::search(&data, &opts, &runner, &CONTROL, mode)? {
         Some(summary) => {
-            if a.common.json {
-                print_json(&summary)?;
-            } else if !a.common.quiet {
-                println!("{}", summary.markdown());
-                println!("results in {}", a.common.out.display());
-            }
+            print_summary(&a.common, &summary, &summary.markdown())?;
             Ok(ExitCode::SUCCESS)
         }
         None => {

@@ -46,12 +46,7 @@ fn a_training_step_allocates_nothing() {
 
 fn steps_allocate_nothing(parts: usize) {
     for hidden in [vec![], vec![50], vec![30, 20]] {
-        let arch = Arch {
-            input: 3072,
-            hidden,
-            classes: 10,
-            loss: Loss::Ce,
-        };
+        let arch = Arch::cifar(&hidden, Loss::Ce);
         let n = 100;
         let x: Vec<f32> = (0..3072 * n)
             .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)

@@ -4,8 +4,7 @@ mod common;
 
 use shallow::data::SplitSpec;
 use shallow::nn::{blas, Loss, Precision};
-use shallow::train::group::Silent;
-use shallow::train::{train_group, Control, RunConfig, Schedule, Status};
+use shallow::train::{RunConfig, Schedule, Status};
 
 fn config(lambda: f64, eta_max: f64) -> RunConfig {
     RunConfig {
@@ -33,8 +32,8 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
 fn same_seed_same_result_bit_for_bit() {
     let split = common::generated_split::<f32>(300, 100, 1);
     let cfgs = [config(0.01, 0.05)];
-    let a = train_group(&cfgs, &[0], &split, &Control::new(), &Silent, None).unwrap();
-    let b = train_group(&cfgs, &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let a = common::train(&cfgs, &split);
+    let b = common::train(&cfgs, &split);
     assert_eq!(a.runs[0].history, b.runs[0].history);
     assert_eq!(a.runs[0].weights, b.runs[0].weights);
     assert!(
@@ -44,7 +43,7 @@ fn same_seed_same_result_bit_for_bit() {
     );
     let mut other = cfgs[0].clone();
     other.seed = 8;
-    let c = train_group(&[other], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let c = common::train(&[other], &split);
     assert_ne!(a.runs[0].weights, c.runs[0].weights, "the seed matters");
 }
 
@@ -52,17 +51,9 @@ fn same_seed_same_result_bit_for_bit() {
 fn lockstep_group_equals_each_configuration_alone() {
     let split = common::generated_split::<f64>(300, 100, 2);
     let cfgs = [config(0.0, 0.05), config(0.05, 0.02), config(0.5, 0.1)];
-    let group = train_group(&cfgs, &[0, 1, 2], &split, &Control::new(), &Silent, None).unwrap();
+    let group = common::train(&cfgs, &split);
     for (c, cfg) in cfgs.iter().enumerate() {
-        let alone = train_group(
-            std::slice::from_ref(cfg),
-            &[0],
-            &split,
-            &Control::new(),
-            &Silent,
-            None,
-        )
-        .unwrap();
+        let alone = common::train(std::slice::from_ref(cfg), &split);
         let (g, a) = (&group.runs[c], &alone.runs[0]);
         for (p, q) in g.history.iter().zip(&a.history) {
             assert!(
@@ -87,25 +78,9 @@ fn one_and_two_blas_threads_agree() {
     let mut cfg = config(0.01, 0.05);
     cfg.precision = Precision::F32;
     blas::set_threads(1);
-    let a = train_group(
-        std::slice::from_ref(&cfg),
-        &[0],
-        &split,
-        &Control::new(),
-        &Silent,
-        None,
-    )
-    .unwrap();
+    let a = common::train(std::slice::from_ref(&cfg), &split);
     blas::set_threads(2);
-    let b = train_group(
-        std::slice::from_ref(&cfg),
-        &[0],
-        &split,
-        &Control::new(),
-        &Silent,
-        None,
-    )
-    .unwrap();
+    let b = common::train(std::slice::from_ref(&cfg), &split);
     for (p, q) in a.runs[0].history.iter().zip(&b.runs[0].history) {
         assert!((p.train.cost - q.train.cost).abs() < 1e-4 * p.train.cost.abs().max(1.0));
     }
@@ -123,20 +98,12 @@ fn a_diverging_configuration_stops_alone() {
     wild.precision = Precision::F32;
     let mut calm = config(0.01, 0.05);
     calm.precision = Precision::F32;
-    let out = train_group(
-        &[wild, calm.clone()],
-        &[0, 1],
-        &split,
-        &Control::new(),
-        &Silent,
-        None,
-    )
-    .unwrap();
+    let out = common::train(&[wild, calm.clone()], &split);
     assert_eq!(out.runs[0].status, Status::Diverged);
     let d = out.runs[0].diverged.expect("where it diverged");
     assert!(d.step < 80 && d.eta >= 50.0);
     assert_eq!(out.runs[1].status, Status::Done);
-    let alone = train_group(&[calm], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let alone = common::train(&[calm], &split);
     assert_eq!(
         out.runs[1].val.acc, alone.runs[0].val.acc,
         "the other configuration is unaffected"

@@ -6,8 +6,7 @@ use shallow::data::{Split, SplitSpec};
 use shallow::nn::gradcheck;
 use shallow::nn::{Loss, Precision};
 use shallow::sweep::experiment::{a1_configs, a2_configs};
-use shallow::train::group::Silent;
-use shallow::train::{train_group, Control, Status};
+use shallow::train::Status;
 
 #[test]
 fn data_info_matches_the_release() {
@@ -43,7 +42,7 @@ fn assignment1_reference_accuracy() {
         .into_iter()
         .find(|c| c.lambda == 0.1)
         .unwrap();
-    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let out = common::train(&[cfg], &split);
     let r = &out.runs[0];
     assert_eq!(r.status, Status::Done);
     assert!(
@@ -60,7 +59,7 @@ fn assignment2_one_cycle_reference_accuracy() {
     };
     let split = Split::<f32>::new(&d, SplitSpec::default()).unwrap();
     let cfg = a2_configs(1, Precision::F32).remove(0);
-    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let out = common::train(&[cfg], &split);
     assert!(
         (out.runs[0].test.acc - 0.46).abs() <= 0.01,
         "test accuracy {}",
@@ -77,7 +76,7 @@ fn short_run_beats_chance_by_far() {
     let mut cfg = a2_configs(1, Precision::F32).remove(0);
     cfg.steps = 200;
     cfg.schedule = shallow::train::Schedule::Fixed { eta: 0.02 };
-    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, None).unwrap();
+    let out = common::train(&[cfg], &split);
     assert!(
         out.runs[0].val.acc > 0.30,
         "validation accuracy {}",

@@ -12,19 +12,11 @@ pub const RECORD: usize = PIXELS + 1;
 
 /// Reads one batch file and checks its size, record count and labels.
 pub fn read_batch(path: &Path) -> Result<Batch> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !path.exists() {
-        bail!(
-            "{}: file missing; a CIFAR-10 binary folder holds data_batch_1.bin..data_batch_5.bin and \
-             test_batch.bin (run `shallow data fetch` to download them)",
-            path.display()
-        );
-    }
-    let bytes =
-        fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    let (name, bytes) = super::read_batch_file(
+        path,
+        "a CIFAR-10 binary folder holds data_batch_1.bin..data_batch_5.bin and \
+         test_batch.bin (run `shallow data fetch` to download them)",
+    )?;
     parse_batch(&name, &bytes).with_context(|| format!("{}", path.display()))
 }
 

@@ -95,6 +95,22 @@ pub struct Cifar10 {
     pub load_s: f64,
 }
 
+/// Reads a batch file whole: (its file name, its bytes). A missing file's error
+/// says what the folder should hold (`missing_hint`).
+pub(crate) fn read_batch_file(path: &Path, missing_hint: &str) -> Result<(String, Vec<u8>)> {
+    use anyhow::Context;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !path.exists() {
+        bail!("{}: file missing; {missing_hint}", path.display());
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    Ok((name, bytes))
+}
+
 /// Resolves a folder given by the user to the folder that holds the batch files:
 /// the folder itself, or its `cifar-10-batches-bin` / `cifar-10-batches-py` child.
 pub fn resolve_dir(dir: &Path) -> Result<(PathBuf, Format)> {

@@ -6,7 +6,6 @@
 //! `_reconstruct` + `__setstate__` records. It executes nothing.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -414,18 +413,10 @@ pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
 
 /// Reads and checks one Python-version batch file.
 pub fn read_batch(path: &Path) -> Result<Batch> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !path.exists() {
-        bail!(
-            "{}: file missing; a CIFAR-10 Python folder holds data_batch_1..data_batch_5 and test_batch",
-            path.display()
-        );
-    }
-    let bytes =
-        fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    let (name, bytes) = super::read_batch_file(
+        path,
+        "a CIFAR-10 Python folder holds data_batch_1..data_batch_5 and test_batch",
+    )?;
     parse_batch(&name, &bytes)
         .with_context(|| format!("{}: not a CIFAR-10 Python batch", path.display()))
 }

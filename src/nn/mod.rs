@@ -97,6 +97,16 @@ pub struct Arch {
 }
 
 impl Arch {
+    /// A CIFAR-10 network (d = 3072 inputs, K = 10 classes) with these hidden
+    /// widths (none: linear) and loss.
+    pub fn cifar(hidden: &[usize], loss: Loss) -> Self {
+        Arch {
+            input: crate::data::PIXELS,
+            hidden: hidden.to_vec(),
+            classes: crate::data::CLASSES,
+            loss,
+        }
+    }
     /// Layer widths `[d, h1, ..., K]`; layer l maps `widths[l]` to `widths[l + 1]`.
     pub fn widths(&self) -> Vec<usize> {
         let mut w = vec![self.input];

@@ -85,26 +85,21 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()
                 .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|p| (p.0, p.1)),
-                    TRAIN_COLOR.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label("training")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], TRAIN_COLOR.stroke_width(2))
-                });
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|p| (p.0, p.2)),
-                    VAL_COLOR.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label("validation")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOR.stroke_width(2))
-                });
+            for (label, color, val) in [
+                ("training", TRAIN_COLOR, false),
+                ("validation", VAL_COLOR, true),
+            ] {
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().map(|p| (p.0, if val { p.2 } else { p.1 })),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
             let pos = if name.starts_with("acc") {
                 SeriesLabelPosition::LowerRight
             } else {

@@ -45,12 +45,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// The architecture on CIFAR-10 inputs.
     pub fn arch(&self) -> Arch {
-        Arch {
-            input: crate::data::PIXELS,
-            hidden: self.hidden.clone(),
-            classes: crate::data::CLASSES,
-            loss: self.loss,
-        }
+        Arch::cifar(&self.hidden, self.loss)
     }
 
     /// Seed of this configuration's initial weights: from the base seed and the

@@ -4,6 +4,8 @@
 use rand::{RngExt, SeedableRng};
 use shallow::data::{Cifar10, Split, SplitSpec};
 use shallow::nn::Real;
+use shallow::train::group::Silent;
+use shallow::train::{train_group, Control, GroupOutcome, RunConfig};
 
 /// A small generated split (d = 3072, classes separable by a colour bias), so
 /// training does something meaningful without the real data.
@@ -37,4 +39,10 @@ pub fn real_data(test: &str) -> Option<Cifar10> {
             None
         }
     }
+}
+
+/// Trains `cfgs` as one lockstep group (ids 0..n), silently, to the end.
+pub fn train<T: Real>(cfgs: &[RunConfig], split: &Split<T>) -> GroupOutcome<T> {
+    let ids: Vec<usize> = (0..cfgs.len()).collect();
+    train_group(cfgs, &ids, split, &Control::new(), &Silent, None).expect("trains")
 }
