@@ -43,8 +43,8 @@ pub struct GemmBench {
     pub gflops_1t: f64,
     /// GFLOP/s with every core: one call, OpenBLAS's own threads.
     pub gflops_all: f64,
-    /// GFLOP/s with every core: the output's columns cut into one
-    /// single-threaded call per core (`nn::blas::gemm_split`, what training uses).
+    /// GFLOP/s with every core: the output's columns cut into the fixed
+    /// single-threaded blocks of `nn::blas::gemm_blocks` (what training uses).
     pub gflops_split: f64,
 }
 
@@ -55,7 +55,8 @@ pub struct StepBench {
     pub model: String,
     /// Configurations stacked in lockstep.
     pub configs: usize,
-    /// Cores used (one: one BLAS thread; more: layer-0 GEMMs split over them).
+    /// Cores used (BLAS single-threaded; with more than one, layer 0's fixed
+    /// blocks run in parallel).
     pub threads: usize,
     /// Milliseconds per step (for the whole group).
     pub ms_per_step: f64,
@@ -69,17 +70,24 @@ pub struct StepBench {
     pub phases: Vec<(String, f64)>,
 }
 
-/// The 8-lambda lockstep sweep.
+/// The 8-lambda lockstep sweep, as `shallow sweep` runs it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepBench {
     /// Configurations.
     pub configs: usize,
+    /// Lockstep groups they train in.
+    pub groups: usize,
     /// Steps per configuration.
     pub steps: usize,
-    /// Wall seconds of the sweep (training and its final evaluation).
+    /// Logged points per cycle (0: the start and the end only).
+    pub log_points: usize,
+    /// Wall seconds of the sweep (training, curves and the final evaluation).
     pub wall_s: f64,
-    /// Achieved GFLOP/s over the training steps.
+    /// Achieved GFLOP/s over the wall time, training GEMMs only.
     pub gflops: f64,
+    /// The training GEMMs' time at the measured single-threaded speeds of the
+    /// groups' shapes, spread over every core: no sweep can train faster.
+    pub gemm_floor_s: f64,
 }
 
 /// Everything `shallow bench` measured.
@@ -87,6 +95,8 @@ pub struct SweepBench {
 pub struct BenchReport {
     /// BLAS build.
     pub blas: String,
+    /// Who chose the BLAS kernel (OpenBLAS, the environment, or shallow).
+    pub blas_kernel_source: String,
     /// Cores used for the "all cores" figures.
     pub cores: usize,
     /// Data used.
@@ -97,8 +107,8 @@ pub struct BenchReport {
     pub steps: Vec<StepBench>,
     /// Forward-only evaluation, images per second (m = 50, all cores).
     pub eval_images_per_s: f64,
-    /// The sweep, unless skipped.
-    pub sweep: Option<SweepBench>,
+    /// The sweep without and with its default curves, unless skipped.
+    pub sweep: Vec<SweepBench>,
     /// Wall seconds of the whole benchmark.
     pub wall_s: f64,
 }
@@ -115,9 +125,17 @@ fn time_per_call(min_s: f64, mut f: impl FnMut()) -> f64 {
     t0.elapsed().as_secs_f64() / calls as f64
 }
 
-/// GFLOP/s of one m x n x k product with the current BLAS threads, through
-/// [`crate::nn::blas::gemm_split`] (call it inside a rayon pool when the split is above 1).
-fn gemm_gflops<T: Real>(m: usize, n: usize, k: usize, trans_b: bool, min_s: f64) -> f64 {
+/// GFLOP/s of one m x n x k product with the current BLAS threads: one call, or
+/// with `blocked` the fixed blocks of [`crate::nn::blas::gemm_blocks`] (call it
+/// inside the rayon pool whose threads should run them).
+fn gemm_gflops<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_b: bool,
+    blocked: bool,
+    min_s: f64,
+) -> f64 {
     let a = vec![T::of(0.5); m * k];
     let b = vec![T::of(0.25); k * n];
     let mut c = vec![T::zero(); m * n];
@@ -127,15 +145,12 @@ fn gemm_gflops<T: Real>(m: usize, n: usize, k: usize, trans_b: bool, min_s: f64)
         MatRef::new(&b, k, n)
     };
     let s = time_per_call(min_s, || {
-        blas::gemm_split(
-            T::one(),
-            MatRef::new(&a, m, k),
-            false,
-            bm,
-            trans_b,
-            T::one(),
-            MatMut::new(&mut c, m, n),
-        )
+        let (a, c) = (MatRef::new(&a, m, k), MatMut::new(&mut c, m, n));
+        if blocked {
+            blas::gemm_blocks(T::one(), a, false, bm, trans_b, T::one(), c)
+        } else {
+            blas::gemm(T::one(), a, false, bm, trans_b, T::one(), c)
+        }
     });
     2.0 * (m * n * k) as f64 / s / 1e9
 }
@@ -163,7 +178,7 @@ fn step_bench<T: Real>(
     min_s: f64,
     roof: &dyn Fn(usize, usize, usize, bool, bool) -> f64,
 ) -> StepBench {
-    blas::configure(threads, 1, configs * hidden.first().copied().unwrap_or(10));
+    blas::set_threads(1);
     let arch = Arch::cifar(hidden, Loss::Ce);
     let batch = 100;
     let seeds: Vec<u64> = (0..configs as u64).collect();
@@ -195,7 +210,7 @@ fn step_bench<T: Real>(
     profile::enable(false);
     let flops = configs as f64 * arch.step_flops(batch);
     // GEMM floor: the step's GEMMs at the measured speeds of the path they take
-    // (layer 0 split over the cores, later layers one single-threaded call).
+    // (layer 0 in fixed blocks over the cores, later layers one single-threaded call).
     let w = arch.widths();
     let mut floor = 0.0;
     for l in 0..arch.layers() {
@@ -268,23 +283,24 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
         Some(d) => Split::<f32>::new(d, SplitSpec::default())?,
         None => generated(SplitKind::A1),
     };
-    // Every measurement runs in a pool of `cores` threads, as training does.
+    // Every measurement runs in a pool of `cores` threads, as training does
+    // (BLAS single-threaded, layer 0 in fixed blocks); `one` is the 1-core pool.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores).build()?;
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let speeds = |m: usize, n: usize, k: usize, tb: bool, f64_: bool| {
-        let measure = |threads: usize, parts: usize| {
+        let measure = |threads: usize, blocked: bool| {
             blas::set_threads(threads);
-            blas::set_split(parts);
             let g = pool.install(|| {
                 if f64_ {
-                    gemm_gflops::<f64>(m, n, k, tb, min_s)
+                    gemm_gflops::<f64>(m, n, k, tb, blocked, min_s)
                 } else {
-                    gemm_gflops::<f32>(m, n, k, tb, min_s)
+                    gemm_gflops::<f32>(m, n, k, tb, blocked, min_s)
                 }
             });
-            blas::set_split(1);
+            blas::set_threads(1);
             g
         };
-        (measure(1, 1), measure(cores, 1), measure(1, cores))
+        (measure(1, false), measure(cores, false), measure(1, true))
     };
     let mut gemms = Vec::new();
     for (role, m, n, k, tb) in shapes() {
@@ -292,14 +308,14 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             if f64_ && !opts.f64 {
                 continue;
             }
-            let (one, all, split) = speeds(m, n, k, tb, f64_);
+            let (one_t, all, split) = speeds(m, n, k, tb, f64_);
             gemms.push(GemmBench {
                 role: role.into(),
                 kind: kind.into(),
                 m,
                 n,
                 k,
-                gflops_1t: one,
+                gflops_1t: one_t,
                 gflops_all: all,
                 gflops_split: split,
             });
@@ -307,19 +323,15 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     }
     let mut steps = Vec::new();
     for threads in [1, cores] {
+        let p = if threads == 1 { &one } else { &pool };
         for (hidden, configs) in [(vec![], 1), (vec![50], 1), (vec![50], 4)] {
             // Each product at the speed of the path training takes for it.
-            let rows0 = configs * hidden.first().copied().unwrap_or(10);
             let roof = |m: usize, n: usize, k: usize, tb: bool, layer0: bool| {
-                let (blas_threads, parts) = blas::parallelism(threads, 1, rows0);
-                blas::set_threads(blas_threads);
-                blas::set_split(if layer0 { parts } else { 1 });
-                pool.install(|| gemm_gflops::<f32>(m, n, k, tb, min_s / 3.0))
+                blas::set_threads(1);
+                p.install(|| gemm_gflops::<f32>(m, n, k, tb, layer0, min_s / 3.0))
             };
             steps.push(
-                pool.install(|| {
-                    step_bench(&split_a1, &hidden, configs, threads, min_s * 3.0, &roof)
-                }),
+                p.install(|| step_bench(&split_a1, &hidden, configs, threads, min_s * 3.0, &roof)),
             );
         }
         if cores == 1 {
@@ -327,7 +339,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
         }
     }
     // Forward-only evaluation throughput.
-    blas::configure(cores, 1, 50);
+    blas::set_threads(1);
     let arch = Arch::cifar(&[50], Loss::Ce);
     let net = Net::<f32>::init(&arch, &[1]);
     let mut ws = net.workspace(crate::train::group::EVAL_CHUNK);
@@ -345,51 +357,65 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     });
     let eval_images_per_s = split_a1.val.len() as f64 / s;
     drop(split_a1);
-    let sweep = if opts.no_sweep {
-        None
-    } else {
-        let spec = SweepSpec {
+    let mut sweep = Vec::new();
+    if !opts.no_sweep {
+        let base = SweepSpec {
             prefix: "bench".into(),
             cycles: if opts.quick { 1 } else { 3 },
             ns: if opts.quick { 100 } else { 900 },
-            log_points: 0,
             ..SweepSpec::default()
         };
         let split = match data {
-            Some(d) => Split::<f32>::new(d, spec.split)?,
+            Some(d) => Split::<f32>::new(d, base.split)?,
             None => generated(SplitKind::Full),
         };
-        let configs = spec.configs();
-        let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
-        let runner = RunnerOptions {
-            jobs: cores,
-            threads: cores,
-            max_group: 8,
-            out: tmp.clone(),
-            data_dir: String::new(),
-            resume: false,
-        };
-        let dash = Dashboard::new(&configs, DisplayMode::Quiet, |c| c.name.clone());
-        let ids: Vec<usize> = (0..configs.len()).collect();
-        let t = Instant::now();
-        let results = run_plan(&configs, &ids, &split, &runner, &Control::new(), &dash)?;
-        let wall_s = t.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(&tmp);
-        let steps_each = configs[0].steps;
-        let flops = configs.len() as f64 * steps_each as f64 * configs[0].arch().step_flops(100);
-        let train_s = results
-            .iter()
-            .map(|r| r.ms_per_step * r.steps as f64 / 1e3)
-            .fold(0.0, f64::max);
-        Some(SweepBench {
-            configs: configs.len(),
-            steps: steps_each,
-            wall_s,
-            gflops: flops / train_s / 1e9,
-        })
-    };
+        for log_points in [0, base.log_points] {
+            let spec = SweepSpec {
+                log_points,
+                ..base.clone()
+            };
+            let configs = spec.configs();
+            let groups = crate::sweep::group_configs(&configs, crate::sweep::DEFAULT_MAX_GROUP);
+            let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
+            let runner = RunnerOptions {
+                jobs: cores,
+                threads: cores,
+                max_group: crate::sweep::DEFAULT_MAX_GROUP,
+                out: tmp.clone(),
+                ..Default::default()
+            };
+            let dash = Dashboard::new(&configs, DisplayMode::Quiet, |c| c.name.clone());
+            let ids: Vec<usize> = (0..configs.len()).collect();
+            let t = Instant::now();
+            run_plan(&configs, &ids, &split, &runner, &Control::new(), &dash)?;
+            let wall_s = t.elapsed().as_secs_f64();
+            let _ = std::fs::remove_dir_all(&tmp);
+            let steps_each = configs[0].steps;
+            let flops =
+                configs.len() as f64 * steps_each as f64 * configs[0].arch().step_flops(100);
+            // Floor: each group's step GEMMs at the single-threaded blocked speeds.
+            let mut floor = 0.0;
+            for g in &groups {
+                let rows = g.len() * 50;
+                let fwd = one.install(|| gemm_gflops::<f32>(rows, 100, 3072, false, true, min_s));
+                let grad = one.install(|| gemm_gflops::<f32>(rows, 3072, 100, true, true, min_s));
+                let f0 = 2.0 * (rows * 100 * 3072) as f64;
+                floor += steps_each as f64 * (f0 / (fwd * 1e9) + f0 / (grad * 1e9));
+            }
+            sweep.push(SweepBench {
+                configs: configs.len(),
+                groups: groups.len(),
+                steps: steps_each,
+                log_points,
+                wall_s,
+                gflops: flops / wall_s / 1e9,
+                gemm_floor_s: floor / cores as f64,
+            });
+        }
+    }
     Ok(BenchReport {
         blas: blas::describe(),
+        blas_kernel_source: blas::kernel_source(),
         cores,
         data: data.map_or("generated (no CIFAR-10 found)".into(), |d| {
             d.dir.display().to_string()
@@ -406,14 +432,14 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "BLAS: {}  |  cores: {}  |  data: {}",
-            self.blas, self.cores, self.data
+            "BLAS: {} [kernel {}]  |  cores: {}  |  data: {}",
+            self.blas, self.blas_kernel_source, self.cores, self.data
         )?;
         writeln!(f, "\nGEMM roofline (GFLOP/s; FLOPs = 2 m n k)")?;
         writeln!(
             f,
             "{:<22} {:>6} {:>17} {:>10} {:>10} {:>10}",
-            "shape", "kind", "m x n x k", "1 thread", "all: BLAS", "all: split"
+            "shape", "kind", "m x n x k", "1 thread", "all: BLAS", "all: blocks"
         )?;
         for g in &self.gemm {
             writeln!(
@@ -429,7 +455,7 @@ impl std::fmt::Display for BenchReport {
         }
         writeln!(
             f,
-            "(all: BLAS = one call on OpenBLAS's threads; all: split = the output's columns cut into one single-threaded call per core, as training does)"
+            "(all: BLAS = one call on OpenBLAS's threads; all: blocks = the output's columns cut into fixed single-threaded blocks on a pool of every core, as training does)"
         )?;
         writeln!(f, "\nTraining step (batch 100, f32)")?;
         writeln!(
@@ -476,11 +502,23 @@ impl std::fmt::Display for BenchReport {
             "\nEvaluation (forward only, m = 50, all cores): {:.0} images/s",
             self.eval_images_per_s
         )?;
-        if let Some(s) = &self.sweep {
+        for s in &self.sweep {
             writeln!(
                 f,
-                "Sweep: {} lambdas x {} steps (m = 50, split full, lockstep, {} cores): {:.2} s wall, {:.1} GFLOP/s",
-                s.configs, s.steps, self.cores, s.wall_s, s.gflops
+                "Sweep: {} lambdas x {} steps in {} groups (m = 50, split full, {} cores, {}): {:.2} s wall, {:.1} GFLOP/s; GEMM floor {:.2} s ({:.0}%)",
+                s.configs,
+                s.steps,
+                s.groups,
+                self.cores,
+                if s.log_points == 0 {
+                    "curves: start and end".to_string()
+                } else {
+                    format!("curves: {} points per cycle", s.log_points)
+                },
+                s.wall_s,
+                s.gflops,
+                s.gemm_floor_s,
+                100.0 * s.gemm_floor_s / s.wall_s
             )?;
         }
         write!(f, "benchmark took {:.1} s", self.wall_s)

@@ -94,12 +94,17 @@ struct SweepArgs {
     /// Parallel workers (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Most configurations trained in lockstep per group.
-    #[arg(long, default_value_t = 8)]
+    /// Most configurations trained in lockstep per group. It decides the groups,
+    /// and so the GEMM shapes: runs give the same numbers bit for bit for any
+    /// --jobs and --threads, but a different --max-group changes their last bits.
+    #[arg(long, default_value_t = shallow::sweep::DEFAULT_MAX_GROUP)]
     max_group: usize,
-    /// Continue an interrupted sweep in the same --out.
+    /// Continue an interrupted sweep in the same --out (refused when the plan differs).
     #[arg(long)]
     resume: bool,
+    /// Start over in an --out that holds another sweep, removing its runs.
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -143,6 +148,11 @@ struct SweepShape {
     /// Logged points per cycle (0: only start and end; fastest).
     #[arg(long)]
     log_points: Option<usize>,
+    /// Training images the intermediate logged points evaluate: N (a fixed
+    /// sample chosen from the seed; default 5000) or `all`. The validation set,
+    /// and at the last point the training set, are always evaluated in full.
+    #[arg(long, value_name = "N|all")]
+    eval_train: Option<shallow::train::EvalTrain>,
     /// Reshuffle every epoch.
     #[arg(long)]
     shuffle: bool,
@@ -179,9 +189,12 @@ struct SearchArgs {
     /// Parallel workers (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Continue an interrupted search in the same --out.
+    /// Continue an interrupted search in the same --out (refused when the plan differs).
     #[arg(long)]
     resume: bool,
+    /// Start over in an --out that holds another search, removing its runs.
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -221,9 +234,14 @@ struct TrainArgs {
     /// Cyclical schedule: half-cycle steps n_s (0: 2 floor(n_train / batch)).
     #[arg(long, default_value_t = 500)]
     ns: usize,
-    /// Logged points per cycle (cyclical schedule).
+    /// Logged points per cycle (cyclical schedule; 0: only the start and the end).
     #[arg(long, default_value_t = 10)]
     log_points: usize,
+    /// Training images the intermediate logged points evaluate: N (a fixed
+    /// sample chosen from the seed) or `all`. The validation set, and at the
+    /// last point the training set, are always evaluated in full.
+    #[arg(long, value_name = "N|all", default_value = "5000")]
+    eval_train: shallow::train::EvalTrain,
     /// Mini-batch size.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -404,6 +422,7 @@ struct GradcheckArgs {
 }
 
 fn main() -> ExitCode {
+    use_the_cpus_kernel();
     let cli = Cli::parse();
     let _ = ctrlc::set_handler(|| {
         if CONTROL.stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -418,6 +437,35 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Debian's OpenBLAS 0.3.21 does not know the newest CPUs and falls back to its
+/// SSE3 kernels there, ten times slower. OpenBLAS picks its kernel when it loads,
+/// before `main`, so in that case shallow starts itself again with
+/// `OPENBLAS_CORETYPE` naming the kernel the CPU can run. A user's own
+/// `OPENBLAS_CORETYPE` is always kept.
+fn use_the_cpus_kernel() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(shallow::nn::blas::KERNEL_CHOSEN_VAR).is_some() {
+        return;
+    }
+    let Some(kernel) = shallow::nn::blas::better_kernel() else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let detected = shallow::nn::blas::kernel();
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("OPENBLAS_CORETYPE", kernel)
+        .env(
+            shallow::nn::blas::KERNEL_CHOSEN_VAR,
+            format!("it picked {detected}; shallow asked for {kernel}"),
+        )
+        .exec();
+    // exec returns only on failure: go on with OpenBLAS's own choice.
+    eprintln!("warning: could not restart with OPENBLAS_CORETYPE={kernel} ({err}); BLAS runs its {detected} kernels");
 }
 
 /// Prints `value` as JSON with --json, else `table` and where the files are
@@ -639,17 +687,20 @@ impl SweepShape {
             log_points: self.log_points,
             shuffle: self.shuffle.then_some(true),
             precision: self.precision,
+            eval_train: self.eval_train,
             ..Default::default()
         }
     }
 }
 
 /// Runner settings from the common flags.
+/// Runner settings from the common flags; `resume` and `force` as
+/// [`RunnerOptions`] has them, the plan always guarded.
 fn runner_options(
     common: &CommonArgs,
     jobs: Option<usize>,
     max_group: usize,
-    resume: bool,
+    (resume, force): (bool, bool),
     data_dir: String,
 ) -> Result<RunnerOptions> {
     let cores = std::thread::available_parallelism()
@@ -669,6 +720,8 @@ fn runner_options(
         out: common.out.clone(),
         data_dir,
         resume,
+        guard: true,
+        force,
     })
 }
 
@@ -704,7 +757,7 @@ fn train_config(a: &TrainArgs) -> Result<RunConfig> {
         if cycles == 0 {
             anyhow::bail!("--cycles 0: train at least one cycle");
         }
-        let every = (2 * ns / a.log_points.max(1)).max(1);
+        let every = (2 * ns).checked_div(a.log_points).map_or(0, |e| e.max(1));
         (
             Schedule::Cyclic {
                 eta_min: a.eta_min,
@@ -743,6 +796,7 @@ fn train_config(a: &TrainArgs) -> Result<RunConfig> {
         precision: a.precision,
         log_every,
         save_weights: a.save_weights,
+        eval_train: a.eval_train,
     })
 }
 
@@ -759,7 +813,7 @@ fn run_sweep(a: &SweepArgs) -> Result<ExitCode> {
         &a.common,
         a.jobs,
         a.max_group,
-        a.resume,
+        (a.resume, a.force),
         data.dir.display().to_string(),
     )?;
     shallow::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
@@ -814,7 +868,14 @@ fn run_all(a: &ExperimentArgs) -> Result<ExitCode> {
             data::Cifar10::load(&dir)?
         }
     };
-    let runner = runner_options(&a.common, None, 8, a.resume, data.dir.display().to_string())?;
+    // The experiment is fixed: without --resume it starts over in its folder.
+    let runner = runner_options(
+        &a.common,
+        None,
+        shallow::sweep::DEFAULT_MAX_GROUP,
+        (a.resume, !a.resume),
+        data.dir.display().to_string(),
+    )?;
     let opts = experiment::AllOptions {
         seed: a.seed,
         quick: a.quick,
@@ -884,8 +945,8 @@ fn run_search(a: &SearchArgs) -> Result<ExitCode> {
     let runner = runner_options(
         &a.common,
         a.jobs,
-        8,
-        a.resume,
+        shallow::sweep::DEFAULT_MAX_GROUP,
+        (a.resume, a.force),
         data.dir.display().to_string(),
     )?;
     let mode = DisplayMode::detect(a.common.quiet);
@@ -923,10 +984,10 @@ fn run_and_write(configs: Vec<RunConfig>, common: &CommonArgs) -> Result<Vec<Run
     let opts = RunnerOptions {
         jobs: threads,
         threads,
-        max_group: 8,
+        max_group: shallow::sweep::DEFAULT_MAX_GROUP,
         out: common.out.clone(),
         data_dir: data.dir.display().to_string(),
-        resume: false,
+        ..Default::default()
     };
     let mode = DisplayMode::detect(common.quiet);
     let dashboard = Dashboard::new(&configs, mode, |c| c.name.clone());

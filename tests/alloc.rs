@@ -31,20 +31,20 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn a_training_step_allocates_nothing() {
     shallow::nn::blas::set_threads(1);
-    // As the runner does it: unsplit, and layer 0 split over two rayon tasks.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    // Every pool thread started (their start-up allocates) before anything is counted.
-    pool.broadcast(|_| ());
-    for parts in [1, 2] {
-        shallow::nn::blas::set_split(parts);
-        pool.install(|| steps_allocate_nothing(parts));
+    // As the runner does it: layer 0's fixed blocks as rayon tasks, on one
+    // thread and on two.
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        // Every pool thread started (their start-up allocates) before anything is counted.
+        pool.broadcast(|_| ());
+        pool.install(|| steps_allocate_nothing(threads));
     }
 }
 
-fn steps_allocate_nothing(parts: usize) {
+fn steps_allocate_nothing(threads: usize) {
     for hidden in [vec![], vec![50], vec![30, 20]] {
         let arch = Arch::cifar(&hidden, Loss::Ce);
         let n = 100;
@@ -70,7 +70,7 @@ fn steps_allocate_nothing(parts: usize) {
         assert_eq!(
             ALLOCS.load(Ordering::SeqCst) - before,
             0,
-            "heap allocations during training steps (split {parts})"
+            "heap allocations during training steps ({threads} threads)"
         );
     }
 }

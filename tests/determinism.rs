@@ -1,10 +1,13 @@
-//! Reproducibility: same seed, same numbers; lockstep equals alone; threads do not matter.
+//! Reproducibility: same seed, same numbers; lockstep equals alone; jobs, threads
+//! and interruptions do not change a bit.
 
 mod common;
 
 use shallow::data::SplitSpec;
-use shallow::nn::{blas, Loss, Precision};
-use shallow::train::{RunConfig, Schedule, Status};
+use shallow::nn::{Loss, Precision};
+use shallow::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions};
+use shallow::train::output::RunResult;
+use shallow::train::{Control, RunConfig, Schedule, Status};
 
 fn config(lambda: f64, eta_max: f64) -> RunConfig {
     RunConfig {
@@ -25,6 +28,7 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         precision: Precision::F64,
         log_every: 20,
         save_weights: false,
+        eval_train: shallow::train::EvalTrain::Sample(150),
     }
 }
 
@@ -72,17 +76,129 @@ fn lockstep_group_equals_each_configuration_alone() {
     }
 }
 
+/// Six f32 configurations (two groups of three with --max-group 3) of batch 100,
+/// so that layer 0's products are cut into blocks (2 forward, 4 gradient).
+fn sweep_configs() -> Vec<RunConfig> {
+    [
+        (0.0, 0.05),
+        (1e-3, 0.05),
+        (1e-2, 0.08),
+        (0.05, 0.02),
+        (0.1, 0.05),
+        (0.2, 0.1),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(lambda, eta_max))| {
+        let mut c = config(lambda, eta_max);
+        c.name = format!("run{i}");
+        c.precision = Precision::F32;
+        c.batch = 100;
+        c.steps = 60; // 15 epochs of 4 batches, logged every 20 steps
+        c
+    })
+    .collect()
+}
+
+/// Trains `cfgs` with `run_plan` into a fresh folder; returns every result and
+/// metrics.csv, as written.
+fn run_sweep(
+    cfgs: &[RunConfig],
+    split: &shallow::data::Split<f32>,
+    jobs: usize,
+    threads: usize,
+    out: Option<&std::path::Path>,
+    control: &Control,
+) -> (Vec<RunResult>, Vec<Vec<u8>>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = out.unwrap_or(tmp.path());
+    let opts = RunnerOptions {
+        jobs,
+        threads,
+        max_group: 3,
+        out: dir.to_path_buf(),
+        resume: out.is_some(),
+        ..Default::default()
+    };
+    let ids: Vec<usize> = (0..cfgs.len()).collect();
+    let dash = Dashboard::new(cfgs, DisplayMode::Quiet, |c| c.name.clone());
+    let results = run_plan(cfgs, &ids, split, &opts, control, &dash).unwrap();
+    let metrics = cfgs
+        .iter()
+        .map(|c| std::fs::read(dir.join(&c.name).join("metrics.csv")).unwrap_or_default())
+        .collect();
+    (results, metrics)
+}
+
+/// The numbers of result.json, wall times aside.
+fn numbers(r: &RunResult) -> [f64; 6] {
+    [
+        r.train_acc,
+        r.val_acc,
+        r.test_acc,
+        r.train_cost,
+        r.val_cost,
+        r.test_cost,
+    ]
+}
+
 #[test]
-fn one_and_two_blas_threads_agree() {
-    let split = common::generated_split::<f32>(300, 100, 3);
-    let mut cfg = config(0.01, 0.05);
-    cfg.precision = Precision::F32;
-    blas::set_threads(1);
-    let a = common::train(std::slice::from_ref(&cfg), &split);
-    blas::set_threads(2);
-    let b = common::train(std::slice::from_ref(&cfg), &split);
-    for (p, q) in a.runs[0].history.iter().zip(&b.runs[0].history) {
-        assert!((p.train.cost - q.train.cost).abs() < 1e-4 * p.train.cost.abs().max(1.0));
+fn threads_and_jobs_do_not_change_a_bit() {
+    let split = common::generated_split::<f32>(400, 100, 3);
+    let cfgs = sweep_configs();
+    let (base, base_metrics) = run_sweep(&cfgs, &split, 1, 1, None, &Control::new());
+    assert!(base.iter().all(|r| r.status == Status::Done));
+    for (jobs, threads) in [(1, 2), (2, 1), (2, 2), (3, 2)] {
+        let (other, metrics) = run_sweep(&cfgs, &split, jobs, threads, None, &Control::new());
+        for (a, b) in base.iter().zip(&other) {
+            assert_eq!(
+                numbers(a),
+                numbers(b),
+                "{} with --jobs {jobs} --threads {threads}",
+                a.name
+            );
+        }
+        assert_eq!(
+            base_metrics, metrics,
+            "metrics.csv with --jobs {jobs} --threads {threads}"
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_sweep_resumes_to_the_same_bits_at_any_step() {
+    let split = common::generated_split::<f32>(400, 100, 4);
+    let cfgs = sweep_configs();
+    let (base, base_metrics) = run_sweep(&cfgs, &split, 2, 2, None, &Control::new());
+    // Between logged points (7, 33), on one (20), near the end (59); resumed
+    // with other jobs and threads than the interrupted part.
+    for (stop, jobs, threads) in [(7, 1, 1), (20, 2, 2), (33, 2, 1), (59, 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (part, _) = run_sweep(
+            &cfgs,
+            &split,
+            2,
+            2,
+            Some(dir.path()),
+            &Control::stop_at(stop),
+        );
+        assert!(
+            part.iter().all(|r| r.status == Status::Interrupted),
+            "stop at {stop}"
+        );
+        let (done, metrics) = run_sweep(
+            &cfgs,
+            &split,
+            jobs,
+            threads,
+            Some(dir.path()),
+            &Control::new(),
+        );
+        for (a, b) in base.iter().zip(&done) {
+            assert_eq!(b.status, Status::Done);
+            assert_eq!(numbers(a), numbers(b), "{} stopped at step {stop}", a.name);
+        }
+        assert_eq!(base_metrics, metrics, "metrics.csv, stopped at step {stop}");
     }
 }
 

@@ -51,7 +51,9 @@ fn experiment_all_writes_a_complete_report() {
         max_group: 8,
         out: dir.path().to_path_buf(),
         data_dir: "generated".into(),
-        resume: false,
+        guard: true,
+        force: true,
+        ..Default::default()
     };
     let opts = AllOptions {
         seed: 1,

@@ -31,6 +31,7 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         precision: Precision::F32,
         log_every: 10,
         save_weights: false,
+        eval_train: shallow::train::EvalTrain::Sample(100),
     }
 }
 
@@ -128,6 +129,7 @@ fn runner(out: &std::path::Path, jobs: usize, max_group: usize, resume: bool) ->
         out: out.to_path_buf(),
         data_dir: "generated".into(),
         resume,
+        ..Default::default()
     }
 }
 
@@ -156,20 +158,17 @@ fn resume_skips_finished_runs_and_workers_do_not_change_results() {
         &cfgs,
         &ids,
         &split,
-        &runner(out2.path(), 2, 1, false),
+        &runner(out2.path(), 2, 8, false),
         &Control::new(),
         &dash,
     )
     .unwrap();
     for (a, b) in one.iter().zip(&two) {
         assert_eq!(a.status, Status::Done);
-        assert!(
-            (a.val_cost - b.val_cost).abs() < 1e-5,
-            "{} vs {}",
-            a.val_cost,
-            b.val_cost
+        assert_eq!(
+            (a.val_cost, a.val_acc, a.test_acc),
+            (b.val_cost, b.val_acc, b.test_acc)
         );
-        assert!((a.val_acc - b.val_acc).abs() <= 0.011);
     }
     // Mark one finished result: a resume must keep it, not retrain it.
     let marked = out1.path().join("r1/result.json");
@@ -193,37 +192,4 @@ fn resume_skips_finished_runs_and_workers_do_not_change_results() {
         "missing run retrained to the same numbers"
     );
     assert!(!out1.path().join("r2").join(checkpoint::FILE).exists());
-}
-
-/// One worker on two cores splits layer 0's GEMMs over them (recorded in
-/// config.json) and trains to the numbers of one core, to float tolerance.
-#[test]
-fn one_worker_on_two_cores_splits_its_gemms_and_agrees() {
-    let split = common::generated_split::<f32>(400, 100, 8);
-    let mut cfg = config("s", 1e-3);
-    cfg.batch = 50; // wide enough for the forward product to be split too
-    let cfgs = vec![cfg];
-    let dash = Dashboard::new(&cfgs, DisplayMode::Quiet, |c| c.name.clone());
-    let run = |threads: usize| {
-        let out = tempfile::tempdir().unwrap();
-        let opts = RunnerOptions {
-            threads,
-            ..runner(out.path(), 1, 8, false)
-        };
-        let r = run_plan(&cfgs, &[0], &split, &opts, &Control::new(), &dash).unwrap();
-        let saved: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.path().join("s/config.json")).unwrap())
-                .unwrap();
-        (r[0].clone(), saved["gemm_split"].as_u64().unwrap())
-    };
-    let (one, split_one) = run(1);
-    let (two, split_two) = run(2);
-    assert_eq!((split_one, split_two), (1, 2));
-    assert_eq!(two.status, Status::Done);
-    assert!(
-        (one.val_cost - two.val_cost).abs() < 1e-4 * one.val_cost,
-        "{} vs {}",
-        one.val_cost,
-        two.val_cost
-    );
 }

@@ -61,52 +61,6 @@ pub fn set_threads(n: usize) {
     unsafe { openblas_set_num_threads(n.max(1) as c_int) }
 }
 
-static GEMM_SPLIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-
-/// Sets how many column blocks [`gemm_split`] cuts its product into, process-wide
-/// like the BLAS thread count (1: no split, one BLAS call).
-///
-/// Why: OpenBLAS's own threading splits the trainer's thin layer-0 products
-/// (50 x 100 x 3072 and 50 x 3072 x 100) poorly; with two cores, two
-/// single-threaded calls on halves of the output run 10-25% faster.
-pub fn set_split(parts: usize) {
-    GEMM_SPLIT.store(parts.max(1), std::sync::atomic::Ordering::Relaxed);
-}
-
-/// The current split of [`gemm_split`].
-pub fn split() -> usize {
-    GEMM_SPLIT.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Stacked layer-0 widths (configurations x hidden units) up to which one worker
-/// splits its GEMMs over the cores rather than using OpenBLAS's threads
-/// (measured with `shallow bench`: the split wins at 50-200 rows, loses at 400).
-pub const SPLIT_MAX_ROWS: usize = 256;
-
-/// How a process with `threads` cores running `workers` trainings at once uses
-/// them, for a layer 0 of `rows` stacked output rows: (BLAS threads per call,
-/// [`gemm_split`] parts). One worker with a thin layer 0 splits its big GEMMs
-/// over single-threaded BLAS calls; otherwise the cores are shared out as BLAS
-/// threads.
-pub fn parallelism(threads: usize, workers: usize, rows: usize) -> (usize, usize) {
-    let (threads, workers) = (threads.max(1), workers.max(1));
-    if workers == 1 && threads > 1 && rows <= SPLIT_MAX_ROWS {
-        (1, threads)
-    } else {
-        ((threads / workers).max(1), 1)
-    }
-}
-
-/// Sets BLAS threads and the GEMM split from [`parallelism`]; returns them.
-/// Run training inside a rayon pool with at least `threads` threads so the
-/// split's blocks run in parallel.
-pub fn configure(threads: usize, workers: usize, rows: usize) -> (usize, usize) {
-    let (blas_threads, parts) = parallelism(threads, workers, rows);
-    set_threads(blas_threads);
-    set_split(parts);
-    (blas_threads, parts)
-}
-
 /// Number of threads OpenBLAS currently uses.
 pub fn threads() -> usize {
     unsafe { openblas_get_num_threads() as usize }
@@ -120,6 +74,77 @@ pub fn describe() -> String {
         let core = std::ffi::CStr::from_ptr(openblas_get_corename()).to_string_lossy();
         format!("{} ({})", cfg.trim(), core.trim())
     }
+}
+
+/// The kernel family OpenBLAS runs on this CPU, e.g. `"Haswell"` or `"SkylakeX"`.
+pub fn kernel() -> String {
+    unsafe {
+        std::ffi::CStr::from_ptr(openblas_get_corename())
+            .to_string_lossy()
+            .trim()
+            .to_string()
+    }
+}
+
+/// Environment variable with which shallow tells its re-started self that it
+/// chose the kernel (see [`better_kernel`]).
+pub const KERNEL_CHOSEN_VAR: &str = "SHALLOW_CHOSE_OPENBLAS_CORETYPE";
+
+/// Who chose the BLAS kernel: the user through `OPENBLAS_CORETYPE`, shallow
+/// (see [`better_kernel`]), or OpenBLAS's own detection.
+pub fn kernel_source() -> String {
+    if std::env::var_os(KERNEL_CHOSEN_VAR).is_some() {
+        format!(
+            "chosen by shallow: OpenBLAS did not recognise this CPU ({}), so shallow set OPENBLAS_CORETYPE",
+            std::env::var(KERNEL_CHOSEN_VAR).unwrap_or_default()
+        )
+    } else if let Ok(v) = std::env::var("OPENBLAS_CORETYPE") {
+        format!("forced by the environment: OPENBLAS_CORETYPE={v}")
+    } else {
+        "detected by OpenBLAS".to_string()
+    }
+}
+
+/// The kernel shallow should ask OpenBLAS for, when OpenBLAS fell back to a
+/// generic one on a CPU it does not know: Debian's OpenBLAS 0.3.21 picks its
+/// SSE3 "Prescott" kernels on newer Intel Xeons (Sapphire Rapids and later), ten
+/// times slower than the AVX-512 ones the CPU runs. `None` when the user set
+/// `OPENBLAS_CORETYPE` (their choice is kept) or the detected kernel is fine.
+pub fn better_kernel() -> Option<&'static str> {
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+        return None;
+    }
+    let generic = matches!(
+        kernel().as_str(),
+        "Prescott"
+            | "Core2"
+            | "Penryn"
+            | "Dunnington"
+            | "Nehalem"
+            | "Atom"
+            | "Katmai"
+            | "Coppermine"
+            | "Northwood"
+            | "Banias"
+            | "Unknown"
+    );
+    if !generic {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+        {
+            return Some("SkylakeX");
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Some("Haswell");
+        }
+    }
+    None
 }
 
 /// Read-only column-major matrix view: element (i, j) is `data[i + j * ld]`.
@@ -302,27 +327,27 @@ pub fn gemm<T: Real>(
     }
 }
 
-/// [`gemm`] with C's columns cut into [`split`] blocks that run as rayon tasks
-/// (each block: C_j <- alpha op(A) op(B)_j + beta C_j, the same arithmetic per
-/// element as one call). Used for the large layer-0 products; shapes as in [`gemm`].
-pub fn gemm_split<T: Real>(
-    alpha: T,
-    a: MatRef<'_, T>,
-    trans_a: bool,
-    b: MatRef<'_, T>,
-    trans_b: bool,
-    beta: T,
-    c: MatMut<'_, T>,
-) {
-    gemm_parts(split(), alpha, a, trans_a, b, trans_b, beta, c)
+/// Narrowest column block [`gemm_blocks`] cuts a product into.
+pub const MIN_BLOCK_COLS: usize = 48;
+
+/// Most column blocks [`gemm_blocks`] cuts a product into.
+pub const MAX_BLOCKS: usize = 4;
+
+/// How many column blocks [`gemm_blocks`] cuts an output of `cols` columns into:
+/// a function of the shape alone, never of the cores, so that a product gives
+/// the same bits on one core or many (`cols / 48`, from 1 to 4: a batch of 100
+/// columns makes 2 blocks, 3072 features make 4).
+pub fn blocks_for(cols: usize) -> usize {
+    (cols / MIN_BLOCK_COLS).clamp(1, MAX_BLOCKS)
 }
 
-/// Narrowest column block worth a task of its own.
-const MIN_SPLIT_COLS: usize = 16;
-
-#[allow(clippy::too_many_arguments)]
-fn gemm_parts<T: Real>(
-    parts: usize,
+/// [`gemm`] with C's columns cut into [`blocks_for`]`(cols)` fixed blocks (block
+/// i starts at column `cols * i / blocks`), each one single-threaded BLAS call,
+/// run as rayon tasks: in parallel where the pool has idle threads, one after
+/// another where it has none, with the same arithmetic either way. Used for the
+/// large layer-0 products; shapes as in [`gemm`]. BLAS must run single-threaded
+/// ([`set_threads`]`(1)`) for the result not to depend on the machine.
+pub fn gemm_blocks<T: Real>(
     alpha: T,
     a: MatRef<'_, T>,
     trans_a: bool,
@@ -331,11 +356,33 @@ fn gemm_parts<T: Real>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    if parts <= 1 || c.cols < 2 * MIN_SPLIT_COLS {
+    let parts = blocks_for(c.cols);
+    let mut bounds = [0usize; MAX_BLOCKS + 1];
+    for (i, v) in bounds.iter_mut().enumerate().take(parts + 1) {
+        *v = c.cols * i / parts;
+    }
+    gemm_range(&bounds[..parts + 1], alpha, a, trans_a, b, trans_b, beta, c)
+}
+
+/// The blocks between `bounds` (column boundaries relative to `c`, from 0 to
+/// `c.cols`): one BLAS call each, halves forked with `rayon::join`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_range<T: Real>(
+    bounds: &[usize],
+    alpha: T,
+    a: MatRef<'_, T>,
+    trans_a: bool,
+    b: MatRef<'_, T>,
+    trans_b: bool,
+    beta: T,
+    c: MatMut<'_, T>,
+) {
+    let parts = bounds.len() - 1;
+    if parts <= 1 {
         return gemm(alpha, a, trans_a, b, trans_b, beta, c);
     }
-    let left = parts / 2;
-    let j = c.cols * left / parts;
+    let mid = parts / 2;
+    let j = bounds[mid] - bounds[0];
     let (b_lo, b_hi) = if trans_b {
         (b.row_block(0, j), b.row_block(j, b.rows - j))
     } else {
@@ -343,8 +390,19 @@ fn gemm_parts<T: Real>(
     };
     let (c_lo, c_hi) = c.split_cols(j);
     rayon::join(
-        || gemm_parts(left, alpha, a, trans_a, b_lo, trans_b, beta, c_lo),
-        || gemm_parts(parts - left, alpha, a, trans_a, b_hi, trans_b, beta, c_hi),
+        || {
+            gemm_range(
+                &bounds[..=mid],
+                alpha,
+                a,
+                trans_a,
+                b_lo,
+                trans_b,
+                beta,
+                c_lo,
+            )
+        },
+        || gemm_range(&bounds[mid..], alpha, a, trans_a, b_hi, trans_b, beta, c_hi),
     );
 }
 
@@ -418,20 +476,32 @@ impl GemmRaw for f64 {
 mod tests {
     use super::*;
 
-    /// The split product is the one-call product (to f32 rounding) for the
-    /// trainer's shapes (plain and transposed B, strided C, odd column counts).
+    /// The blocked product gives the same bits on one thread or three, and is
+    /// the one-call product to f32 rounding, for the trainer's shapes (plain and
+    /// transposed B, strided C, odd column counts).
     #[test]
-    fn split_gemm_equals_one_call() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
+    fn blocked_gemm_is_the_same_on_any_pool_and_equals_one_call() {
+        let pools: Vec<rayon::ThreadPool> = [1, 3]
+            .iter()
+            .map(|&t| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
         set_threads(1);
         let (m, k) = (50, 3072);
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
-        for (n, trans_b) in [(100, false), (101, false), (3072, true), (999, true)] {
+        for (n, trans_b) in [
+            (100, false),
+            (101, false),
+            (3072, true),
+            (999, true),
+            (40, false),
+        ] {
             let b: Vec<f32> = (0..k.min(n) * k.max(n))
                 .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
                 .collect();
@@ -454,25 +524,34 @@ mod tests {
                 0.25,
                 MatMut::with_ld(&mut one, m, n, ld),
             );
-            for parts in [2, 3, 4] {
-                let mut split = start.clone();
-                let c = MatMut::with_ld(&mut split, m, n, ld);
-                pool.install(|| gemm_parts(parts, 0.5, am, false, bm, trans_b, 0.25, c));
-                // Not bit for bit: OpenBLAS picks kernels by width, so the sums
-                // round differently; a wrong block would be off by O(1).
-                let scale = one.iter().fold(0.0f32, |s, v| s.max(v.abs()));
-                let worst = one
-                    .iter()
-                    .zip(&split)
-                    .map(|(p, q)| (p - q).abs())
-                    .fold(0.0f32, f32::max);
-                assert!(
-                    worst <= 1e-5 * scale,
-                    "n {n}, parts {parts}: differs by {worst} (largest entry {scale})"
-                );
-                assert_eq!(one[m..ld], split[m..ld], "padding rows untouched");
-            }
+            let blocked: Vec<Vec<f32>> = pools
+                .iter()
+                .map(|pool| {
+                    let mut out = start.clone();
+                    let c = MatMut::with_ld(&mut out, m, n, ld);
+                    pool.install(|| gemm_blocks(0.5, am, false, bm, trans_b, 0.25, c));
+                    out
+                })
+                .collect();
+            assert_eq!(blocked[0], blocked[1], "n {n}: one thread and three differ");
+            // Against one call: OpenBLAS picks kernels by width, so the sums may
+            // round differently; a wrong block would be off by O(1).
+            let scale = one.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+            let worst = one
+                .iter()
+                .zip(&blocked[0])
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst <= 1e-5 * scale,
+                "n {n}: differs by {worst} (largest entry {scale})"
+            );
+            assert_eq!(one[m..ld], blocked[0][m..ld], "padding rows untouched");
         }
+        assert_eq!(
+            (blocks_for(100), blocks_for(3072), blocks_for(40)),
+            (2, 4, 1)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::blas::gemm_split;
+use super::blas::gemm_blocks;
 use super::layers::{bias_activation, bias_step, relu_backward, scale_block};
 use super::loss::{loss_backward, loss_forward};
 use super::profile::{self, Phase};
@@ -287,7 +287,7 @@ impl<T: Real> Net<T> {
         {
             let v = MatRef::with_ld(&self.weights[0], cfgs * w1, self.widths[0], cfgs * w1);
             let out = MatMut::with_ld(&mut ws.acts[0], cfgs * w1, n, cfgs * w1);
-            gemm_split(T::one(), v, false, x, false, T::zero(), out);
+            gemm_blocks(T::one(), v, false, x, false, T::zero(), out);
             profile::lap(&mut timer, Phase::ForwardGemm);
             for c in 0..cfgs {
                 let block = MatMut::with_ld(&mut ws.acts[0][c * w1..], w1, n, cfgs * w1);
@@ -476,7 +476,7 @@ impl<T: Real> Net<T> {
                 profile::lap(&mut timer, Phase::Update);
                 let g = MatRef::with_ld(g0, ld, n, ld);
                 let v = MatMut::with_ld(&mut self.weights[0], ld, d, ld);
-                gemm_split(T::one(), g, false, x, true, T::one(), v);
+                gemm_blocks(T::one(), g, false, x, true, T::one(), v);
                 profile::lap(&mut timer, Phase::BackwardGemm);
             }
             Backward::Gradients { lambdas, grads } => {
@@ -514,27 +514,66 @@ impl<T: Real> Net<T> {
         ws: &mut Workspace<T>,
         out: &mut [Eval],
     ) {
-        let cfgs = self.configs;
-        let mut totals = [LossStat::default(); 64];
-        let mut chunk = [LossStat::default(); 64];
-        assert!(cfgs <= totals.len(), "at most 64 configurations per group");
+        let mut totals = [LossStat::default(); MAX_GROUP];
         let mut j0 = 0;
         while j0 < x.cols {
             let m = ws.cap.min(x.cols - j0);
-            self.forward_loss(
-                x.col_block(j0, m),
-                &labels[j0..j0 + m],
-                ws,
-                &mut chunk[..cfgs],
-            );
-            for c in 0..cfgs {
-                totals[c].loss_sum += chunk[c].loss_sum;
-                totals[c].correct += chunk[c].correct;
-                totals[c].n += m;
-            }
+            self.add_chunk(x.col_block(j0, m), &labels[j0..j0 + m], ws, &mut totals);
             j0 += m;
         }
+        self.finish_eval(&totals, lambdas, out);
+    }
+
+    /// [`Self::evaluate`] on the columns `cols` of `x` only (a fixed sample of a
+    /// data set), gathered chunk by chunk into `gather` (at least d x the
+    /// workspace's capacity): no copy of the data set, nothing allocated.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_columns(
+        &self,
+        x: MatRef<'_, T>,
+        labels: &[u8],
+        cols: &[usize],
+        lambdas: &[f64],
+        ws: &mut Workspace<T>,
+        gather: &mut [T],
+        chunk_labels: &mut [u8],
+        out: &mut [Eval],
+    ) {
+        let d = x.rows;
+        assert!(gather.len() >= d * ws.cap && chunk_labels.len() >= ws.cap);
+        let mut totals = [LossStat::default(); MAX_GROUP];
+        for chunk in cols.chunks(ws.cap) {
+            let m = chunk.len();
+            for (k, &j) in chunk.iter().enumerate() {
+                let col = x.col_block(j, 1);
+                gather[k * d..(k + 1) * d].copy_from_slice(&col.data[..d]);
+                chunk_labels[k] = labels[j];
+            }
+            let xs = MatRef::new(&gather[..d * m], d, m);
+            self.add_chunk(xs, &chunk_labels[..m], ws, &mut totals);
+        }
+        self.finish_eval(&totals, lambdas, out);
+    }
+
+    fn add_chunk(
+        &self,
+        x: MatRef<'_, T>,
+        labels: &[u8],
+        ws: &mut Workspace<T>,
+        totals: &mut [LossStat; MAX_GROUP],
+    ) {
+        let cfgs = self.configs;
+        let mut chunk = [LossStat::default(); MAX_GROUP];
+        self.forward_loss(x, labels, ws, &mut chunk[..cfgs]);
         for c in 0..cfgs {
+            totals[c].loss_sum += chunk[c].loss_sum;
+            totals[c].correct += chunk[c].correct;
+            totals[c].n += x.cols;
+        }
+    }
+
+    fn finish_eval(&self, totals: &[LossStat; MAX_GROUP], lambdas: &[f64], out: &mut [Eval]) {
+        for c in 0..self.configs {
             let n = totals[c].n.max(1) as f64;
             let loss = totals[c].loss_sum / n;
             out[c] = Eval {

@@ -23,7 +23,7 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let (title, body) = root.split_vertically(44);
+        let (title, body) = root.split_vertically(66);
         let mut heading = format!("{}: {}", run.config.name, run.config.describe());
         if run.status == crate::train::Status::Done {
             heading.push_str(&format!("  |  test accuracy {:.2}%", 100.0 * run.test.acc));
@@ -33,6 +33,13 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
                 heading,
                 (16, 12),
                 ("sans-serif", 22).into_font().color(&BLACK),
+            ))
+            .map_err(err)?;
+        title
+            .draw(&Text::new(
+                curves_caption(run),
+                (16, 40),
+                ("sans-serif", 16).into_font().color(&RGBColor(90, 90, 90)),
             ))
             .map_err(err)?;
         let panels = body.split_evenly((1, 3));
@@ -117,6 +124,49 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
         root.present().map_err(err)?;
     }
     super::save_png(path, &buf, w, h)
+}
+
+/// What the curves of `run` were measured on, e.g. "training: a fixed sample of
+/// 5,000 of the 45,000 training images (all of them at the last point);
+/// validation: all 5,000 images". Shared by the plot and the reports.
+pub fn curves_caption(run: &RunOutcome) -> String {
+    let total = run
+        .history
+        .iter()
+        .map(|p| p.train_images)
+        .max()
+        .unwrap_or(0);
+    let least = run
+        .history
+        .iter()
+        .map(|p| p.train_images)
+        .filter(|&n| n > 0)
+        .min()
+        .unwrap_or(total);
+    let train = if least < total {
+        format!(
+            "training: a fixed sample of {} of the {} training images (all of them at the last point)",
+            thousands(least),
+            thousands(total)
+        )
+    } else {
+        format!("training: all {} training images", thousands(total))
+    };
+    let points = run.history.len();
+    format!("{train}; validation: the whole validation set; {points} logged points")
+}
+
+/// 45000 -> "45,000".
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// Draws validation accuracy against lambda (log scale) for the coarse and the

@@ -351,6 +351,7 @@ mod tests {
                 epoch: 10.0,
                 eta: 1e-3,
                 train: eval(0.41),
+                train_images: 10000,
                 val: eval(0.3847),
             };
             dash.on_log(id, &point);

@@ -9,5 +9,7 @@ pub mod runner;
 pub mod search;
 
 pub use dashboard::{Dashboard, DisplayMode};
-pub use plan::{group_by_key, group_configs, lambda_values, LambdaSpec, SweepSpec};
+pub use plan::{
+    group_by_key, group_configs, lambda_values, LambdaSpec, SweepSpec, DEFAULT_MAX_GROUP,
+};
 pub use runner::{run_configs, run_plan, RunnerOptions};

@@ -82,28 +82,29 @@ pub fn lambda_values(spec: &LambdaSpec) -> Vec<f64> {
     }
 }
 
+/// Default of `--max-group`: the most configurations one lockstep group stacks.
+/// It decides the groups, and so the GEMM shapes and the numbers' last bits.
+pub const DEFAULT_MAX_GROUP: usize = 4;
+
 /// Splits configurations into lockstep groups: same [`RunConfig::lockstep_key`],
-/// at most `max_group` each, and, when there are enough configurations, at
-/// least `workers` groups so that every worker has one. Returns indices into
-/// `configs`; the grouping never changes any result (a configuration trains to
-/// the same numbers alone or in any group).
-pub fn group_configs(configs: &[RunConfig], workers: usize, max_group: usize) -> Vec<Vec<usize>> {
+/// at most `max_group` each, in near-equal sizes (9 configurations with
+/// `max_group` 8 make groups of 5 and 4). Decided from the configurations alone,
+/// never from the cores or workers, so that a configuration always trains in
+/// the same group, whatever runs it. Returns indices into `configs`.
+pub fn group_configs(configs: &[RunConfig], max_group: usize) -> Vec<Vec<usize>> {
     let keys: Vec<String> = configs.iter().map(|c| c.lockstep_key()).collect();
-    group_by_key(&keys, workers, max_group)
+    group_by_key(&keys, max_group)
 }
 
 /// Groups indices of equal `keys` as [`group_configs`] does.
-pub fn group_by_key(keys: &[String], workers: usize, max_group: usize) -> Vec<Vec<usize>> {
+pub fn group_by_key(keys: &[String], max_group: usize) -> Vec<Vec<usize>> {
     let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, k) in keys.iter().enumerate() {
         by_key.entry(k).or_default().push(i);
     }
     let mut groups = Vec::new();
     for (_, ids) in by_key {
-        let parts = ids
-            .len()
-            .div_ceil(max_group.max(1))
-            .max(workers.max(1).min(ids.len()));
+        let parts = ids.len().div_ceil(max_group.max(1));
         let size = ids.len().div_ceil(parts);
         groups.extend(ids.chunks(size).map(|c| c.to_vec()));
     }
@@ -186,6 +187,9 @@ pub struct SweepSpec {
     pub shuffle: bool,
     /// Precision.
     pub precision: crate::nn::Precision,
+    /// Training images the intermediate logged points evaluate.
+    #[serde(default)]
+    pub eval_train: crate::train::EvalTrain,
 }
 
 impl Default for SweepSpec {
@@ -213,6 +217,7 @@ impl Default for SweepSpec {
             log_points: 10,
             shuffle: false,
             precision: crate::nn::Precision::F32,
+            eval_train: crate::train::DEFAULT_EVAL_TRAIN,
         }
     }
 }
@@ -255,6 +260,7 @@ impl SweepSpec {
                 precision: self.precision,
                 log_every,
                 save_weights: false,
+                eval_train: self.eval_train,
             })
             .collect()
     }
@@ -301,6 +307,8 @@ pub struct SweepSettings {
     pub shuffle: Option<bool>,
     /// "f32" or "f64".
     pub precision: Option<crate::nn::Precision>,
+    /// Training images of the intermediate logged points: a number, or "all".
+    pub eval_train: Option<crate::train::EvalTrain>,
 }
 
 impl SweepSettings {
@@ -339,6 +347,7 @@ impl SweepSettings {
             log_points: self.log_points.or(lower.log_points),
             shuffle: self.shuffle.or(lower.shuffle),
             precision: self.precision.or(lower.precision),
+            eval_train: self.eval_train.or(lower.eval_train),
         }
     }
 
@@ -381,6 +390,7 @@ impl SweepSettings {
             log_points: self.log_points.unwrap_or(d.log_points),
             shuffle: self.shuffle.unwrap_or(d.shuffle),
             precision: self.precision.unwrap_or(d.precision),
+            eval_train: self.eval_train.unwrap_or(d.eval_train),
             ..d
         })
     }

@@ -1,14 +1,17 @@
-//! Runs a plan: lockstep groups spread over a rayon pool, one BLAS thread per
-//! worker (or every core for BLAS when a single group runs), the data shared.
+//! Runs a plan: lockstep groups decided from the plan, `jobs` of them at a time
+//! on a rayon pool, BLAS single-threaded with the big products cut into fixed
+//! blocks that idle cores pick up, the data shared.
 //! Interrupted groups leave a checkpoint per configuration; `resume` skips
 //! finished configurations and continues checkpointed ones.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rayon::prelude::*;
 
-use super::plan::group_by_key;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::plan::group_configs;
 use super::Dashboard;
 use crate::data::Split;
 use crate::nn::{blas, Real};
@@ -18,7 +21,7 @@ use crate::train::{train_group, Control, RunConfig, Status};
 use crate::util::{create_dir, write_atomic, write_json};
 
 /// How a plan runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunnerOptions {
     /// Parallel workers (rayon threads).
     pub jobs: usize,
@@ -32,6 +35,140 @@ pub struct RunnerOptions {
     pub data_dir: String,
     /// Skip finished configurations and continue checkpointed ones.
     pub resume: bool,
+    /// Record the plan in `out/plan.json` and check it: a resume must have the
+    /// same plan, and a new plan refuses a folder that holds another (sweeps,
+    /// searches, experiments; not `shallow train`, whose runs share a parent).
+    pub guard: bool,
+    /// With `guard`: start over in a folder that holds another plan, removing
+    /// the run folders and tables it left.
+    pub force: bool,
+}
+
+/// File name of the plan record in a sweep folder.
+pub const PLAN_FILE: &str = "plan.json";
+
+/// What `plan.json` holds: every configuration of the plan and the grouping
+/// setting, the two things a run's numbers depend on.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PlanRecord {
+    /// Most configurations per lockstep group.
+    pub max_group: usize,
+    /// Every configuration, in plan order.
+    pub runs: Vec<RunConfig>,
+}
+
+/// The settings in which two plans differ, as readable lines (empty when equal).
+pub fn plan_differences(old: &PlanRecord, new: &PlanRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.max_group != new.max_group {
+        out.push(format!(
+            "max_group: {} in the folder, {} now",
+            old.max_group, new.max_group
+        ));
+    }
+    if old.runs.len() != new.runs.len() {
+        out.push(format!(
+            "runs: {} in the folder, {} now",
+            old.runs.len(),
+            new.runs.len()
+        ));
+    }
+    // Field by field over the runs, each difference named once.
+    let mut seen = std::collections::BTreeSet::new();
+    for (a, b) in old.runs.iter().zip(&new.runs) {
+        let (a, b) = (
+            serde_json::to_value(a).unwrap_or_default(),
+            serde_json::to_value(b).unwrap_or_default(),
+        );
+        let mut diffs = Vec::new();
+        json_diff("", &a, &b, &mut diffs);
+        for (key, va, vb) in diffs {
+            if seen.insert(key.clone()) {
+                out.push(format!("{key}: {va} in the folder, {vb} now"));
+            }
+        }
+    }
+    out
+}
+
+fn json_diff(
+    path: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<(String, String, String)>,
+) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                json_diff(
+                    &p,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push((path.to_string(), a.to_string(), b.to_string())),
+        _ => {}
+    }
+}
+
+/// Records or checks the plan of `configs` in `opts.out` (see
+/// [`RunnerOptions::guard`]).
+pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
+    let path = opts.out.join(PLAN_FILE);
+    let new = PlanRecord {
+        max_group: opts.max_group,
+        runs: configs.to_vec(),
+    };
+    if path.exists() {
+        let old: PlanRecord =
+            serde_json::from_slice(&std::fs::read(&path)?).with_context(|| {
+                format!(
+                    "{} is not a shallow plan: use another --out, or delete the folder",
+                    path.display()
+                )
+            })?;
+        if opts.resume {
+            let diffs = plan_differences(&old, &new);
+            if !diffs.is_empty() {
+                anyhow::bail!(
+                    "--resume: {} holds another plan than this command's, so resuming would mix two experiments. \
+                     It differs in:\n  {}\nRun the folder's own command to resume it, or start over there with --force \
+                     (removes its runs), or use another --out",
+                    opts.out.display(),
+                    diffs.join("\n  ")
+                );
+            }
+        } else if opts.force {
+            for c in &old.runs {
+                let dir = opts.out.join(&c.name);
+                if dir.is_dir() {
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("--force: cannot remove {}", dir.display()))?;
+                }
+            }
+            for f in ["results.csv", "results.jsonl", "results.md", PLAN_FILE] {
+                let _ = std::fs::remove_file(opts.out.join(f));
+            }
+        } else {
+            anyhow::bail!(
+                "{} holds an earlier run of {} configuration{} ({PLAN_FILE}): continue it with --resume, \
+                 start over with --force (removes its runs), or use another --out",
+                opts.out.display(),
+                old.runs.len(),
+                if old.runs.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    write_json(&path, &new)
 }
 
 /// What a resume finds in a run folder.
@@ -68,10 +205,29 @@ fn look(dir: &Path, config: &RunConfig) -> Result<Found> {
     Ok(Found::Nothing)
 }
 
-/// Trains every configuration of `configs` on `split`, in lockstep groups on a
-/// pool of `jobs` workers, writing each run's folder as soon as it finishes.
-/// `ids[i]` is configuration i's id for the dashboard. Returns the results in
-/// the order of `configs` (interrupted ones with status `interrupted`).
+/// A group's results: (index in the plan, result) per newly trained member.
+type GroupResults = Vec<(usize, RunResult)>;
+
+/// What the lockstep groups of a plan find on disk when resuming.
+enum GroupStart {
+    /// Every member has a result: nothing to train.
+    Finished,
+    /// Every member has a checkpoint at the same step: continue from it.
+    Resume(Vec<Checkpoint>),
+    /// Anything else: train from the start.
+    Fresh,
+}
+
+/// Trains every configuration of `configs` on `split` in the lockstep groups of
+/// [`group_configs`] (decided from the configurations alone), `jobs` groups at a
+/// time on a pool of `threads` cores, writing each run's folder as soon as it
+/// finishes. `ids[i]` is configuration i's id for the dashboard. Returns the
+/// results in the order of `configs` (interrupted ones with status `interrupted`).
+///
+/// BLAS runs single-threaded; a group's layer-0 products are cut into the fixed
+/// blocks of [`blas::gemm_blocks`], which idle cores pick up. So a run's numbers
+/// depend on its configuration, its group (`max_group`) and its seed, never on
+/// `jobs`, `threads`, or where it was interrupted.
 pub fn run_plan<T: Real>(
     configs: &[RunConfig],
     ids: &[usize],
@@ -81,103 +237,111 @@ pub fn run_plan<T: Real>(
     dashboard: &Dashboard,
 ) -> Result<Vec<RunResult>> {
     let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
-    let mut checkpoints: Vec<Option<Checkpoint>> = vec![None; configs.len()];
-    if opts.resume {
-        for (i, c) in configs.iter().enumerate() {
-            match look(&opts.out.join(&c.name), c)? {
-                Found::Finished(r) => {
-                    dashboard.mark_done(ids[i], c.steps, "already done (resume)");
-                    results[i] = Some(r);
+    let groups = group_configs(configs, opts.max_group);
+    let mut starts = Vec::with_capacity(groups.len());
+    for members in &groups {
+        let start = if opts.resume {
+            let found: Vec<Found> = members
+                .iter()
+                .map(|&i| look(&opts.out.join(&configs[i].name), &configs[i]))
+                .collect::<Result<_>>()?;
+            // Finished runs keep their results, even when their group trains
+            // again for a member that has none (to the same numbers).
+            for (&i, f) in members.iter().zip(&found) {
+                if let Found::Finished(r) = f {
+                    dashboard.mark_done(ids[i], configs[i].steps, "already done (resume)");
+                    results[i] = Some(r.clone());
                 }
-                Found::Checkpoint(ck) => checkpoints[i] = Some(*ck),
-                Found::Nothing => {}
             }
-        }
+            if found.iter().all(|f| matches!(f, Found::Finished(_))) {
+                GroupStart::Finished
+            } else {
+                let cks: Vec<Checkpoint> = found
+                    .into_iter()
+                    .filter_map(|f| match f {
+                        Found::Checkpoint(c) => Some(*c),
+                        _ => None,
+                    })
+                    .collect();
+                if cks.len() == members.len() && cks.iter().all(|c| c.step == cks[0].step) {
+                    GroupStart::Resume(cks)
+                } else {
+                    GroupStart::Fresh
+                }
+            }
+        } else {
+            GroupStart::Fresh
+        };
+        starts.push(start);
     }
-    let todo: Vec<usize> = (0..configs.len())
-        .filter(|&i| results[i].is_none())
+    let todo: Vec<usize> = (0..groups.len())
+        .filter(|&g| !matches!(starts[g], GroupStart::Finished))
         .collect();
-    let keys: Vec<String> = todo
-        .iter()
-        .map(|&i| {
-            format!(
-                "{}@{}",
-                configs[i].lockstep_key(),
-                checkpoints[i].as_ref().map_or(0, |c| c.step)
-            )
-        })
-        .collect();
-    let groups: Vec<Vec<usize>> = group_by_key(&keys, opts.jobs, opts.max_group)
-        .into_iter()
-        .map(|g| g.into_iter().map(|k| todo[k]).collect())
-        .collect();
-    let workers = opts.jobs.max(1).min(groups.len().max(1));
-    // Several workers share the cores out as BLAS threads. One worker (groups
-    // train one after another) sets BLAS up per group: a thin layer 0 splits its
-    // big GEMMs into single-threaded calls on rayon tasks.
-    let stacked_rows = |members: &[usize]| members.len() * configs[members[0]].arch().widths()[1];
-    let parallelism =
-        |members: &[usize]| blas::parallelism(opts.threads, workers, stacked_rows(members));
-    if workers > 1 {
-        blas::configure(opts.threads, workers, 0);
-    }
+    let lanes = opts.jobs.max(1).min(todo.len().max(1));
+    blas::set_threads(1);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(if workers == 1 { opts.threads } else { workers })
+        .num_threads(opts.threads.max(1))
         .build()?;
     let sizes = [split.train.len(), split.val.len(), split.test.len()];
-    let saved = |c: &RunConfig, (blas_threads, gemm_split): (usize, usize)| SavedConfig {
+    let saved = |c: &RunConfig| SavedConfig {
         config: c.clone(),
         init_seed: c.init_seed(),
         data_dir: opts.data_dir.clone(),
         sizes,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        blas_threads,
-        gemm_split,
+        blas_threads: 1,
+        threads: opts.threads,
+        jobs: opts.jobs,
+        max_group: opts.max_group,
         blas: blas::describe(),
+        blas_kernel: blas::kernel(),
+        blas_kernel_source: blas::kernel_source(),
     };
-    let done: Vec<Result<Vec<(usize, RunResult)>>> = pool.install(|| {
-        groups
-            .par_iter()
-            .map(|members| {
-                let group: Vec<RunConfig> = members.iter().map(|&i| configs[i].clone()).collect();
-                let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
-                let resume = if checkpoints[members[0]].is_some() {
-                    let cks: Vec<Checkpoint> = members
-                        .iter()
-                        .map(|&i| checkpoints[i].clone().expect("same step"))
-                        .collect();
-                    Some(Checkpoint::stack::<T>(&cks)?)
-                } else {
-                    None
-                };
-                let threads = parallelism(members);
-                if workers == 1 {
-                    blas::configure(opts.threads, 1, stacked_rows(members));
-                }
-                let outcome = train_group(&group, &group_ids, split, control, dashboard, resume)?;
-                let mut out = Vec::new();
-                for (c, run) in outcome.runs.iter().enumerate() {
-                    let dir = opts.out.join(&run.config.name);
-                    if let Some(state) = &outcome.state {
-                        // Interrupted: keep the state and what was logged, no result yet.
-                        create_dir(&dir)?;
-                        write_json(&dir.join("config.json"), &saved(&run.config, threads))?;
-                        write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
-                        Checkpoint::from_state(state, c, &run.config)
-                            .save(&dir.join(checkpoint::FILE))?;
-                        out.push((members[c], RunResult::from_outcome(run)));
-                    } else {
-                        let saved = saved(&run.config, threads);
-                        let r = write_run(&dir, run, &saved, &split.class_names)?;
-                        let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
-                        out.push((members[c], r));
-                    }
-                }
-                Ok(out)
-            })
-            .collect()
+    let train_one = |g: usize| -> Result<GroupResults> {
+        let members = &groups[g];
+        let group: Vec<RunConfig> = members.iter().map(|&i| configs[i].clone()).collect();
+        let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
+        let resume = match &starts[g] {
+            GroupStart::Resume(cks) => Some(Checkpoint::stack::<T>(cks)?),
+            _ => None,
+        };
+        let outcome = train_group(&group, &group_ids, split, control, dashboard, resume)?;
+        let mut out = Vec::new();
+        for (c, run) in outcome.runs.iter().enumerate() {
+            if results[members[c]].is_some() {
+                continue; // finished before: its files stay as they are
+            }
+            let dir = opts.out.join(&run.config.name);
+            if let Some(state) = &outcome.state {
+                // Interrupted: keep the state and what was logged, no result yet.
+                create_dir(&dir)?;
+                write_json(&dir.join("config.json"), &saved(&run.config))?;
+                write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
+                Checkpoint::from_state(state, c, &run.config).save(&dir.join(checkpoint::FILE))?;
+                let _ = std::fs::remove_file(dir.join("result.json"));
+                out.push((members[c], RunResult::from_outcome(run)));
+            } else {
+                let r = write_run(&dir, run, &saved(&run.config), &split.class_names)?;
+                let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
+                out.push((members[c], r));
+            }
+        }
+        Ok(out)
+    };
+    // `lanes` groups train at once; each lane takes the next group in plan order.
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Result<GroupResults>>> = Mutex::new(Vec::new());
+    pool.scope(|scope| {
+        for _ in 0..lanes {
+            scope.spawn(|_| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&g) = todo.get(k) else { break };
+                let r = train_one(g);
+                done.lock().expect("no lane panicked").push(r);
+            });
+        }
     });
-    for r in done {
+    for r in done.into_inner().expect("no lane panicked") {
         for (i, res) in r? {
             results[i] = Some(res);
         }
@@ -207,6 +371,9 @@ pub fn run_configs(
         }
     }
     create_dir(&opts.out)?;
+    if opts.guard {
+        guard_plan(configs, opts)?;
+    }
     let mut out: Vec<Option<RunResult>> = vec![None; configs.len()];
     dashboard.run_while(|| -> Result<()> {
         for (spec, precision) in keys {

@@ -40,6 +40,85 @@ pub struct RunConfig {
     pub log_every: usize,
     /// Save the trained weights as .npy files.
     pub save_weights: bool,
+    /// Training images the intermediate logged points evaluate (the last point
+    /// always evaluates the whole training set).
+    #[serde(default)]
+    pub eval_train: EvalTrain,
+}
+
+/// Which training images a logged point evaluates: the curves' cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EvalTrain {
+    /// The whole training set at every logged point.
+    #[default]
+    All,
+    /// At intermediate points, a fixed sample of this many training images,
+    /// chosen once from the seed (the whole set when it has no more); the last
+    /// point evaluates the whole set.
+    Sample(usize),
+}
+
+/// Default of `--eval-train`: at intermediate logged points, 5,000 training
+/// images (a tenth of the full split) and the whole validation set.
+pub const DEFAULT_EVAL_TRAIN: EvalTrain = EvalTrain::Sample(5000);
+
+impl EvalTrain {
+    /// Images evaluated at an intermediate point out of `n_train`.
+    pub fn images(&self, n_train: usize) -> usize {
+        match *self {
+            EvalTrain::All => n_train,
+            EvalTrain::Sample(n) => n.min(n_train),
+        }
+    }
+}
+
+impl std::str::FromStr for EvalTrain {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(EvalTrain::All);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(EvalTrain::Sample(n)),
+            _ => Err(format!(
+                "--eval-train {s}: give a number of training images (at least 1), or `all`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for EvalTrain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalTrain::All => write!(f, "all"),
+            EvalTrain::Sample(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for EvalTrain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            EvalTrain::All => s.serialize_str("all"),
+            EvalTrain::Sample(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EvalTrain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(u64),
+            Text(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Number(n) => format!("{n}").parse().map_err(serde::de::Error::custom),
+            Repr::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl RunConfig {
@@ -72,7 +151,7 @@ impl RunConfig {
     /// (Lambda and the learning rates may differ.)
     pub fn lockstep_key(&self) -> String {
         format!(
-            "{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}",
+            "{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}",
             self.hidden,
             self.loss.name(),
             self.batch,
@@ -81,7 +160,8 @@ impl RunConfig {
             self.seed,
             self.log_every,
             self.split,
-            self.precision
+            self.precision,
+            self.eval_train
         )
     }
 

@@ -3,7 +3,7 @@
 //! of one; a sweep is a set of groups. Each step is forward, backward, update, with
 //! every configuration's first layer in one stacked GEMM.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -29,8 +29,12 @@ pub struct LogPoint {
     pub epoch: f64,
     /// Learning rate of the last step (of the first step at step 0).
     pub eta: f64,
-    /// Cost, loss and accuracy on the training set.
+    /// Cost, loss and accuracy on the training set (on `train_images` of it).
     pub train: Eval,
+    /// Training images `train` was evaluated on: a fixed sample at intermediate
+    /// points (`--eval-train`), the whole set at the last one.
+    #[serde(default)]
+    pub train_images: usize,
     /// Cost, loss and accuracy on the validation set.
     pub val: Eval,
 }
@@ -118,6 +122,9 @@ pub struct GroupOutcome<T> {
 pub struct Control {
     /// When set, groups stop at the next step and return their state.
     pub stop: AtomicBool,
+    /// When above 0, every group stops (as if interrupted) once it has done
+    /// this many steps: an interruption at an exact step, for tests of resume.
+    pub stop_at_step: AtomicUsize,
 }
 
 impl Control {
@@ -125,6 +132,15 @@ impl Control {
     pub const fn new() -> Self {
         Control {
             stop: AtomicBool::new(false),
+            stop_at_step: AtomicUsize::new(0),
+        }
+    }
+
+    /// A control that interrupts every group once it has done `step` steps.
+    pub fn stop_at(step: usize) -> Self {
+        Control {
+            stop: AtomicBool::new(false),
+            stop_at_step: AtomicUsize::new(step),
         }
     }
 }
@@ -204,21 +220,48 @@ pub fn train_group<T: Real>(
     let mut batch_y = vec![0u8; batch];
     let data_seed = first.data_seed();
 
+    // Intermediate points evaluate a fixed sample of the training set (chosen
+    // once from the seed), gathered chunk by chunk into a reused buffer.
+    let sample = eval_sample(n_train, first.eval_train.images(n_train), first.seed);
+    let mut gather = if sample.len() < n_train {
+        vec![T::zero(); arch.input * eval_ws.cap]
+    } else {
+        Vec::new()
+    };
+    let mut gather_labels = vec![0u8; eval_ws.cap];
+
+    #[allow(clippy::too_many_arguments)]
     let log = |net: &Net<T>,
                t: usize,
                etas: &[f64],
                eval_ws: &mut crate::nn::Workspace<T>,
+               gather: &mut [T],
+               gather_labels: &mut [u8],
                et: &mut [Eval],
                ev: &mut [Eval],
                history: &mut [Vec<LogPoint>],
                diverged: &[Option<Divergence>]| {
-        net.evaluate(
-            split.train.view(),
-            &split.train.labels,
-            &lambdas,
-            eval_ws,
-            et,
-        );
+        let whole = t == first.steps || sample.len() == n_train;
+        if whole {
+            net.evaluate(
+                split.train.view(),
+                &split.train.labels,
+                &lambdas,
+                eval_ws,
+                et,
+            );
+        } else {
+            net.evaluate_columns(
+                split.train.view(),
+                &split.train.labels,
+                &sample,
+                &lambdas,
+                eval_ws,
+                gather,
+                gather_labels,
+                et,
+            );
+        }
         net.evaluate(split.val.view(), &split.val.labels, &lambdas, eval_ws, ev);
         for c in 0..cfgs {
             if diverged[c].is_some() {
@@ -229,6 +272,7 @@ pub fn train_group<T: Real>(
                 epoch: t as f64 / per_epoch as f64,
                 eta: etas[c],
                 train: et[c],
+                train_images: if whole { n_train } else { sample.len() },
                 val: ev[c],
             };
             history[c].push(p);
@@ -236,7 +280,8 @@ pub fn train_group<T: Real>(
         }
     };
 
-    if first.log_every > 0 && state.step == 0 && state.history.iter().all(|h| h.is_empty()) {
+    // The start is always logged (with --log-points 0 too: curves need two points).
+    if state.step == 0 && state.history.iter().all(|h| h.is_empty()) {
         for (c, cfg) in configs.iter().enumerate() {
             etas[c] = cfg.schedule.eta(0);
         }
@@ -245,6 +290,8 @@ pub fn train_group<T: Real>(
             0,
             &etas,
             &mut eval_ws,
+            &mut gather,
+            &mut gather_labels,
             &mut evals_train,
             &mut evals_val,
             &mut state.history,
@@ -260,7 +307,8 @@ pub fn train_group<T: Real>(
         shuffle_epoch(&mut order, data_seed, t / per_epoch);
     }
     while t < first.steps {
-        if control.stop.load(Ordering::Relaxed) {
+        let stop_at = control.stop_at_step.load(Ordering::Relaxed);
+        if control.stop.load(Ordering::Relaxed) || (stop_at > 0 && t >= stop_at) {
             interrupted = true;
             break;
         }
@@ -316,6 +364,8 @@ pub fn train_group<T: Real>(
                 t,
                 &etas,
                 &mut eval_ws,
+                &mut gather,
+                &mut gather_labels,
                 &mut evals_train,
                 &mut evals_val,
                 &mut state.history,
@@ -407,6 +457,25 @@ pub fn train_group<T: Real>(
         runs,
         state: interrupted.then_some(state),
     })
+}
+
+/// The training images an intermediate logged point evaluates: `n` of the
+/// `n_train`, drawn without replacement from the base seed (so every
+/// configuration of a sweep is measured on the same images), in ascending order.
+/// All of them when `n >= n_train`.
+pub fn eval_sample(n_train: usize, n: usize, seed: u64) -> Vec<usize> {
+    if n >= n_train {
+        return (0..n_train).collect();
+    }
+    let mut order: Vec<usize> = (0..n_train).collect();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(crate::util::derive_seed(seed, "eval-train"));
+    for i in 0..n {
+        let j = rng.random_range(i..n_train);
+        order.swap(i, j);
+    }
+    let mut out = order[..n].to_vec();
+    out.sort_unstable();
+    out
 }
 
 /// Resets `order` to the permutation of epoch `epoch`: the identity shuffled by a

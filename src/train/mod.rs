@@ -7,6 +7,6 @@ pub mod group;
 pub mod output;
 pub mod schedule;
 
-pub use config::RunConfig;
+pub use config::{EvalTrain, RunConfig, DEFAULT_EVAL_TRAIN};
 pub use group::{train_group, Control, GroupOutcome, LogPoint, Observer, RunOutcome, Status};
 pub use schedule::Schedule;

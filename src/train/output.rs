@@ -25,18 +25,28 @@ pub struct SavedConfig {
     pub sizes: [usize; 3],
     /// shallow's version.
     pub version: String,
-    /// BLAS threads during the run.
+    /// BLAS threads per call: always 1 (the big products are cut into fixed
+    /// blocks instead, see `nn::blas::gemm_blocks`).
     pub blas_threads: usize,
-    /// Column blocks the layer-0 GEMMs were cut into, one core each
-    /// (see `nn::blas::gemm_split`); 1 when several runs shared the cores.
-    #[serde(default = "one")]
-    pub gemm_split: usize,
+    /// Cores the process used (`--threads`); the numbers do not depend on it.
+    #[serde(default)]
+    pub threads: usize,
+    /// Groups trained at once (`--jobs`); the numbers do not depend on it.
+    #[serde(default)]
+    pub jobs: usize,
+    /// Most configurations per lockstep group (`--max-group`): it decides the
+    /// groups, and so the GEMM shapes and the last bits of the numbers.
+    #[serde(default)]
+    pub max_group: usize,
     /// BLAS build.
     pub blas: String,
-}
-
-fn one() -> usize {
-    1
+    /// The kernel family OpenBLAS ran, e.g. `SkylakeX`.
+    #[serde(default)]
+    pub blas_kernel: String,
+    /// Who chose that kernel: OpenBLAS's detection, the environment
+    /// (`OPENBLAS_CORETYPE`), or shallow on a CPU OpenBLAS did not recognise.
+    #[serde(default)]
+    pub blas_kernel_source: String,
 }
 
 /// Contents of `result.json`.
@@ -110,6 +120,7 @@ pub fn metrics_csv(o: &RunOutcome) -> Result<Vec<u8>> {
         "train_cost",
         "train_loss",
         "train_acc",
+        "train_images",
         "val_cost",
         "val_loss",
         "val_acc",
@@ -122,6 +133,7 @@ pub fn metrics_csv(o: &RunOutcome) -> Result<Vec<u8>> {
             p.train.cost.to_string(),
             p.train.loss.to_string(),
             p.train.acc.to_string(),
+            p.train_images.to_string(),
             p.val.cost.to_string(),
             p.val.loss.to_string(),
             p.val.acc.to_string(),
