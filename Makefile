@@ -17,11 +17,17 @@ run: build
 	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow data info
 	CIFAR10_DIR="$(DATA_DIR)" ./target/release/shallow experiment all --out $(OUT)
 
-# The whole test suite: formatting, lints, every test.
+# The whole test suite: formatting, lints, every test (cargo nextest where it is
+# installed, else cargo test: a fresh machine with only rustup's toolchain has no nextest).
 test: setup
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
-	cargo nextest run --locked --no-fail-fast
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  echo "cargo nextest run --locked --no-fail-fast"; cargo nextest run --locked --no-fail-fast; \
+	else \
+	  echo "make test: cargo-nextest is not installed, running the same tests with cargo test"; \
+	  cargo test --locked --no-fail-fast; \
+	fi
 
 bench: setup
 	cargo bench --locked

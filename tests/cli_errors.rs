@@ -140,6 +140,19 @@ fn nonsense_hyperparameters() {
             vec!["train", "--lambda", "10", "--eta", "0.1"],
             "1 - 2 eta lambda",
         ),
+        (vec!["sweep", "--eta-max=-1"], "--eta-max -1"),
+        (vec!["sweep", "--eta-max=nan"], "--eta-max NaN"),
+        (vec!["sweep", "--eta-max=inf"], "--eta-max inf"),
+        (vec!["search", "--eta-max=-1"], "--eta-max -1"),
+        (
+            vec!["sweep", "--eta-min=0.2", "--eta-max=0.1"],
+            "eta-min <= eta-max",
+        ),
+        (vec!["train", "--eta=nan"], "--eta NaN"),
+        (vec!["train", "--eta=-0.5"], "--eta -0.5"),
+        (vec!["sweep", "--eval-train", "0"], "--eval-train 0"),
+        (vec!["sweep", "--eval-train", "some"], "or `all`"),
+        (vec!["sweep", "--resume", "--force"], "--force"),
     ] {
         let (code, _, err) = shallow(&args);
         assert_ne!(code, 0);

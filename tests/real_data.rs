@@ -156,3 +156,83 @@ fn train_writes_its_run_where_out_says() {
     assert_eq!(r["name"], "named");
     assert!(tmp.path().join("named/result.json").is_file());
 }
+
+/// On the real data, through the whole pipeline (split, groups, runner, files):
+/// one core or two, one job or two, interrupted between logged points and
+/// resumed with other settings, every run gives the same bits.
+#[test]
+fn real_sweep_is_the_same_bit_for_bit_whatever_the_cores_jobs_or_interruptions() {
+    let Some(d) = common::real_data("real_sweep_is_the_same_bit_for_bit") else {
+        return;
+    };
+    use shallow::sweep::{
+        run_configs, Dashboard, DisplayMode, LambdaSpec, RunnerOptions, SweepSpec,
+    };
+    use shallow::train::Control;
+    let spec = SweepSpec {
+        lambdas: LambdaSpec::List(vec![1e-4, 1e-3, 1e-2, 5e-2, 0.1]),
+        cycles: 1,
+        ns: 100,
+        log_points: 5,
+        split: shallow::data::SplitSpec {
+            kind: shallow::data::SplitKind::Full,
+            n_val: 1000,
+            n_train: Some(10_000),
+        },
+        eval_train: shallow::train::EvalTrain::Sample(2000),
+        ..SweepSpec::default()
+    };
+    let configs = spec.configs();
+    let run =
+        |jobs: usize, threads: usize, dir: &std::path::Path, resume: bool, control: &Control| {
+            let opts = RunnerOptions {
+                jobs,
+                threads,
+                max_group: 3,
+                out: dir.to_path_buf(),
+                resume,
+                guard: true,
+                ..Default::default()
+            };
+            let dash = Dashboard::new(&configs, DisplayMode::Quiet, |c| c.name.clone());
+            let results = run_configs(&configs, &d, &opts, control, &dash).unwrap();
+            let metrics: Vec<String> = configs
+                .iter()
+                .map(|c| std::fs::read_to_string(dir.join(&c.name).join("metrics.csv")).unwrap())
+                .collect();
+            let numbers: Vec<[f64; 6]> = results
+                .iter()
+                .map(|r| {
+                    [
+                        r.train_acc,
+                        r.val_acc,
+                        r.test_acc,
+                        r.train_cost,
+                        r.val_cost,
+                        r.test_cost,
+                    ]
+                })
+                .collect();
+            (results, numbers, metrics)
+        };
+    let base_dir = tempfile::tempdir().unwrap();
+    let (results, base, base_metrics) = run(1, 1, base_dir.path(), false, &Control::new());
+    assert!(results.iter().all(|r| r.status == Status::Done));
+    assert!(results.iter().all(|r| r.val_acc > 0.3), "learns: {base:?}");
+    // Intermediate points use the 2,000-image sample, the last one all 10,000.
+    let rows: Vec<&str> = base_metrics[0].lines().collect();
+    assert!(rows[0].contains("train_images"));
+    assert!(rows[1].contains(",2000,") && rows.last().unwrap().contains(",10000,"));
+    for (jobs, threads) in [(2, 2), (1, 2), (3, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, numbers, metrics) = run(jobs, threads, dir.path(), false, &Control::new());
+        assert_eq!(base, numbers, "--jobs {jobs} --threads {threads}");
+        assert_eq!(base_metrics, metrics, "--jobs {jobs} --threads {threads}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (part, _, _) = run(2, 2, dir.path(), false, &Control::stop_at(77));
+    assert!(part.iter().all(|r| r.status == Status::Interrupted));
+    let (_, numbers, metrics) = run(1, 1, dir.path(), true, &Control::new());
+    assert_eq!(base, numbers, "interrupted at step 77, resumed");
+    assert_eq!(base_metrics, metrics, "interrupted at step 77, resumed");
+}

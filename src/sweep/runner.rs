@@ -410,3 +410,112 @@ pub fn run_configs(
         .map(|o| o.expect("every configuration ran"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::SplitSpec;
+    use crate::nn::{Loss, Precision};
+    use crate::train::{EvalTrain, Schedule};
+
+    fn config(name: &str, ns: usize) -> RunConfig {
+        RunConfig {
+            name: name.into(),
+            hidden: vec![50],
+            loss: Loss::Ce,
+            lambda: 0.01,
+            schedule: Schedule::Cyclic {
+                eta_min: 1e-5,
+                eta_max: 0.1,
+                ns,
+            },
+            batch: 100,
+            steps: 4 * ns,
+            shuffle: false,
+            seed: 1,
+            split: SplitSpec::default(),
+            precision: Precision::F32,
+            log_every: ns,
+            save_weights: false,
+            eval_train: EvalTrain::Sample(5000),
+        }
+    }
+
+    fn opts(out: &Path, resume: bool, force: bool) -> RunnerOptions {
+        RunnerOptions {
+            max_group: 4,
+            out: out.to_path_buf(),
+            resume,
+            guard: true,
+            force,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_resume_with_another_plan_is_refused_naming_the_differences() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = vec![config("a", 500), config("b", 500)];
+        guard_plan(&old, &opts(dir.path(), false, false)).unwrap();
+        // The same plan resumes.
+        guard_plan(&old, &opts(dir.path(), true, false)).unwrap();
+        let new = vec![config("a", 300), config("b", 300)];
+        let e = guard_plan(&new, &opts(dir.path(), true, false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("would mix two experiments"), "{e}");
+        assert!(e.contains("schedule.ns: 500 in the folder, 300 now"), "{e}");
+        assert!(e.contains("steps: 2000 in the folder, 1200 now"), "{e}");
+        let mut grouped = opts(dir.path(), true, false);
+        grouped.max_group = 8;
+        let e = guard_plan(&old, &grouped).unwrap_err().to_string();
+        assert!(e.contains("max_group: 4 in the folder, 8 now"), "{e}");
+        let fewer = vec![config("a", 500)];
+        let e = guard_plan(&fewer, &opts(dir.path(), true, false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs: 2 in the folder, 1 now"), "{e}");
+        // Nothing was changed by the refusals.
+        let kept: PlanRecord =
+            serde_json::from_slice(&std::fs::read(dir.path().join(PLAN_FILE)).unwrap()).unwrap();
+        assert_eq!(kept.runs, old);
+    }
+
+    #[test]
+    fn a_new_plan_refuses_an_old_folder_unless_forced_which_removes_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<RunConfig> = (0..8).map(|i| config(&format!("old{i}"), 500)).collect();
+        guard_plan(&old, &opts(dir.path(), false, false)).unwrap();
+        for c in &old {
+            std::fs::create_dir_all(dir.path().join(&c.name)).unwrap();
+            std::fs::write(dir.path().join(&c.name).join("result.json"), "{}").unwrap();
+        }
+        std::fs::write(dir.path().join("results.csv"), "x").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let new = vec![config("new0", 500), config("new1", 500)];
+        let e = guard_plan(&new, &opts(dir.path(), false, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("holds an earlier run of 8 configurations"),
+            "{e}"
+        );
+        assert!(e.contains("--resume") && e.contains("--force"), "{e}");
+        assert!(
+            dir.path().join("old3/result.json").exists(),
+            "refusal removes nothing"
+        );
+        guard_plan(&new, &opts(dir.path(), false, true)).unwrap();
+        for c in &old {
+            assert!(!dir.path().join(&c.name).exists(), "{} left behind", c.name);
+        }
+        assert!(!dir.path().join("results.csv").exists());
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "files of no run stay"
+        );
+        let now: PlanRecord =
+            serde_json::from_slice(&std::fs::read(dir.path().join(PLAN_FILE)).unwrap()).unwrap();
+        assert_eq!(now.runs, new);
+    }
+}
