@@ -145,11 +145,11 @@ struct SweepShape {
     /// Base seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Logged points per cycle (0: only start and end; fastest).
+    /// Logged points per cycle (default 5; 0: only start and end; fastest).
     #[arg(long)]
     log_points: Option<usize>,
     /// Training images the intermediate logged points evaluate: N (a fixed
-    /// sample chosen from the seed; default 5000) or `all`. The validation set,
+    /// sample chosen from the seed; default 1000) or `all`. The validation set,
     /// and at the last point the training set, are always evaluated in full.
     #[arg(long, value_name = "N|all")]
     eval_train: Option<shallow::train::EvalTrain>,
