@@ -816,13 +816,14 @@ fn run_sweep(a: &SweepArgs) -> Result<ExitCode> {
         (a.resume, a.force),
         data.dir.display().to_string(),
     )?;
-    shallow::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
     let dashboard = Dashboard::new(&configs, DisplayMode::detect(a.common.quiet), |c| {
         format!("lambda {:.3e}", c.lambda)
     });
     let t0 = std::time::Instant::now();
     let results = run_configs(&configs, &data, &opts, &CONTROL, &dashboard)?;
     let wall_s = t0.elapsed().as_secs_f64();
+    // Written once the plan was accepted (a refused --resume leaves the folder as it was).
+    shallow::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
     shallow::sweep::results::write_tables(&a.common.out, &results)?;
     let interrupted = results
         .iter()
