@@ -130,18 +130,6 @@ fn run_sweep(
     (results, metrics)
 }
 
-/// The numbers of result.json, wall times aside.
-fn numbers(r: &RunResult) -> [f64; 6] {
-    [
-        r.train_acc,
-        r.val_acc,
-        r.test_acc,
-        r.train_cost,
-        r.val_cost,
-        r.test_cost,
-    ]
-}
-
 #[test]
 fn threads_and_jobs_do_not_change_a_bit() {
     let split = common::generated_split::<f32>(400, 100, 3);
@@ -152,8 +140,8 @@ fn threads_and_jobs_do_not_change_a_bit() {
         let (other, metrics) = run_sweep(&cfgs, &split, jobs, threads, None, &Control::new());
         for (a, b) in base.iter().zip(&other) {
             assert_eq!(
-                numbers(a),
-                numbers(b),
+                common::numbers(a),
+                common::numbers(b),
                 "{} with --jobs {jobs} --threads {threads}",
                 a.name
             );
@@ -196,7 +184,12 @@ fn an_interrupted_sweep_resumes_to_the_same_bits_at_any_step() {
         );
         for (a, b) in base.iter().zip(&done) {
             assert_eq!(b.status, Status::Done);
-            assert_eq!(numbers(a), numbers(b), "{} stopped at step {stop}", a.name);
+            assert_eq!(
+                common::numbers(a),
+                common::numbers(b),
+                "{} stopped at step {stop}",
+                a.name
+            );
         }
         assert_eq!(base_metrics, metrics, "metrics.csv, stopped at step {stop}");
     }

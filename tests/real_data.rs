@@ -200,19 +200,7 @@ fn real_sweep_is_the_same_bit_for_bit_whatever_the_cores_jobs_or_interruptions()
                 .iter()
                 .map(|c| std::fs::read_to_string(dir.join(&c.name).join("metrics.csv")).unwrap())
                 .collect();
-            let numbers: Vec<[f64; 6]> = results
-                .iter()
-                .map(|r| {
-                    [
-                        r.train_acc,
-                        r.val_acc,
-                        r.test_acc,
-                        r.train_cost,
-                        r.val_cost,
-                        r.test_cost,
-                    ]
-                })
-                .collect();
+            let numbers: Vec<[f64; 6]> = results.iter().map(common::numbers).collect();
             (results, numbers, metrics)
         };
     let base_dir = tempfile::tempdir().unwrap();

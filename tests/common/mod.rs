@@ -46,3 +46,16 @@ pub fn train<T: Real>(cfgs: &[RunConfig], split: &Split<T>) -> GroupOutcome<T> {
     let ids: Vec<usize> = (0..cfgs.len()).collect();
     train_group(cfgs, &ids, split, &Control::new(), &Silent, None).expect("trains")
 }
+
+/// The numbers of a result.json (accuracies and costs on train, validation and
+/// test), wall times aside: what determinism tests compare bit for bit.
+pub fn numbers(r: &shallow::train::output::RunResult) -> [f64; 6] {
+    [
+        r.train_acc,
+        r.val_acc,
+        r.test_acc,
+        r.train_cost,
+        r.val_cost,
+        r.test_cost,
+    ]
+}
