@@ -4,20 +4,16 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shallow::nn::net::{Eval, LossStat};
-use shallow::nn::{blas, Arch, Loss, MatRef, Net};
+use shallow::nn::{blas, Arch, Loss, Net};
 
-fn data(n: usize) -> (Vec<f32>, Vec<u8>) {
-    let x = (0..3072 * n)
-        .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
-        .collect();
-    let y = (0..n).map(|j| (j % 10) as u8).collect();
-    (x, y)
+fn data(n: usize) -> (ndarray::Array2<f32>, Vec<u8>) {
+    shallow::data::generated::features(3072, n)
 }
 
 fn step(c: &mut Criterion) {
     blas::set_threads(1);
     let (x, y) = data(100);
-    let xv = MatRef::new(&x, 3072, 100);
+    let xv = x.view();
     let mut g = c.benchmark_group("train_step_1_thread");
     for (name, hidden) in [("linear", vec![]), ("mlp50", vec![50])] {
         let arch = Arch::cifar(&hidden, Loss::Ce);
@@ -38,7 +34,7 @@ fn step(c: &mut Criterion) {
 fn lockstep(c: &mut Criterion) {
     blas::set_threads(1);
     let (x, y) = data(100);
-    let xv = MatRef::new(&x, 3072, 100);
+    let xv = x.view();
     let mut g = c.benchmark_group("lockstep_group_step_mlp50");
     for configs in [1usize, 2, 4, 8] {
         let arch = Arch::cifar(&[50], Loss::Ce);
@@ -69,7 +65,7 @@ fn evaluation(c: &mut Criterion) {
     let mut g = c.benchmark_group("evaluation");
     g.throughput(Throughput::Elements(2000));
     g.bench_function("mlp50_2000_images", |b| {
-        b.iter(|| net.evaluate(MatRef::new(&x, 3072, 2000), &y, &[0.01], &mut ws, &mut out))
+        b.iter(|| net.evaluate(x.view(), &y, &[0.01], &mut ws, &mut out))
     });
     g.finish();
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Cifar10, Split, SplitKind, SplitSpec};
 use crate::nn::net::{Eval, LossStat};
 use crate::nn::profile;
-use crate::nn::{blas, Arch, Loss, MatMut, MatRef, Net, Real};
+use ndarray::{Array2, ShapeBuilder};
+
+use crate::nn::{blas, Arch, Loss, Net, Real};
 use crate::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions, SweepSpec};
 use crate::train::Control;
 
@@ -136,20 +138,20 @@ fn gemm_gflops<T: Real>(
     blocked: bool,
     min_s: f64,
 ) -> f64 {
-    let a = vec![T::of(0.5); m * k];
-    let b = vec![T::of(0.25); k * n];
-    let mut c = vec![T::zero(); m * n];
-    let bm = if trans_b {
-        MatRef::new(&b, n, k)
+    let a = Array2::from_elem((m, k).f(), T::of(0.5));
+    // op(B) is k x n: stored n x k and read transposed, as the gradient's X^T.
+    let b = if trans_b {
+        Array2::from_elem((n, k).f(), T::of(0.25))
     } else {
-        MatRef::new(&b, k, n)
+        Array2::from_elem((k, n).f(), T::of(0.25))
     };
+    let bv = if trans_b { b.t() } else { b.view() };
+    let mut c = Array2::<T>::zeros((m, n).f());
     let s = time_per_call(min_s, || {
-        let (a, c) = (MatRef::new(&a, m, k), MatMut::new(&mut c, m, n));
         if blocked {
-            blas::gemm_blocks(T::one(), a, false, bm, trans_b, T::one(), c)
+            blas::gemm_blocks(T::one(), a.view(), bv, T::one(), c.view_mut())
         } else {
-            blas::gemm(T::one(), a, false, bm, trans_b, T::one(), c)
+            blas::gemm(T::one(), a.view(), bv, T::one(), c.view_mut())
         }
     });
     2.0 * (m * n * k) as f64 / s / 1e9
@@ -242,38 +244,6 @@ fn step_bench<T: Real>(
     }
 }
 
-/// Generated data of CIFAR-10's shapes, for machines without the data.
-fn generated(kind: SplitKind) -> Split<f32> {
-    use rand::{RngExt, SeedableRng};
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
-    let mut make = |n: usize| {
-        let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..10u8)).collect();
-        let px: Vec<u8> = (0..n * 3072).map(|_| rng.random::<u8>()).collect();
-        (labels, px)
-    };
-    let n_train = if kind == SplitKind::A1 {
-        10_000
-    } else {
-        45_000
-    };
-    let (tr, va, te) = (
-        make(n_train),
-        make(if kind == SplitKind::A1 { 10_000 } else { 5000 }),
-        make(10_000),
-    );
-    Split::from_pixels(
-        tr,
-        va,
-        te,
-        3072,
-        SplitSpec {
-            kind,
-            ..Default::default()
-        },
-        vec![],
-    )
-}
-
 /// Runs every measurement.
 pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     let t0 = Instant::now();
@@ -281,7 +251,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     let cores = opts.cores.max(1);
     let split_a1 = match data {
         Some(d) => Split::<f32>::new(d, SplitSpec::default())?,
-        None => generated(SplitKind::A1),
+        None => crate::data::generated::split_like(SplitKind::A1, 1),
     };
     // Every measurement runs in a pool of `cores` threads, as training does
     // (BLAS single-threaded, layer 0 in fixed blocks); `one` is the 1-core pool.
@@ -367,7 +337,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
         };
         let split = match data {
             Some(d) => Split::<f32>::new(d, base.split)?,
-            None => generated(SplitKind::Full),
+            None => crate::data::generated::split_like(SplitKind::Full, 1),
         };
         for log_points in [0, base.log_points] {
             let spec = SweepSpec {

@@ -8,6 +8,9 @@
 
 #![warn(missing_docs)]
 
+// Links Debian's system OpenBLAS (BLAS, CBLAS and LAPACK), see README "Set-up".
+extern crate openblas_src;
+
 pub mod bench;
 pub mod data;
 pub mod nn;

@@ -3,8 +3,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use ndarray::{s, Array2, ShapeBuilder};
 use shallow::nn::net::LossStat;
-use shallow::nn::{Arch, Loss, MatRef, Net};
+use shallow::nn::{Arch, Loss, Net};
 use shallow::train::group::shuffle_epoch;
 
 struct Counting;
@@ -48,9 +49,11 @@ fn steps_allocate_nothing(threads: usize) {
     for hidden in [vec![], vec![50], vec![30, 20]] {
         let arch = Arch::cifar(&hidden, Loss::Ce);
         let n = 100;
-        let x: Vec<f32> = (0..3072 * n)
-            .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
-            .collect();
+        let data = Array2::from_shape_fn((3072, 1000).f(), |(i, j)| {
+            ((i * 7919 + j * 31) % 255) as f32 / 255.0 - 0.5
+        });
+        // A shuffled batch is gathered column by column into a buffer, as the trainer does.
+        let mut x = Array2::<f32>::zeros((3072, n).f());
         let y: Vec<u8> = (0..n).map(|j| (j % 10) as u8).collect();
         let mut net = Net::<f32>::init(&arch, &[1, 2, 3, 4]);
         let mut ws = net.workspace(n);
@@ -59,13 +62,20 @@ fn steps_allocate_nothing(threads: usize) {
         let etas = [0.01f32, 0.02, 0.05, 0.1];
         let lambdas = [0.0f32, 0.01, 0.1, 0.2];
         // Warm-up step (BLAS allocates its buffers on first use).
-        net.forward_loss(MatRef::new(&x, 3072, n), &y, &mut ws, &mut stats);
-        net.backward_update(MatRef::new(&x, 3072, n), &y, &mut ws, &etas, &lambdas);
+        net.forward_loss(x.view(), &y, &mut ws, &mut stats);
+        net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
         let before = ALLOCS.load(Ordering::SeqCst);
         for step in 0..20 {
             shuffle_epoch(&mut order, 9, step);
-            net.forward_loss(MatRef::new(&x, 3072, n), &y, &mut ws, &mut stats);
-            net.backward_update(MatRef::new(&x, 3072, n), &y, &mut ws, &etas, &lambdas);
+            for (k, &j) in order[..n].iter().enumerate() {
+                x.column_mut(k).assign(&data.column(j));
+            }
+            net.forward_loss(x.view(), &y, &mut ws, &mut stats);
+            net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
+            // A view of consecutive images, as without shuffling.
+            let block = data.slice(s![.., 100..100 + n]);
+            net.forward_loss(block, &y, &mut ws, &mut stats);
+            net.backward_update(block, &y, &mut ws, &etas, &lambdas);
         }
         assert_eq!(
             ALLOCS.load(Ordering::SeqCst) - before,

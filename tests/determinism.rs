@@ -69,7 +69,7 @@ fn lockstep_group_equals_each_configuration_alone() {
             assert_eq!(p.val.acc, q.val.acc);
         }
         for (lg, la) in g.weights.iter().zip(&a.weights) {
-            for (x, y) in lg.2.iter().zip(&la.2) {
+            for (x, y) in lg.w.iter().zip(&la.w) {
                 assert!((x - y).abs() < 1e-9);
             }
         }

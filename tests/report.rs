@@ -1,44 +1,13 @@
 //! The whole pipeline on generated data (quick mode): every section, table and
 //! image of the report is there, and report.html is well-formed and self-contained.
 
-use shallow::data::{Batch, Cifar10, PIXELS};
+use shallow::data::Cifar10;
 use shallow::sweep::experiment::{run_all, AllOptions};
 use shallow::sweep::{DisplayMode, RunnerOptions};
 use shallow::train::Control;
 
 fn generated() -> Cifar10 {
-    use rand::{RngExt, SeedableRng};
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
-    let mut batch = |name: &str| {
-        let labels: Vec<u8> = (0..1000).map(|_| rng.random_range(0..10u8)).collect();
-        let mut pixels = vec![0u8; 1000 * PIXELS];
-        for (j, &l) in labels.iter().enumerate() {
-            for i in 0..PIXELS {
-                pixels[j * PIXELS + i] =
-                    rng.random_range(0..150u8) + if i / 307 == l as usize { 80 } else { 0 };
-            }
-        }
-        Batch {
-            name: name.into(),
-            labels,
-            pixels,
-        }
-    };
-    let train = (1..=5)
-        .map(|i| batch(&format!("data_batch_{i}.bin")))
-        .collect();
-    let test = batch("test_batch.bin");
-    Cifar10 {
-        dir: "generated".into(),
-        format: shallow::data::Format::Binary,
-        train,
-        test,
-        class_names: shallow::data::DEFAULT_CLASS_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        load_s: 0.0,
-    }
+    shallow::data::generated::cifar10(1000, 11)
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod fetch;
+pub mod generated;
 pub mod pickle;
 pub mod split;
 

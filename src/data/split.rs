@@ -6,7 +6,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Cifar10, PIXELS};
-use crate::nn::{MatRef, Real};
+use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder};
+
+use crate::nn::Real;
 
 /// Which images train, validate and test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -50,15 +52,14 @@ impl SplitSpec {
     }
 }
 
-/// Images as floats, d x n column-major (one contiguous column per image), with labels.
+/// Images as floats, d x n in Fortran (column-major) order, so that image j is
+/// one contiguous column and a run of images is one contiguous block; with labels.
 #[derive(Clone, Debug)]
 pub struct DataSet<T> {
-    /// Features, d x n column-major.
-    pub x: Vec<T>,
+    /// Features, d x n, Fortran order.
+    pub x: Array2<T>,
     /// Labels 0..9, n of them.
     pub labels: Vec<u8>,
-    /// Feature count d.
-    pub d: usize,
 }
 
 impl<T: Real> DataSet<T> {
@@ -70,13 +71,25 @@ impl<T: Real> DataSet<T> {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+    /// Feature count d.
+    pub fn dim(&self) -> usize {
+        self.x.nrows()
+    }
     /// The whole set as a d x n view.
-    pub fn view(&self) -> MatRef<'_, T> {
-        MatRef::new(&self.x, self.d, self.len())
+    pub fn view(&self) -> ArrayView2<'_, T> {
+        self.x.view()
     }
     /// Images `j0..j0 + n` as a d x n view, without copying.
-    pub fn cols(&self, j0: usize, n: usize) -> MatRef<'_, T> {
-        self.view().col_block(j0, n)
+    pub fn cols(&self, j0: usize, n: usize) -> ArrayView2<'_, T> {
+        self.x.slice(s![.., j0..j0 + n])
+    }
+    /// Image j's d features (one contiguous column).
+    pub fn image(&self, j: usize) -> &[T] {
+        let d = self.dim();
+        &self
+            .x
+            .as_slice_memory_order()
+            .expect("Fortran-order data set")[j * d..(j + 1) * d]
     }
 }
 
@@ -90,9 +103,9 @@ pub struct Split<T> {
     /// Test set.
     pub test: DataSet<T>,
     /// Per-feature mean of the training pixels on the 0-1 scale (d).
-    pub mean: Vec<f64>,
+    pub mean: Array1<f64>,
     /// Per-feature standard deviation of the training pixels on the 0-1 scale (d).
-    pub std: Vec<f64>,
+    pub std: Array1<f64>,
     /// How the split was made.
     pub spec: SplitSpec,
     /// Class names.
@@ -227,17 +240,20 @@ impl<T: Real> Split<T> {
         class_names: Vec<String>,
     ) -> Self {
         let (mean, std) = feature_stats(&train.1, d);
-        let mk = |(labels, px): (Vec<u8>, Vec<u8>)| DataSet {
-            x: standardise::<T>(&px, d, &mean, &std),
-            labels,
-            d,
+        let mk = |(labels, px): (Vec<u8>, Vec<u8>)| {
+            let n = labels.len();
+            let x = standardise::<T>(&px, d, &mean, &std);
+            DataSet {
+                x: Array2::from_shape_vec((d, n).f(), x).expect("d x n pixels"),
+                labels,
+            }
         };
         Split {
             train: mk(train),
             val: mk(val),
             test: mk(test),
-            mean: mean.clone(),
-            std: std.clone(),
+            mean: Array1::from(mean),
+            std: Array1::from(std),
             spec,
             class_names,
         }
@@ -277,12 +293,12 @@ mod tests {
         let s = Split::<f64>::from_pixels(train, val.clone(), val, d, SplitSpec::default(), vec![]);
         // Training features have mean 0 and unit variance...
         for i in 0..d {
-            let m = (s.train.x[i] + s.train.x[d + i]) / 2.0;
+            let m = (s.train.x[[i, 0]] + s.train.x[[i, 1]]) / 2.0;
             assert!(m.abs() < 1e-12);
         }
         // ...the constant feature 1 (10, 10) gets std floor and stays finite.
         assert!(s.val.x.iter().all(|v| v.is_finite()));
         // Validation uses the same transform: feature 0 mean 127.5/255, std 127.5/255 -> (1 - .5)/.5 = 1.
-        assert!((s.val.x[0] - 1.0).abs() < 1e-12);
+        assert!((s.val.x[[0, 0]] - 1.0).abs() < 1e-12);
     }
 }

@@ -1,54 +1,22 @@
-//! The one safe wrapper around BLAS GEMM (column-major, with alpha, beta,
-//! transposes and leading dimensions), and BLAS thread control.
+//! The one checked GEMM over ndarray views (alpha, beta, transposes read from
+//! the views' strides), and OpenBLAS thread and kernel control.
 //!
-//! We call `cblas_?gemm` directly instead of going through ndarray: the hot path
-//! needs sub-block views with a leading dimension (one configuration's rows of a
-//! stacked weight matrix) and fused alpha/beta, and a direct call can never fall
-//! back silently to a slower pure-Rust product.
+//! [`gemm`] calls `cblas_?gemm` (from `cblas-sys`) directly on the views'
+//! pointers instead of going through `ndarray::linalg::general_mat_mul`: that
+//! one hands a strided view (one configuration's rows of a stacked weight
+//! matrix) to the pure-Rust `matrixmultiply` without a word, and the hot path
+//! lives on such views. [`gemm`] takes every layout BLAS can and refuses the rest.
 
+use std::fmt;
 use std::os::raw::{c_char, c_int};
+
+use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 use super::Real;
 
-const COL_MAJOR: c_int = 102;
-const NO_TRANS: c_int = 111;
-const TRANS: c_int = 112;
-
+// The OpenBLAS extensions no crate binds (cblas-sys binds only the standard CBLAS).
 extern "C" {
-    #[allow(clippy::too_many_arguments)]
-    fn cblas_sgemm(
-        order: c_int,
-        trans_a: c_int,
-        trans_b: c_int,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: f32,
-        a: *const f32,
-        lda: c_int,
-        b: *const f32,
-        ldb: c_int,
-        beta: f32,
-        c: *mut f32,
-        ldc: c_int,
-    );
-    #[allow(clippy::too_many_arguments)]
-    fn cblas_dgemm(
-        order: c_int,
-        trans_a: c_int,
-        trans_b: c_int,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: f64,
-        a: *const f64,
-        lda: c_int,
-        b: *const f64,
-        ldb: c_int,
-        beta: f64,
-        c: *mut f64,
-        ldc: c_int,
-    );
     fn openblas_set_num_threads(n: c_int);
     fn openblas_get_num_threads() -> c_int;
     fn openblas_get_config() -> *const c_char;
@@ -147,184 +115,191 @@ pub fn better_kernel() -> Option<&'static str> {
     None
 }
 
-/// Read-only column-major matrix view: element (i, j) is `data[i + j * ld]`.
-#[derive(Clone, Copy, Debug)]
-pub struct MatRef<'a, T> {
-    /// Backing storage, at least `ld * (cols - 1) + rows` long.
-    pub data: &'a [T],
-    /// Number of rows.
-    pub rows: usize,
-    /// Number of columns.
-    pub cols: usize,
-    /// Leading dimension: distance between the starts of two columns (>= rows).
-    pub ld: usize,
+/// How BLAS reads one operand: column-major with leading dimension `ld`, or
+/// the transpose of such a matrix (a row-major view, e.g. `x.t()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    transposed: bool,
+    ld: usize,
 }
 
-/// Mutable column-major matrix view: element (i, j) is `data[i + j * ld]`.
-#[derive(Debug)]
-pub struct MatMut<'a, T> {
-    /// Backing storage, at least `ld * (cols - 1) + rows` long.
-    pub data: &'a mut [T],
-    /// Number of rows.
-    pub rows: usize,
-    /// Number of columns.
-    pub cols: usize,
-    /// Leading dimension (>= rows).
-    pub ld: usize,
+/// A view [`gemm`] cannot hand to BLAS, or operands whose shapes do not fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GemmError {
+    /// Neither unit row stride nor unit column stride (or a negative stride):
+    /// copy it into a standard or Fortran-order array first.
+    Layout {
+        /// Which operand: `"a"`, `"b"` or `"c"`.
+        operand: &'static str,
+        /// Its shape.
+        shape: [usize; 2],
+        /// Its strides, in elements.
+        strides: [isize; 2],
+    },
+    /// op(A) is m x k, op(B) is k' x n, C is m' x n': k != k' or (m, n) != (m', n').
+    Shape {
+        /// Shape of A as given.
+        a: [usize; 2],
+        /// Shape of B as given.
+        b: [usize; 2],
+        /// Shape of C as given.
+        c: [usize; 2],
+    },
+    /// A dimension or leading dimension beyond BLAS's 32-bit integers.
+    TooLarge,
 }
 
-fn check_view(len: usize, rows: usize, cols: usize, ld: usize) {
-    assert!(ld >= rows.max(1), "leading dimension {ld} < rows {rows}");
-    if rows > 0 && cols > 0 {
-        assert!(
-            len >= ld * (cols - 1) + rows,
-            "view {rows}x{cols} (ld {ld}) exceeds buffer of {len}"
-        );
-    }
-}
-
-impl<'a, T> MatRef<'a, T> {
-    /// A dense `rows x cols` view (ld = rows) of the first `rows * cols` elements.
-    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self::with_ld(data, rows, cols, rows)
-    }
-    /// A view with an explicit leading dimension.
-    pub fn with_ld(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
-        check_view(data.len(), rows, cols, ld);
-        MatRef {
-            data,
-            rows,
-            cols,
-            ld,
-        }
-    }
-    /// The block of rows `r0..r0 + rows` (all columns), sharing storage.
-    pub fn row_block(&self, r0: usize, rows: usize) -> MatRef<'a, T> {
-        assert!(r0 + rows <= self.rows);
-        MatRef::with_ld(&self.data[r0..], rows, self.cols, self.ld)
-    }
-    /// Columns `c0..c0 + cols`, sharing storage.
-    pub fn col_block(&self, c0: usize, cols: usize) -> MatRef<'a, T> {
-        assert!(c0 + cols <= self.cols);
-        MatRef::with_ld(&self.data[c0 * self.ld..], self.rows, cols, self.ld)
-    }
-    /// Element (i, j).
-    pub fn at(&self, i: usize, j: usize) -> &T {
-        &self.data[i + j * self.ld]
-    }
-}
-
-impl<'a, T> MatMut<'a, T> {
-    /// A dense `rows x cols` view (ld = rows).
-    pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        Self::with_ld(data, rows, cols, rows)
-    }
-    /// A view with an explicit leading dimension.
-    pub fn with_ld(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
-        check_view(data.len(), rows, cols, ld);
-        MatMut {
-            data,
-            rows,
-            cols,
-            ld,
-        }
-    }
-    /// Reborrows as read-only.
-    pub fn rb(&self) -> MatRef<'_, T> {
-        MatRef {
-            data: self.data,
-            rows: self.rows,
-            cols: self.cols,
-            ld: self.ld,
-        }
-    }
-    /// Reborrows mutably (shorter lifetime).
-    pub fn rb_mut(&mut self) -> MatMut<'_, T> {
-        MatMut {
-            data: self.data,
-            rows: self.rows,
-            cols: self.cols,
-            ld: self.ld,
-        }
-    }
-    /// The block of rows `r0..r0 + rows`, sharing storage.
-    pub fn row_block(self, r0: usize, rows: usize) -> MatMut<'a, T> {
-        assert!(r0 + rows <= self.rows);
-        let ld = self.ld;
-        let cols = self.cols;
-        MatMut::with_ld(&mut self.data[r0..], rows, cols, ld)
-    }
-    /// Splits into columns `0..j` and `j..cols`, sharing storage.
-    pub fn split_cols(self, j: usize) -> (MatMut<'a, T>, MatMut<'a, T>) {
-        assert!(j <= self.cols);
-        let (rows, cols, ld) = (self.rows, self.cols, self.ld);
-        let at = (j * ld).min(self.data.len());
-        let (lo, hi) = self.data.split_at_mut(at);
-        (
-            MatMut::with_ld(lo, rows, j, ld),
-            MatMut::with_ld(hi, rows, cols - j, ld),
-        )
-    }
-    /// Element (i, j), mutably.
-    pub fn at_mut(&mut self, i: usize, j: usize) -> &mut T {
-        &mut self.data[i + j * self.ld]
-    }
-    /// Applies `f` to every element of the view (column by column).
-    pub fn for_each(&mut self, mut f: impl FnMut(usize, usize, &mut T)) {
-        for j in 0..self.cols {
-            let col = &mut self.data[j * self.ld..j * self.ld + self.rows];
-            for (i, v) in col.iter_mut().enumerate() {
-                f(i, j, v);
-            }
+impl fmt::Display for GemmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GemmError::Layout {
+                operand,
+                shape,
+                strides,
+            } => write!(
+                f,
+                "gemm: operand {operand} ({}x{}, strides {:?}) has no unit stride along either axis, \
+                 which BLAS cannot read; pass a column-major view, a transposed one, or a copy",
+                shape[0], shape[1], strides
+            ),
+            GemmError::Shape { a, b, c } => write!(
+                f,
+                "gemm: shapes do not fit: A {}x{} times B {}x{} into C {}x{}",
+                a[0], a[1], b[0], b[1], c[0], c[1]
+            ),
+            GemmError::TooLarge => write!(f, "gemm: a dimension exceeds BLAS's 32-bit range"),
         }
     }
 }
 
-/// C <- alpha * op(A) op(B) + beta * C, with op(X) = X or X^T.
+impl std::error::Error for GemmError {}
+
+/// The BLAS layout of a `rows x cols` view with `strides`, if it has one.
+/// A dimension of length 1 puts no constraint on its stride.
+fn layout_of(rows: usize, cols: usize, strides: &[isize]) -> Option<Layout> {
+    let (s0, s1) = (strides[0], strides[1]);
+    let fits = |ld: isize, min: usize| ld >= min.max(1) as isize;
+    // Column-major: unit step down a column, columns `ld` apart.
+    if rows <= 1 || s0 == 1 {
+        let ld = if cols <= 1 { rows.max(1) as isize } else { s1 };
+        if fits(ld, rows) {
+            return Some(Layout {
+                transposed: false,
+                ld: ld as usize,
+            });
+        }
+    }
+    // Row-major: the transpose of a column-major cols x rows matrix.
+    if cols <= 1 || s1 == 1 {
+        let ld = if rows <= 1 { cols.max(1) as isize } else { s0 };
+        if fits(ld, cols) {
+            return Some(Layout {
+                transposed: true,
+                ld: ld as usize,
+            });
+        }
+    }
+    None
+}
+
+/// C <- alpha A B + beta C on ndarray views: the one GEMM of the crate, always
+/// BLAS (`cblas_sgemm`/`cblas_dgemm`), never a fallback.
 ///
-/// Shapes: op(A) is m x k, op(B) is k x n, C is m x n; all column-major views.
-/// Panics on mismatched shapes (a programming error, never user input).
+/// Shapes: A is m x k, B is k x n, C is m x n. Each operand may be column-major
+/// (strides `[1, ld]`: a Fortran-order array or a block of one, such as one
+/// configuration's rows of a stacked layer) or row-major (strides `[ld, 1]`:
+/// a standard array, or `.t()` of a column-major one, which BLAS reads as a
+/// transpose). Panics with a [`GemmError`] message on any other layout or on
+/// shapes that do not fit: both are programming errors; use [`try_gemm`] to
+/// get the error instead. Allocates nothing.
 pub fn gemm<T: Real>(
     alpha: T,
-    a: MatRef<'_, T>,
-    trans_a: bool,
-    b: MatRef<'_, T>,
-    trans_b: bool,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
     beta: T,
-    c: MatMut<'_, T>,
+    c: ArrayViewMut2<'_, T>,
 ) {
-    let (m, ka) = if trans_a {
-        (a.cols, a.rows)
-    } else {
-        (a.rows, a.cols)
+    if let Err(e) = try_gemm(alpha, a, b, beta, c) {
+        panic!("{e}");
+    }
+}
+
+/// [`gemm`], returning the layout or shape error instead of panicking.
+pub fn try_gemm<T: Real>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<(), GemmError> {
+    let (m, k) = a.dim();
+    let (kb, n) = b.dim();
+    if k != kb || c.dim() != (m, n) {
+        return Err(GemmError::Shape {
+            a: [m, k],
+            b: [kb, n],
+            c: [c.nrows(), c.ncols()],
+        });
+    }
+    let check = |operand, rows, cols, strides: &[isize]| {
+        layout_of(rows, cols, strides).ok_or(GemmError::Layout {
+            operand,
+            shape: [rows, cols],
+            strides: [strides[0], strides[1]],
+        })
     };
-    let (kb, n) = if trans_b {
-        (b.cols, b.rows)
-    } else {
-        (b.rows, b.cols)
-    };
-    assert_eq!(ka, kb, "gemm inner dimensions differ");
-    assert_eq!((c.rows, c.cols), (m, n), "gemm output shape");
+    let la = check("a", m, k, a.strides())?;
+    let lb = check("b", k, n, b.strides())?;
+    let lc = check("c", m, n, c.strides())?;
     if m == 0 || n == 0 {
-        return;
+        return Ok(());
     }
+    let big = |v: usize| v > c_int::MAX as usize;
+    if [m, n, k, la.ld, lb.ld, lc.ld].into_iter().any(big) {
+        return Err(GemmError::TooLarge);
+    }
+    let op = |l: Layout| {
+        if l.transposed {
+            CBLAS_TRANSPOSE::CblasTrans
+        } else {
+            CBLAS_TRANSPOSE::CblasNoTrans
+        }
+    };
+    let mut c = c;
+    // SAFETY: each pointer starts a view whose every element (i, j) lies at
+    // i + j * ld (column-major) or j + i * ld (transposed) from it, as checked
+    // above; C is borrowed mutably, so it aliases neither A nor B.
     unsafe {
-        T::gemm_raw(
-            if trans_a { TRANS } else { NO_TRANS },
-            if trans_b { TRANS } else { NO_TRANS },
-            m as c_int,
-            n as c_int,
-            ka as c_int,
-            alpha,
-            a.data.as_ptr(),
-            a.ld as c_int,
-            b.data.as_ptr(),
-            b.ld as c_int,
-            beta,
-            c.data.as_mut_ptr(),
-            c.ld as c_int,
-        )
+        if !lc.transposed {
+            T::gemm_raw(
+                op(la),
+                op(lb),
+                [m, n, k],
+                alpha,
+                (a.as_ptr(), la.ld),
+                (b.as_ptr(), lb.ld),
+                beta,
+                (c.as_mut_ptr(), lc.ld),
+            );
+        } else {
+            // A row-major C is C^T column-major: C^T <- alpha B^T A^T + beta C^T.
+            let flip = |l: Layout| Layout {
+                transposed: !l.transposed,
+                ld: l.ld,
+            };
+            T::gemm_raw(
+                op(flip(lb)),
+                op(flip(la)),
+                [n, m, k],
+                alpha,
+                (b.as_ptr(), lb.ld),
+                (a.as_ptr(), la.ld),
+                beta,
+                (c.as_mut_ptr(), lc.ld),
+            );
+        }
     }
+    Ok(())
 }
 
 /// Narrowest column block [`gemm_blocks`] cuts a product into.
@@ -341,140 +316,120 @@ pub fn blocks_for(cols: usize) -> usize {
     (cols / MIN_BLOCK_COLS).clamp(1, MAX_BLOCKS)
 }
 
-/// [`gemm`] with C's columns cut into [`blocks_for`]`(cols)` fixed blocks (block
-/// i starts at column `cols * i / blocks`), each one single-threaded BLAS call,
+/// [`gemm`] with C's columns cut into [`blocks_for`]`(n)` fixed blocks (block
+/// i starts at column `n * i / blocks`), each one single-threaded BLAS call,
 /// run as rayon tasks: in parallel where the pool has idle threads, one after
 /// another where it has none, with the same arithmetic either way. Used for the
-/// large layer-0 products; shapes as in [`gemm`]. BLAS must run single-threaded
-/// ([`set_threads`]`(1)`) for the result not to depend on the machine.
+/// large layer-0 products; shapes and layouts as in [`gemm`]. BLAS must run
+/// single-threaded ([`set_threads`]`(1)`) for the result not to depend on the machine.
 pub fn gemm_blocks<T: Real>(
     alpha: T,
-    a: MatRef<'_, T>,
-    trans_a: bool,
-    b: MatRef<'_, T>,
-    trans_b: bool,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
     beta: T,
-    c: MatMut<'_, T>,
+    c: ArrayViewMut2<'_, T>,
 ) {
-    let parts = blocks_for(c.cols);
+    let n = c.ncols();
+    let parts = blocks_for(n);
     let mut bounds = [0usize; MAX_BLOCKS + 1];
     for (i, v) in bounds.iter_mut().enumerate().take(parts + 1) {
-        *v = c.cols * i / parts;
+        *v = n * i / parts;
     }
-    gemm_range(&bounds[..parts + 1], alpha, a, trans_a, b, trans_b, beta, c)
+    gemm_range(&bounds[..parts + 1], alpha, a, b, beta, c)
 }
 
 /// The blocks between `bounds` (column boundaries relative to `c`, from 0 to
-/// `c.cols`): one BLAS call each, halves forked with `rayon::join`.
-#[allow(clippy::too_many_arguments)]
+/// its width): one BLAS call each, halves forked with `rayon::join`.
 fn gemm_range<T: Real>(
     bounds: &[usize],
     alpha: T,
-    a: MatRef<'_, T>,
-    trans_a: bool,
-    b: MatRef<'_, T>,
-    trans_b: bool,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
     beta: T,
-    c: MatMut<'_, T>,
+    c: ArrayViewMut2<'_, T>,
 ) {
     let parts = bounds.len() - 1;
     if parts <= 1 {
-        return gemm(alpha, a, trans_a, b, trans_b, beta, c);
+        return gemm(alpha, a, b, beta, c);
     }
     let mid = parts / 2;
     let j = bounds[mid] - bounds[0];
-    let (b_lo, b_hi) = if trans_b {
-        (b.row_block(0, j), b.row_block(j, b.rows - j))
-    } else {
-        (b.col_block(0, j), b.col_block(j, b.cols - j))
-    };
-    let (c_lo, c_hi) = c.split_cols(j);
+    let (b_lo, b_hi) = b.split_at(Axis(1), j);
+    let (c_lo, c_hi) = c.split_at(Axis(1), j);
     rayon::join(
-        || {
-            gemm_range(
-                &bounds[..=mid],
-                alpha,
-                a,
-                trans_a,
-                b_lo,
-                trans_b,
-                beta,
-                c_lo,
-            )
-        },
-        || gemm_range(&bounds[mid..], alpha, a, trans_a, b_hi, trans_b, beta, c_hi),
+        || gemm_range(&bounds[..=mid], alpha, a, b_lo, beta, c_lo),
+        || gemm_range(&bounds[mid..], alpha, a, b_hi, beta, c_hi),
     );
 }
 
-/// Raw GEMM entry point per precision; used only by [`gemm`].
+/// Raw GEMM entry point per precision (`cblas_sgemm` or `cblas_dgemm`,
+/// column-major); used only by [`gemm`].
 pub trait GemmRaw: Sized {
+    /// C (dims[0] x dims[1]) <- alpha op(A) op(B) + beta C, inner dimension dims[2];
+    /// each matrix is a pointer and its leading dimension.
+    ///
     /// # Safety
-    /// Pointers and leading dimensions must describe valid column-major matrices.
+    /// Pointers and leading dimensions must describe valid column-major matrices
+    /// of those shapes, dimensions must fit in `c_int`, and C must not alias A or B.
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm_raw(
-        ta: c_int,
-        tb: c_int,
-        m: c_int,
-        n: c_int,
-        k: c_int,
+        ta: CBLAS_TRANSPOSE,
+        tb: CBLAS_TRANSPOSE,
+        dims: [usize; 3],
         alpha: Self,
-        a: *const Self,
-        lda: c_int,
-        b: *const Self,
-        ldb: c_int,
+        a: (*const Self, usize),
+        b: (*const Self, usize),
         beta: Self,
-        c: *mut Self,
-        ldc: c_int,
+        c: (*mut Self, usize),
     );
 }
 
-impl GemmRaw for f32 {
-    unsafe fn gemm_raw(
-        ta: c_int,
-        tb: c_int,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: f32,
-        a: *const f32,
-        lda: c_int,
-        b: *const f32,
-        ldb: c_int,
-        beta: f32,
-        c: *mut f32,
-        ldc: c_int,
-    ) {
-        cblas_sgemm(
-            COL_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-        )
-    }
+macro_rules! gemm_raw_impl {
+    ($t:ty, $f:path) => {
+        impl GemmRaw for $t {
+            unsafe fn gemm_raw(
+                ta: CBLAS_TRANSPOSE,
+                tb: CBLAS_TRANSPOSE,
+                [m, n, k]: [usize; 3],
+                alpha: $t,
+                a: (*const $t, usize),
+                b: (*const $t, usize),
+                beta: $t,
+                c: (*mut $t, usize),
+            ) {
+                $f(
+                    CBLAS_LAYOUT::CblasColMajor,
+                    ta,
+                    tb,
+                    m as c_int,
+                    n as c_int,
+                    k as c_int,
+                    alpha,
+                    a.0,
+                    a.1 as c_int,
+                    b.0,
+                    b.1 as c_int,
+                    beta,
+                    c.0,
+                    c.1 as c_int,
+                )
+            }
+        }
+    };
 }
 
-impl GemmRaw for f64 {
-    unsafe fn gemm_raw(
-        ta: c_int,
-        tb: c_int,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: f64,
-        a: *const f64,
-        lda: c_int,
-        b: *const f64,
-        ldb: c_int,
-        beta: f64,
-        c: *mut f64,
-        ldc: c_int,
-    ) {
-        cblas_dgemm(
-            COL_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-        )
-    }
-}
+gemm_raw_impl!(f32, cblas_sys::cblas_sgemm);
+gemm_raw_impl!(f64, cblas_sys::cblas_dgemm);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::{s, Array2, ShapeBuilder};
+
+    fn filled(rows: usize, cols: usize, f: impl Fn(usize) -> f32) -> Array2<f32> {
+        let v: Vec<f32> = (0..rows * cols).map(f).collect();
+        Array2::from_shape_vec((rows, cols).f(), v).unwrap()
+    }
 
     /// The blocked product gives the same bits on one thread or three, and is
     /// the one-call product to f32 rounding, for the trainer's shapes (plain and
@@ -492,9 +447,6 @@ mod tests {
             .collect();
         set_threads(1);
         let (m, k) = (50, 3072);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
         for (n, trans_b) in [
             (100, false),
             (101, false),
@@ -502,34 +454,26 @@ mod tests {
             (999, true),
             (40, false),
         ] {
-            let b: Vec<f32> = (0..k.min(n) * k.max(n))
-                .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
-                .collect();
-            let (bm, kk) = if trans_b {
-                // op(B) = B^T is 100 x n: the gradient's G X^T shape.
-                (MatRef::new(&b[..n * 100], n, 100), 100)
+            // op(B) = B^T is 100 x n: the gradient's G X^T shape.
+            let kk = if trans_b { 100 } else { k };
+            let a = filled(m, kk, |i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0);
+            let b_store = if trans_b {
+                filled(n, kk, |i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
             } else {
-                (MatRef::new(&b[..k * n], k, n), k)
+                filled(kk, n, |i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
             };
-            let am = MatRef::new(&a[..m * kk], m, kk);
+            let b = if trans_b { b_store.t() } else { b_store.view() };
+            // C is rows 0..m of an (m + 3) x n array: a strided block.
             let ld = m + 3;
-            let start: Vec<f32> = (0..ld * n).map(|i| (i % 13) as f32).collect();
+            let start = filled(ld, n, |i| (i % 13) as f32);
             let mut one = start.clone();
-            gemm(
-                0.5,
-                am,
-                false,
-                bm,
-                trans_b,
-                0.25,
-                MatMut::with_ld(&mut one, m, n, ld),
-            );
-            let blocked: Vec<Vec<f32>> = pools
+            gemm(0.5, a.view(), b, 0.25, one.slice_mut(s![..m, ..]));
+            let blocked: Vec<Array2<f32>> = pools
                 .iter()
                 .map(|pool| {
                     let mut out = start.clone();
-                    let c = MatMut::with_ld(&mut out, m, n, ld);
-                    pool.install(|| gemm_blocks(0.5, am, false, bm, trans_b, 0.25, c));
+                    let c = out.slice_mut(s![..m, ..]);
+                    pool.install(|| gemm_blocks(0.5, a.view(), b, 0.25, c));
                     out
                 })
                 .collect();
@@ -546,7 +490,12 @@ mod tests {
                 worst <= 1e-5 * scale,
                 "n {n}: differs by {worst} (largest entry {scale})"
             );
-            assert_eq!(one[m..ld], blocked[0][m..ld], "padding rows untouched");
+            assert_eq!(
+                one.slice(s![m.., ..]),
+                blocked[0].slice(s![m.., ..]),
+                "padding rows untouched"
+            );
+            assert_eq!(one.slice(s![m.., ..]), start.slice(s![m.., ..]));
         }
         assert_eq!(
             (blocks_for(100), blocks_for(3072), blocks_for(40)),
@@ -554,30 +503,90 @@ mod tests {
         );
     }
 
+    fn naive(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
+        let (m, k) = a.dim();
+        let n = b.ncols();
+        Array2::from_shape_fn((m, n), |(i, j)| (0..k).map(|p| a[[i, p]] * b[[p, j]]).sum())
+    }
+
+    /// Every layout BLAS can read gives the naive product: column-major blocks
+    /// with a leading dimension, transposed (row-major) operands, a row-major C,
+    /// single rows and columns.
     #[test]
-    fn gemm_matches_naive_product_with_transposes_and_sub_blocks() {
-        // A: 5x4 stored with ld 7 (two padding rows), B: 4x3.
-        let a_store: Vec<f64> = (0..28).map(|v| v as f64 * 0.5 - 3.0).collect();
-        let b_store: Vec<f64> = (0..12).map(|v| (v as f64).sin()).collect();
-        let a = MatRef::with_ld(&a_store, 5, 4, 7);
-        let b = MatRef::new(&b_store, 4, 3);
-        let mut c = vec![1.0f64; 15];
-        gemm(2.0, a, false, b, false, 0.5, MatMut::new(&mut c, 5, 3));
-        for i in 0..5 {
-            for j in 0..3 {
-                let want: f64 = 0.5 + 2.0 * (0..4).map(|k| a.at(i, k) * b.at(k, j)).sum::<f64>();
-                assert!((c[i + 5 * j] - want).abs() < 1e-12);
-            }
+    fn gemm_matches_naive_product_for_every_layout() {
+        // A: 5x4 block of a 7x4 Fortran array (ld 7), B: 4x3.
+        let a_store = Array2::from_shape_fn((7, 4).f(), |(i, j)| (i + 7 * j) as f64 * 0.5 - 3.0);
+        let a = a_store.slice(s![..5, ..]);
+        let b_store = Array2::from_shape_fn((4, 3).f(), |(i, j)| ((i + 4 * j) as f64).sin());
+        let b = b_store.view();
+        let want = naive(a, b);
+        let mut c = Array2::from_elem((5, 3).f(), 1.0);
+        gemm(2.0, a, b, 0.5, c.view_mut());
+        for ((i, j), v) in c.indexed_iter() {
+            assert!((v - (0.5 + 2.0 * want[[i, j]])).abs() < 1e-12, "({i}, {j})");
         }
-        // (B^T)(A^T) = (AB)^T
-        let mut ct = vec![0.0f64; 15];
-        gemm(1.0, b, true, a, true, 0.0, MatMut::new(&mut ct, 3, 5));
-        for i in 0..5 {
-            for j in 0..3 {
-                let want: f64 = (0..4).map(|k| a.at(i, k) * b.at(k, j)).sum();
-                assert!((ct[j + 3 * i] - want).abs() < 1e-12);
-            }
-        }
+        // (B^T)(A^T) = (AB)^T, both operands read transposed.
+        let mut ct = Array2::zeros((3, 5).f());
+        gemm(1.0, b.t(), a.t(), 0.0, ct.view_mut());
+        assert!(ct
+            .iter()
+            .zip(want.t().iter())
+            .all(|(p, q)| (p - q).abs() < 1e-12));
+        // Standard (row-major) arrays everywhere, C included.
+        let (ar, br) = (a.to_owned(), b.to_owned());
+        assert!(ar.is_standard_layout());
+        let mut cr = Array2::zeros((5, 3));
+        gemm(1.0, ar.view(), br.view(), 0.0, cr.view_mut());
+        assert!(cr
+            .iter()
+            .zip(want.iter())
+            .all(|(p, q)| (p - q).abs() < 1e-12));
+        // One row times one column, and a column block of a standard array.
+        let mut dot = Array2::zeros((1, 1));
+        gemm(
+            1.0,
+            a.slice(s![2..3, ..]),
+            b.slice(s![.., 1..2]),
+            0.0,
+            dot.view_mut(),
+        );
+        assert!((dot[[0, 0]] - want[[2, 1]]).abs() < 1e-12);
+        let mut part = Array2::zeros((5, 2));
+        gemm(1.0, ar.view(), br.slice(s![.., 1..]), 0.0, part.view_mut());
+        assert!((part[[4, 1]] - want[[4, 2]]).abs() < 1e-12);
+    }
+
+    /// Views without a unit stride, and shapes that do not fit, are refused
+    /// with an error that names the operand; nothing falls back.
+    #[test]
+    fn gemm_refuses_what_blas_cannot_take() {
+        let a_store = Array2::<f64>::ones((6, 6).f());
+        let every_other = a_store.slice(s![..;2, ..;2]); // strides [2, 12]
+        let b = Array2::<f64>::ones((3, 2).f());
+        let mut c = Array2::<f64>::zeros((3, 2).f());
+        let err = try_gemm(1.0, every_other, b.view(), 0.0, c.view_mut()).unwrap_err();
+        assert!(
+            matches!(err, GemmError::Layout { operand: "a", .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("operand a (3x3, strides [2, 12])"),
+            "{err}"
+        );
+        let reversed = b.slice(s![..;-1, ..]);
+        let a = Array2::<f64>::ones((3, 3).f());
+        let err = try_gemm(1.0, a.view(), reversed, 0.0, c.view_mut()).unwrap_err();
+        assert!(
+            matches!(err, GemmError::Layout { operand: "b", .. }),
+            "{err:?}"
+        );
+        let mut wide = Array2::<f64>::zeros((3, 3).f());
+        let err = try_gemm(1.0, a.view(), b.view(), 0.0, wide.view_mut()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gemm: shapes do not fit: A 3x3 times B 3x2 into C 3x3"
+        );
+        assert!(c.iter().all(|&v| v == 0.0), "a refused call writes nothing");
     }
 
     /// (Only to 1: under `cargo test` every test of this binary shares the

@@ -4,8 +4,9 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
+
 use super::net::{LossStat, Net, Workspace};
-use super::MatRef;
 
 /// Finite-difference scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -49,7 +50,7 @@ fn entry(net: &Net<f64>, l: usize, is_bias: bool, idx: usize) -> &f64 {
     if is_bias {
         &net.biases[l][idx]
     } else {
-        &net.weights[l][idx]
+        &net.weights[l].as_slice_memory_order().expect("contiguous")[idx]
     }
 }
 
@@ -58,20 +59,22 @@ fn entry_mut(net: &mut Net<f64>, l: usize, is_bias: bool, idx: usize) -> &mut f6
     if is_bias {
         &mut net.biases[l][idx]
     } else {
-        &mut net.weights[l][idx]
+        &mut net.weights[l]
+            .as_slice_memory_order_mut()
+            .expect("contiguous")[idx]
     }
 }
 
 /// Mean loss of configuration 0 of `net` on (x, labels); the cost adds lambda * sum W^2.
 pub fn mean_loss(
     net: &Net<f64>,
-    x: MatRef<'_, f64>,
+    x: ArrayView2<'_, f64>,
     labels: &[u8],
     ws: &mut Workspace<f64>,
 ) -> f64 {
     let mut st = [LossStat::default()];
     net.forward_loss(x, labels, ws, &mut st);
-    st[0].loss_sum / x.cols as f64
+    st[0].loss_sum / x.ncols() as f64
 }
 
 /// How finite differences are taken and judged.
@@ -91,7 +94,12 @@ pub struct Settings {
 
 /// Checks every parameter of the single-configuration network `net` on
 /// (x: d x n, labels) with the finite differences of `s`.
-pub fn check(net: &Net<f64>, x: MatRef<'_, f64>, labels: &[u8], s: Settings) -> Vec<ParamCheck> {
+pub fn check(
+    net: &Net<f64>,
+    x: ArrayView2<'_, f64>,
+    labels: &[u8],
+    s: Settings,
+) -> Vec<ParamCheck> {
     let Settings {
         lambda,
         method,
@@ -103,7 +111,7 @@ pub fn check(net: &Net<f64>, x: MatRef<'_, f64>, labels: &[u8], s: Settings) -> 
     let mut net = net.clone();
     net.fold_scales();
     let analytic = net.gradients(x, labels, &[lambda]);
-    let mut ws = net.workspace(x.cols);
+    let mut ws = net.workspace(x.ncols());
     let base = mean_loss(&net, x, labels, &mut ws);
     let layers = net.layers();
     let mut out = Vec::new();
@@ -122,7 +130,7 @@ pub fn check(net: &Net<f64>, x: MatRef<'_, f64>, labels: &[u8], s: Settings) -> 
                 .into_par_iter()
                 .map(|ci| {
                     let mut net = net_ref.clone();
-                    let mut ws = net.workspace(x.cols);
+                    let mut ws = net.workspace(x.ncols());
                     let (mut max_abs, mut max_rel, mut max_grad) = (0.0f64, 0.0f64, 0.0f64);
                     for idx in ci * chunk..len.min((ci + 1) * chunk) {
                         let ga = *entry(analytic_ref, l, is_bias, idx);
@@ -189,11 +197,12 @@ mod tests {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
 
-    fn data(d: usize, n: usize) -> (Vec<f64>, Vec<u8>) {
+    fn data(d: usize, n: usize) -> (Array2<f64>, Vec<u8>) {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(42);
         let normal = Normal::new(0.0, 1.0).unwrap();
+        let x: Vec<f64> = (0..d * n).map(|_| normal.sample(&mut rng)).collect();
         (
-            (0..d * n).map(|_| normal.sample(&mut rng)).collect(),
+            Array2::from_shape_vec((d, n).f(), x).unwrap(),
             (0..n).map(|j| (j % 10) as u8).collect(),
         )
     }
@@ -217,12 +226,7 @@ mod tests {
         };
         let (x, y) = data(20, 30);
         let net = Net::<f64>::init(&arch, &[3]);
-        check(
-            &net,
-            MatRef::new(&x, 20, 30),
-            &y,
-            settings(lambda, Method::Centred, 1e-5),
-        )
+        check(&net, x.view(), &y, settings(lambda, Method::Centred, 1e-5))
     }
 
     #[test]
@@ -253,7 +257,7 @@ mod tests {
         };
         let (x, y) = data(20, 30);
         let mut net = Net::<f64>::init(&arch, &[3]);
-        let x = MatRef::new(&x, 20, 30);
+        let x = x.view();
         let good = check(&net, x, &y, settings(0.1, Method::Centred, 1e-5));
         assert!(good.iter().all(|c| c.passed));
         // Scale the second layer's weights: analytic and numeric both change, still agree.
@@ -339,10 +343,7 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
     for &(dims, samples) in &opts.subsets {
         let (x, y) = match &source {
             Some((set, _)) => {
-                let mut x = Vec::with_capacity(dims * samples);
-                for j in 0..samples {
-                    x.extend_from_slice(&set.x[j * set.d..j * set.d + dims]);
-                }
+                let x = set.x.slice(s![..dims, ..samples]).to_owned();
                 (x, set.labels[..samples].to_vec())
             }
             None => {
@@ -350,9 +351,10 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
                 use rand_distr::{Distribution, Normal};
                 let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(opts.seed ^ 0x5eed);
                 let normal = Normal::new(0.0, 1.0).expect("valid");
-                let x = (0..dims * samples)
+                let x: Vec<f64> = (0..dims * samples)
                     .map(|_| normal.sample(&mut rng))
                     .collect();
+                let x = Array2::from_shape_vec((dims, samples).f(), x).expect("d x n");
                 (x, (0..samples).map(|j| ((j * 7 + 1) % 10) as u8).collect())
             }
         };
@@ -363,7 +365,7 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
             loss: opts.loss,
         };
         let net = Net::<f64>::init(&arch, &[opts.seed]);
-        for check in self::check(&net, MatRef::new(&x, dims, samples), &y, opts.settings()) {
+        for check in self::check(&net, x.view(), &y, opts.settings()) {
             checks.push(SubsetCheck {
                 check,
                 dims,

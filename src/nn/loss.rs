@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MatMut, Real};
+use ndarray::ArrayViewMut2;
+
+use super::Real;
 
 /// Loss applied to the last layer's scores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -34,12 +36,19 @@ fn softplus(x: f64) -> f64 {
 /// Turns a block of scores (K x n, one column per sample) into probabilities in
 /// place and returns (summed loss over the n samples, number of correct argmax
 /// predictions). Numerically stable for any finite score.
-pub fn loss_forward<T: Real>(loss: Loss, scores: MatMut<'_, T>, labels: &[u8]) -> (f64, usize) {
-    let k = scores.rows;
+pub fn loss_forward<T: Real>(
+    loss: Loss,
+    mut scores: ArrayViewMut2<'_, T>,
+    labels: &[u8],
+) -> (f64, usize) {
+    let k = scores.nrows();
     let mut total = 0.0f64;
     let mut correct = 0usize;
-    for (j, &y) in labels.iter().enumerate().take(scores.cols) {
-        let col = &mut scores.data[j * scores.ld..j * scores.ld + k];
+    for (j, &y) in labels.iter().enumerate().take(scores.ncols()) {
+        let col = scores
+            .column_mut(j)
+            .into_slice()
+            .expect("column-major scores");
         let y = y as usize;
         let mut arg = 0;
         let mut max = col[0];
@@ -87,11 +96,13 @@ pub fn loss_forward<T: Real>(loss: Loss, scores: MatMut<'_, T>, labels: &[u8]) -
 /// Turns probabilities (as left by [`loss_forward`]) into dL/dscores per sample in
 /// place: P - Y for cross-entropy, (P - Y) / K for binary cross-entropy. The 1/n of
 /// the mean over the batch is left to the caller's GEMM alpha.
-pub fn loss_backward<T: Real>(loss: Loss, probs: MatMut<'_, T>, labels: &[u8]) {
-    let k = probs.rows;
-    let ld = probs.ld;
-    for (j, &y) in labels.iter().enumerate().take(probs.cols) {
-        let col = &mut probs.data[j * ld..j * ld + k];
+pub fn loss_backward<T: Real>(loss: Loss, mut probs: ArrayViewMut2<'_, T>, labels: &[u8]) {
+    let k = probs.nrows();
+    for (j, &y) in labels.iter().enumerate().take(probs.ncols()) {
+        let col = probs
+            .column_mut(j)
+            .into_slice()
+            .expect("column-major probabilities");
         col[y as usize] -= T::one();
         if loss == Loss::Bce {
             let inv = T::of(1.0 / k as f64);
@@ -105,11 +116,16 @@ pub fn loss_backward<T: Real>(loss: Loss, probs: MatMut<'_, T>, labels: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::ShapeBuilder;
 
     #[test]
     fn softmax_is_stable_for_huge_logits() {
         let mut s = vec![1000.0f32, 0.0, -1000.0, 3e38, 3e38, 0.0];
-        let (l, correct) = loss_forward(Loss::Ce, MatMut::new(&mut s, 3, 2), &[0, 1]);
+        let (l, correct) = loss_forward(
+            Loss::Ce,
+            ArrayViewMut2::from_shape((3, 2).f(), &mut s).unwrap(),
+            &[0, 1],
+        );
         assert!(l.is_finite(), "loss {l}");
         assert!(s.iter().all(|v| v.is_finite()));
         assert_eq!(correct, 1, "ties pick the first maximum");
@@ -120,11 +136,19 @@ mod tests {
     fn cross_entropy_matches_definition() {
         let z = [0.3f64, -1.2, 2.0];
         let mut s = z.to_vec();
-        let (l, _) = loss_forward(Loss::Ce, MatMut::new(&mut s, 3, 1), &[1]);
+        let (l, _) = loss_forward(
+            Loss::Ce,
+            ArrayViewMut2::from_shape((3, 1).f(), &mut s).unwrap(),
+            &[1],
+        );
         let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
         assert!((l - (lse - z[1])).abs() < 1e-12);
         let mut s2 = z.to_vec();
-        let (lb, _) = loss_forward(Loss::Bce, MatMut::new(&mut s2, 3, 1), &[1]);
+        let (lb, _) = loss_forward(
+            Loss::Bce,
+            ArrayViewMut2::from_shape((3, 1).f(), &mut s2).unwrap(),
+            &[1],
+        );
         let p: Vec<f64> = z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
         let want = -((1.0 - p[0]).ln() + p[1].ln() + (1.0 - p[2]).ln()) / 3.0;
         assert!((lb - want).abs() < 1e-12);

@@ -12,9 +12,9 @@ use std::fmt::{Debug, Display};
 
 use serde::{Deserialize, Serialize};
 
-pub use blas::{gemm, MatMut, MatRef};
+pub use blas::{gemm, try_gemm, GemmError};
 pub use loss::Loss;
-pub use net::{Net, Workspace};
+pub use net::{LayerParams, Net, Workspace};
 
 /// Floating-point element type of a network: `f32` to train, `f64` to check gradients.
 pub trait Real:

@@ -12,6 +12,9 @@
 //! V <- V + G X^T (one stacked GEMM with beta = 1); the forward pass multiplies
 //! each block by s_c in the pass that adds the bias and applies ReLU.
 
+use ndarray::{
+    s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ShapeBuilder,
+};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -20,19 +23,20 @@ use super::blas::gemm_blocks;
 use super::layers::{bias_activation, bias_step, relu_backward, scale_block};
 use super::loss::{loss_backward, loss_forward};
 use super::profile::{self, Phase};
-use super::{gemm, Arch, MatMut, MatRef, Real};
+use super::{gemm, Arch, Real};
 
 /// When |s_c| falls below this, s_c is folded back into V_c.
 const FOLD_BELOW: f64 = 1e-3;
 
-/// Parameters of C stacked configurations.
+/// Parameters of C stacked configurations, as Fortran-order (column-major) arrays.
 ///
-/// Layouts (all column-major):
-/// - `weights[0]`: V, (C*w1) x d with leading dimension C*w1; rows c*w1..(c+1)*w1
-///   are configuration c's first-layer weights divided by `scale[c]`.
-/// - `weights[l]`, l >= 1: C dense blocks, block c at offset c*w_{l+1}*w_l, each
-///   w_{l+1} x w_l.
-/// - `biases[l]`: C blocks of w_{l+1}.
+/// - `weights[0]`: V, (C*w1) x d; rows c*w1..(c+1)*w1 are configuration c's
+///   first-layer weights divided by `scale[c]` (one stacked GEMM for all).
+/// - `weights[l]`, l >= 1: w_{l+1} x (C*w_l); columns c*w_l..(c+1)*w_l are
+///   configuration c's W_l (w_{l+1} x w_l), so each block is contiguous.
+/// - `biases[l]`: C*w_{l+1}, configuration c's bias at c*w_{l+1}.
+///
+/// [`Self::weight`] and [`Self::bias`] give one configuration's block as a view.
 #[derive(Clone, Debug)]
 pub struct Net<T> {
     /// Architecture shared by all configurations.
@@ -42,25 +46,45 @@ pub struct Net<T> {
     /// Layer widths `[d, h1, ..., K]`.
     pub widths: Vec<usize>,
     /// Weights, see the type's documentation for the layout.
-    pub weights: Vec<Vec<T>>,
+    pub weights: Vec<Array2<T>>,
     /// Biases, C blocks of w_{l+1} per layer.
-    pub biases: Vec<Vec<T>>,
+    pub biases: Vec<Array1<T>>,
     /// First-layer scale s_c per configuration: W0_c = s_c V_c.
     pub scale: Vec<T>,
 }
 
+/// One configuration's effective parameters of one layer, in f64: what is
+/// saved, shown and compared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerParams {
+    /// W, w_out x w_in (scale folded in).
+    pub w: Array2<f64>,
+    /// b, w_out.
+    pub b: Array1<f64>,
+}
+
 /// Per-batch buffers, allocated once for batches of up to `cap` samples.
 ///
-/// `acts[l]` holds layer l's output for all configurations, (C*w_{l+1}) x cap with
-/// leading dimension C*w_{l+1}: post-ReLU activations for hidden layers, and for the
-/// last layer the probabilities, then (in the backward pass) dL/dscores.
-/// `grads[l]` (l < L-1) holds dL/d(output of layer l), same layout.
+/// `acts[l]` holds layer l's output for all configurations, (C*w_{l+1}) x cap,
+/// Fortran order: post-ReLU activations for hidden layers, and for the last
+/// layer the probabilities, then (in the backward pass) dL/dscores.
+/// `grads[l]` (l < L-1) holds dL/d(output of layer l), same layout. A batch of
+/// n < cap samples uses the first n columns.
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     /// Largest batch the buffers hold.
     pub cap: usize,
-    acts: Vec<Vec<T>>,
-    grads: Vec<Vec<T>>,
+    acts: Vec<Array2<T>>,
+    grads: Vec<Array2<T>>,
+}
+
+impl<T> Workspace<T> {
+    /// The last layer's output after a forward pass, (C*K) x n for the batch's
+    /// n samples: configuration c's probabilities are rows c*K..(c+1)*K.
+    pub fn output(&self, n: usize) -> ArrayView2<'_, T> {
+        let last = self.acts.last().expect("a network has a layer");
+        last.slice(s![.., ..n])
+    }
 }
 
 /// Loss sum and correct count of one configuration over some samples.
@@ -97,15 +121,32 @@ enum Backward<'a, T> {
     },
 }
 
+/// Rows `c*w..(c+1)*w` of the first `n` columns: configuration c's block of a
+/// stacked buffer.
+fn block<'a, T>(m: &'a Array2<T>, c: usize, w: usize, n: usize) -> ArrayView2<'a, T> {
+    m.slice(s![c * w..(c + 1) * w, ..n])
+}
+
+/// [`block`], mutably.
+fn block_mut<'a, T>(m: &'a mut Array2<T>, c: usize, w: usize, n: usize) -> ArrayViewMut2<'a, T> {
+    m.slice_mut(s![c * w..(c + 1) * w, ..n])
+}
+
 impl<T: Real> Net<T> {
     /// All-zero parameters for `configs` configurations.
     pub fn zeros(arch: &Arch, configs: usize) -> Self {
         let widths = arch.widths();
         let weights = (0..arch.layers())
-            .map(|l| vec![T::zero(); configs * widths[l] * widths[l + 1]])
+            .map(|l| {
+                if l == 0 {
+                    Array2::zeros((configs * widths[1], widths[0]).f())
+                } else {
+                    Array2::zeros((widths[l + 1], configs * widths[l]).f())
+                }
+            })
             .collect();
         let biases = (0..arch.layers())
-            .map(|l| vec![T::zero(); configs * widths[l + 1]])
+            .map(|l| Array1::zeros(configs * widths[l + 1]))
             .collect();
         Net {
             arch: arch.clone(),
@@ -127,18 +168,16 @@ impl<T: Real> Net<T> {
         for (c, &seed) in seeds.iter().enumerate() {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
             for l in 0..arch.layers() {
-                let (w_in, w_out) = (net.widths[l], net.widths[l + 1]);
                 let std = if arch.hidden.is_empty() {
                     0.01
                 } else {
-                    1.0 / (w_in as f64).sqrt()
+                    1.0 / (net.widths[l] as f64).sqrt()
                 };
                 let normal = Normal::new(0.0, std).expect("finite std");
-                for i in 0..w_out {
-                    for j in 0..w_in {
-                        let v = T::of(normal.sample(&mut rng));
-                        let idx = net.weight_index(l, c, i, j);
-                        net.weights[l][idx] = v;
+                let mut w = net.weight_mut(l, c);
+                for mut row in w.rows_mut() {
+                    for v in row.iter_mut() {
+                        *v = T::of(normal.sample(&mut rng));
                     }
                 }
             }
@@ -151,49 +190,51 @@ impl<T: Real> Net<T> {
         self.widths.len() - 1
     }
 
-    /// Index in `weights[l]` of configuration c's element (i, j) of W_l (w_{l+1} x w_l).
-    pub fn weight_index(&self, l: usize, c: usize, i: usize, j: usize) -> usize {
+    /// Configuration c's W_l as a view (w_{l+1} x w_l, column-major). For l = 0
+    /// it is V_c: multiply by `scale[c]` for the effective weights.
+    pub fn weight(&self, l: usize, c: usize) -> ArrayView2<'_, T> {
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
         if l == 0 {
-            c * w_out + i + j * self.configs * w_out
+            self.weights[0].slice(s![c * w_out..(c + 1) * w_out, ..])
         } else {
-            c * w_out * w_in + i + j * w_out
+            self.weights[l].slice(s![.., c * w_in..(c + 1) * w_in])
         }
     }
 
-    /// Configuration c's W_l as a view (w_{l+1} x w_l). For l = 0 it is V_c: multiply by `scale[c]`.
-    pub fn weight(&self, l: usize, c: usize) -> MatRef<'_, T> {
+    /// [`Self::weight`], mutably.
+    pub fn weight_mut(&mut self, l: usize, c: usize) -> ArrayViewMut2<'_, T> {
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
         if l == 0 {
-            MatRef::with_ld(
-                &self.weights[0][c * w_out..],
-                w_out,
-                w_in,
-                self.configs * w_out,
-            )
+            self.weights[0].slice_mut(s![c * w_out..(c + 1) * w_out, ..])
         } else {
-            let off = c * w_out * w_in;
-            MatRef::new(&self.weights[l][off..off + w_out * w_in], w_out, w_in)
+            self.weights[l].slice_mut(s![.., c * w_in..(c + 1) * w_in])
         }
     }
 
     /// Configuration c's bias of layer l (w_{l+1}).
-    pub fn bias(&self, l: usize, c: usize) -> &[T] {
+    pub fn bias(&self, l: usize, c: usize) -> ArrayView1<'_, T> {
         let w = self.widths[l + 1];
-        &self.biases[l][c * w..(c + 1) * w]
+        self.biases[l].slice(s![c * w..(c + 1) * w])
     }
 
-    /// Effective weights W_l of configuration c, row-major (w_{l+1} rows of w_l), in f64.
-    pub fn weight_rows(&self, l: usize, c: usize) -> Vec<f64> {
-        let m = self.weight(l, c);
-        let s = if l == 0 { self.scale[c].f64() } else { 1.0 };
-        let mut out = Vec::with_capacity(m.rows * m.cols);
-        for i in 0..m.rows {
-            for j in 0..m.cols {
-                out.push(m.at(i, j).f64() * s);
-            }
-        }
-        out
+    /// [`Self::bias`], mutably.
+    pub fn bias_mut(&mut self, l: usize, c: usize) -> ArrayViewMut1<'_, T> {
+        let w = self.widths[l + 1];
+        self.biases[l].slice_mut(s![c * w..(c + 1) * w])
+    }
+
+    /// Configuration c's effective parameters, layer by layer, in f64
+    /// (first-layer scale folded in).
+    pub fn params(&self, c: usize) -> Vec<LayerParams> {
+        (0..self.layers())
+            .map(|l| {
+                let s = if l == 0 { self.scale[c].f64() } else { 1.0 };
+                LayerParams {
+                    w: self.weight(l, c).mapv(|v| v.f64() * s),
+                    b: self.bias(l, c).mapv(|v| v.f64()),
+                }
+            })
+            .collect()
     }
 
     /// Buffers for batches of up to `cap` samples.
@@ -201,10 +242,10 @@ impl<T: Real> Net<T> {
         let l = self.layers();
         let c = self.configs;
         let acts = (0..l)
-            .map(|i| vec![T::zero(); c * self.widths[i + 1] * cap])
+            .map(|i| Array2::zeros((c * self.widths[i + 1], cap).f()))
             .collect();
         let grads = (0..l - 1)
-            .map(|i| vec![T::zero(); c * self.widths[i + 1] * cap])
+            .map(|i| Array2::zeros((c * self.widths[i + 1], cap).f()))
             .collect();
         Workspace { cap, acts, grads }
     }
@@ -215,13 +256,7 @@ impl<T: Real> Net<T> {
         if s == T::one() {
             return;
         }
-        let (d, w1, ld) = (
-            self.widths[0],
-            self.widths[1],
-            self.configs * self.widths[1],
-        );
-        let block = MatMut::with_ld(&mut self.weights[0][c * w1..], w1, d, ld);
-        scale_block(block, s);
+        scale_block(self.weight_mut(0, c), s);
         self.scale[c] = T::one();
     }
 
@@ -237,14 +272,8 @@ impl<T: Real> Net<T> {
     pub fn reset_config(&mut self, c: usize) {
         self.scale[c] = T::one();
         for l in 0..self.layers() {
-            let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
-            for i in 0..w_out {
-                for j in 0..w_in {
-                    let idx = self.weight_index(l, c, i, j);
-                    self.weights[l][idx] = T::zero();
-                }
-            }
-            self.biases[l][c * w_out..(c + 1) * w_out].fill(T::zero());
+            self.weight_mut(l, c).fill(T::zero());
+            self.bias_mut(l, c).fill(T::zero());
         }
     }
 
@@ -253,12 +282,11 @@ impl<T: Real> Net<T> {
     pub fn weight_sq_sum(&self, c: usize) -> f64 {
         (0..self.layers())
             .map(|l| {
-                let m = self.weight(l, c);
                 let s = if l == 0 { self.scale[c].f64() } else { 1.0 };
                 let mut acc = 0.0;
-                for j in 0..m.cols {
-                    for i in 0..m.rows {
-                        let v = m.at(i, j).f64();
+                for col in self.weight(l, c).columns() {
+                    for v in col {
+                        let v = v.f64();
                         acc += v * v;
                     }
                 }
@@ -267,60 +295,54 @@ impl<T: Real> Net<T> {
             .sum()
     }
 
-    /// Forward pass over the n = x.cols samples of `x` (d x n, column-major), then
-    /// the loss: `stats[c]` receives configuration c's loss sum and correct count.
-    /// Leaves the probabilities in the workspace for [`Self::backward_update`].
+    /// Forward pass over the n samples of `x` (d x n, column-major), then the
+    /// loss: `stats[c]` receives configuration c's loss sum and correct count.
+    /// Leaves the probabilities in the workspace (see [`Workspace::output`]) for
+    /// [`Self::backward_update`]. Allocates nothing.
     pub fn forward_loss(
         &self,
-        x: MatRef<'_, T>,
+        x: ArrayView2<'_, T>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         stats: &mut [LossStat],
     ) {
-        let n = x.cols;
-        assert!(n <= ws.cap && labels.len() == n && x.rows == self.widths[0]);
+        let n = x.ncols();
+        assert!(n <= ws.cap && labels.len() == n && x.nrows() == self.widths[0]);
         let layers = self.layers();
         let cfgs = self.configs;
         let mut timer = profile::start();
         // Layer 0: one stacked GEMM for every configuration.
         let w1 = self.widths[1];
-        {
-            let v = MatRef::with_ld(&self.weights[0], cfgs * w1, self.widths[0], cfgs * w1);
-            let out = MatMut::with_ld(&mut ws.acts[0], cfgs * w1, n, cfgs * w1);
-            gemm_blocks(T::one(), v, false, x, false, T::zero(), out);
-            profile::lap(&mut timer, Phase::ForwardGemm);
-            for c in 0..cfgs {
-                let block = MatMut::with_ld(&mut ws.acts[0][c * w1..], w1, n, cfgs * w1);
-                bias_activation(block, self.scale[c], self.bias(0, c), layers > 1);
-            }
-            profile::lap(&mut timer, Phase::Activation);
+        gemm_blocks(
+            T::one(),
+            self.weights[0].view(),
+            x,
+            T::zero(),
+            ws.acts[0].slice_mut(s![.., ..n]),
+        );
+        profile::lap(&mut timer, Phase::ForwardGemm);
+        for c in 0..cfgs {
+            let out = block_mut(&mut ws.acts[0], c, w1, n);
+            bias_activation(out, self.scale[c], self.bias(0, c), layers > 1);
         }
+        profile::lap(&mut timer, Phase::Activation);
         // Later layers: one GEMM per configuration.
         for l in 1..layers {
             let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
             let (lo, hi) = ws.acts.split_at_mut(l);
             for c in 0..cfgs {
-                let inp = MatRef::with_ld(&lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
-                let out = MatMut::with_ld(&mut hi[0][c * w_out..], w_out, n, cfgs * w_out);
-                gemm(
-                    T::one(),
-                    self.weight(l, c),
-                    false,
-                    inp,
-                    false,
-                    T::zero(),
-                    out,
-                );
+                let inp = block(&lo[l - 1], c, w_in, n);
+                let mut out = block_mut(&mut hi[0], c, w_out, n);
+                gemm(T::one(), self.weight(l, c), inp, T::zero(), out.view_mut());
                 profile::lap(&mut timer, Phase::ForwardGemm);
-                let out = MatMut::with_ld(&mut hi[0][c * w_out..], w_out, n, cfgs * w_out);
                 bias_activation(out, T::one(), self.bias(l, c), l + 1 < layers);
                 profile::lap(&mut timer, Phase::Activation);
             }
         }
         let k = self.widths[layers];
         for (c, stat) in stats.iter_mut().enumerate().take(cfgs) {
-            let block = MatMut::with_ld(&mut ws.acts[layers - 1][c * k..], k, n, cfgs * k);
-            let (loss_sum, correct) = loss_forward(self.arch.loss, block, labels);
+            let scores = block_mut(&mut ws.acts[layers - 1], c, k, n);
+            let (loss_sum, correct) = loss_forward(self.arch.loss, scores, labels);
             *stat = LossStat {
                 loss_sum,
                 correct,
@@ -335,7 +357,7 @@ impl<T: Real> Net<T> {
     /// b <- b - (eta_c / n) dL/db, fused into the backward GEMMs. Allocates nothing.
     pub fn backward_update(
         &mut self,
-        x: MatRef<'_, T>,
+        x: ArrayView2<'_, T>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         etas: &[T],
@@ -345,10 +367,10 @@ impl<T: Real> Net<T> {
     }
 
     /// Plain gradients of the cost (mean loss + lambda_c * sum W^2) for every
-    /// configuration on (x, labels), in the network's layout with scales folded.
-    /// Used by gradient checks and as the reference for the fused update.
-    pub fn gradients(&self, x: MatRef<'_, T>, labels: &[u8], lambdas: &[T]) -> Net<T> {
-        let mut ws = self.workspace(x.cols);
+    /// configuration on (x: d x n, labels), in the network's layout with scales
+    /// folded. Used by gradient checks and as the reference for the fused update.
+    pub fn gradients(&self, x: ArrayView2<'_, T>, labels: &[u8], lambdas: &[T]) -> Net<T> {
+        let mut ws = self.workspace(x.ncols());
         let mut stats = vec![LossStat::default(); self.configs];
         self.forward_loss(x, labels, &mut ws, &mut stats);
         let mut grads = Net::zeros(&self.arch, self.configs);
@@ -368,12 +390,12 @@ impl<T: Real> Net<T> {
 
     fn backward(
         &mut self,
-        x: MatRef<'_, T>,
+        x: ArrayView2<'_, T>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         mut mode: Backward<'_, T>,
     ) {
-        let n = x.cols;
+        let n = x.ncols();
         let layers = self.layers();
         let cfgs = self.configs;
         let inv_n = T::of(1.0 / n as f64);
@@ -381,73 +403,56 @@ impl<T: Real> Net<T> {
         let k = self.widths[layers];
         let mut timer = profile::start();
         for c in 0..cfgs {
-            let block = MatMut::with_ld(&mut ws.acts[layers - 1][c * k..], k, n, cfgs * k);
-            loss_backward(self.arch.loss, block, labels);
+            loss_backward(
+                self.arch.loss,
+                block_mut(&mut ws.acts[layers - 1], c, k, n),
+                labels,
+            );
         }
         profile::lap(&mut timer, Phase::Update);
         for l in (1..layers).rev() {
             let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
             let (acts_lo, acts_hi) = ws.acts.split_at_mut(l);
             let (grads_lo, grads_hi) = ws.grads.split_at_mut(l);
-            let g_buf: &[T] = if l == layers - 1 {
+            let g_buf: &Array2<T> = if l == layers - 1 {
                 &acts_hi[0]
             } else {
                 &grads_hi[0]
             };
             for c in 0..cfgs {
-                let g = MatRef::with_ld(&g_buf[c * w_out..], w_out, n, cfgs * w_out);
-                let h = MatRef::with_ld(&acts_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
-                {
-                    let dh =
-                        MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
-                    gemm(T::one(), self.weight(l, c), true, g, false, T::zero(), dh);
-                    profile::lap(&mut timer, Phase::BackwardGemm);
-                    let dh =
-                        MatMut::with_ld(&mut grads_lo[l - 1][c * w_in..], w_in, n, cfgs * w_in);
-                    relu_backward(dh, h);
-                    profile::lap(&mut timer, Phase::Update);
-                }
-                let off = c * w_out * w_in;
-                let bias = c * w_out..(c + 1) * w_out;
+                let g = block(g_buf, c, w_out, n);
+                let h = block(&acts_lo[l - 1], c, w_in, n);
+                let mut dh = block_mut(&mut grads_lo[l - 1], c, w_in, n);
+                gemm(T::one(), self.weight(l, c).t(), g, T::zero(), dh.view_mut());
+                profile::lap(&mut timer, Phase::BackwardGemm);
+                relu_backward(dh, h);
+                profile::lap(&mut timer, Phase::Update);
                 match &mut mode {
                     Backward::Update { etas, lambdas } => {
                         let (eta, lambda) = (etas[c], lambdas[c]);
-                        let w =
-                            MatMut::new(&mut self.weights[l][off..off + w_out * w_in], w_out, w_in);
                         gemm(
                             -eta * inv_n,
                             g,
-                            false,
-                            h,
-                            true,
+                            h.t(),
                             T::one() - two * eta * lambda,
-                            w,
+                            self.weight_mut(l, c),
                         );
                         profile::lap(&mut timer, Phase::BackwardGemm);
-                        bias_step(&mut self.biases[l][bias], -eta * inv_n, g, T::one());
+                        bias_step(self.bias_mut(l, c), -eta * inv_n, g, T::one());
                         profile::lap(&mut timer, Phase::Update);
                     }
                     Backward::Gradients { lambdas, grads } => {
-                        let dw = &mut grads.weights[l][off..off + w_out * w_in];
-                        dw.copy_from_slice(&self.weights[l][off..off + w_out * w_in]);
-                        gemm(
-                            inv_n,
-                            g,
-                            false,
-                            h,
-                            true,
-                            two * lambdas[c],
-                            MatMut::new(dw, w_out, w_in),
-                        );
-                        bias_step(&mut grads.biases[l][bias], inv_n, g, T::zero());
+                        let mut dw = grads.weight_mut(l, c);
+                        dw.assign(&self.weight(l, c));
+                        gemm(inv_n, g, h.t(), two * lambdas[c], dw);
+                        bias_step(grads.bias_mut(l, c), inv_n, g, T::zero());
                     }
                 }
             }
         }
         // Layer 0: one stacked weight GEMM for every configuration.
-        let (d, w1) = (self.widths[0], self.widths[1]);
-        let ld = cfgs * w1;
-        let g0: &mut [T] = if layers == 1 {
+        let w1 = self.widths[1];
+        let g0: &mut Array2<T> = if layers == 1 {
             &mut ws.acts[0]
         } else {
             &mut ws.grads[0]
@@ -456,49 +461,44 @@ impl<T: Real> Net<T> {
             Backward::Update { etas, lambdas } => {
                 for c in 0..cfgs {
                     let (eta, lambda) = (etas[c], lambdas[c]);
-                    let g = MatRef::with_ld(&g0[c * w1..], w1, n, ld);
                     bias_step(
-                        &mut self.biases[0][c * w1..(c + 1) * w1],
+                        self.bias_mut(0, c),
                         -eta * inv_n,
-                        g,
+                        block(g0, c, w1, n),
                         T::one(),
                     );
                     let s_new = self.scale[c] * (T::one() - two * eta * lambda);
+                    self.scale[c] = s_new;
                     if s_new.abs().f64() < FOLD_BELOW || !s_new.is_finite() {
-                        self.scale[c] = s_new;
                         self.fold_scale(c);
-                    } else {
-                        self.scale[c] = s_new;
                     }
-                    let g = MatMut::with_ld(&mut g0[c * w1..], w1, n, ld);
-                    scale_block(g, -eta * inv_n / self.scale[c]);
+                    scale_block(block_mut(g0, c, w1, n), -eta * inv_n / self.scale[c]);
                 }
                 profile::lap(&mut timer, Phase::Update);
-                let g = MatRef::with_ld(g0, ld, n, ld);
-                let v = MatMut::with_ld(&mut self.weights[0], ld, d, ld);
-                gemm_blocks(T::one(), g, false, x, true, T::one(), v);
+                gemm_blocks(
+                    T::one(),
+                    g0.slice(s![.., ..n]),
+                    x.t(),
+                    T::one(),
+                    self.weights[0].view_mut(),
+                );
                 profile::lap(&mut timer, Phase::BackwardGemm);
             }
             Backward::Gradients { lambdas, grads } => {
-                for c in 0..cfgs {
-                    let decay = two * lambdas[c] * self.scale[c];
-                    for j in 0..d {
-                        for i in 0..w1 {
-                            let idx = c * w1 + i + j * ld;
-                            grads.weights[0][idx] = decay * self.weights[0][idx];
-                        }
-                    }
-                    let g = MatRef::with_ld(&g0[c * w1..], w1, n, ld);
-                    bias_step(
-                        &mut grads.biases[0][c * w1..(c + 1) * w1],
-                        inv_n,
-                        g,
-                        T::zero(),
-                    );
+                for (c, &lambda) in lambdas.iter().enumerate().take(cfgs) {
+                    let decay = two * lambda * self.scale[c];
+                    grads
+                        .weight_mut(0, c)
+                        .zip_mut_with(&self.weight(0, c), |g, &w| *g = decay * w);
+                    bias_step(grads.bias_mut(0, c), inv_n, block(g0, c, w1, n), T::zero());
                 }
-                let g = MatRef::with_ld(g0, ld, n, ld);
-                let dw = MatMut::with_ld(&mut grads.weights[0], ld, d, ld);
-                gemm(inv_n, g, false, x, true, T::one(), dw);
+                gemm(
+                    inv_n,
+                    g0.slice(s![.., ..n]),
+                    x.t(),
+                    T::one(),
+                    grads.weights[0].view_mut(),
+                );
             }
         }
     }
@@ -508,7 +508,7 @@ impl<T: Real> Net<T> {
     /// configuration c's result with its own `lambdas[c]`.
     pub fn evaluate(
         &self,
-        x: MatRef<'_, T>,
+        x: ArrayView2<'_, T>,
         labels: &[u8],
         lambdas: &[f64],
         ws: &mut Workspace<T>,
@@ -516,40 +516,45 @@ impl<T: Real> Net<T> {
     ) {
         let mut totals = [LossStat::default(); MAX_GROUP];
         let mut j0 = 0;
-        while j0 < x.cols {
-            let m = ws.cap.min(x.cols - j0);
-            self.add_chunk(x.col_block(j0, m), &labels[j0..j0 + m], ws, &mut totals);
+        let total = x.ncols();
+        while j0 < total {
+            let m = ws.cap.min(total - j0);
+            let chunk = x.slice(s![.., j0..j0 + m]);
+            self.add_chunk(chunk, &labels[j0..j0 + m], ws, &mut totals);
             j0 += m;
         }
         self.finish_eval(&totals, lambdas, out);
     }
 
     /// [`Self::evaluate`] on the columns `cols` of `x` only (a fixed sample of a
-    /// data set), gathered chunk by chunk into `gather` (at least d x the
-    /// workspace's capacity): no copy of the data set, nothing allocated.
+    /// data set), gathered chunk by chunk into `gather` (d x at least the
+    /// workspace's capacity, column-major): no copy of the data set, nothing allocated.
     #[allow(clippy::too_many_arguments)]
     pub fn evaluate_columns(
         &self,
-        x: MatRef<'_, T>,
+        x: ArrayView2<'_, T>,
         labels: &[u8],
         cols: &[usize],
         lambdas: &[f64],
         ws: &mut Workspace<T>,
-        gather: &mut [T],
+        gather: &mut Array2<T>,
         chunk_labels: &mut [u8],
         out: &mut [Eval],
     ) {
-        let d = x.rows;
-        assert!(gather.len() >= d * ws.cap && chunk_labels.len() >= ws.cap);
+        assert!(gather.nrows() == x.nrows() && gather.ncols() >= ws.cap);
+        assert!(chunk_labels.len() >= ws.cap);
         let mut totals = [LossStat::default(); MAX_GROUP];
         for chunk in cols.chunks(ws.cap) {
             let m = chunk.len();
             for (k, &j) in chunk.iter().enumerate() {
-                let col = x.col_block(j, 1);
-                gather[k * d..(k + 1) * d].copy_from_slice(&col.data[..d]);
+                let dst = gather
+                    .column_mut(k)
+                    .into_slice()
+                    .expect("contiguous column");
+                dst.copy_from_slice(x.column(j).to_slice().expect("column-major data"));
                 chunk_labels[k] = labels[j];
             }
-            let xs = MatRef::new(&gather[..d * m], d, m);
+            let xs = gather.slice(s![.., ..m]);
             self.add_chunk(xs, &chunk_labels[..m], ws, &mut totals);
         }
         self.finish_eval(&totals, lambdas, out);
@@ -557,7 +562,7 @@ impl<T: Real> Net<T> {
 
     fn add_chunk(
         &self,
-        x: MatRef<'_, T>,
+        x: ArrayView2<'_, T>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         totals: &mut [LossStat; MAX_GROUP],
@@ -568,7 +573,7 @@ impl<T: Real> Net<T> {
         for c in 0..cfgs {
             totals[c].loss_sum += chunk[c].loss_sum;
             totals[c].correct += chunk[c].correct;
-            totals[c].n += x.cols;
+            totals[c].n += x.ncols();
         }
     }
 
@@ -593,12 +598,12 @@ mod tests {
     use super::*;
     use crate::nn::Loss;
 
-    fn toy(d: usize, n: usize, seed: u64) -> (Vec<f64>, Vec<u8>) {
+    fn toy(d: usize, n: usize, seed: u64) -> (Array2<f64>, Vec<u8>) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let normal = Normal::new(0.0, 1.0).unwrap();
         let x = (0..d * n).map(|_| normal.sample(&mut rng)).collect();
         let y = (0..n).map(|j| ((j * 7 + 3) % 10) as u8).collect();
-        (x, y)
+        (Array2::from_shape_vec((d, n).f(), x).unwrap(), y)
     }
 
     fn arch(hidden: &[usize], loss: Loss) -> Arch {
@@ -617,30 +622,23 @@ mod tests {
             for loss in [Loss::Ce, Loss::Bce] {
                 let a = arch(hidden, loss);
                 let (x, y) = toy(12, 9, 1);
-                let x = MatRef::new(&x, 12, 9);
                 let mut net = Net::<f64>::init(&a, &[11, 12, 13]);
                 net.scale = vec![0.7, 1.0, 1.3]; // non-trivial scales
                 let etas = [0.1, 0.05, 0.2];
                 let lambdas = [0.0, 0.1, 0.5];
-                let grads = net.gradients(x, &y, &lambdas);
+                let grads = net.gradients(x.view(), &y, &lambdas);
                 let mut want = net.clone();
                 want.fold_scales();
                 for l in 0..net.layers() {
-                    for (c, eta) in etas.iter().enumerate() {
-                        for i in 0..net.widths[l + 1] {
-                            for j in 0..net.widths[l] {
-                                let idx = net.weight_index(l, c, i, j);
-                                want.weights[l][idx] -= eta * grads.weights[l][idx];
-                            }
-                            want.biases[l][c * net.widths[l + 1] + i] -=
-                                eta * grads.biases[l][c * net.widths[l + 1] + i];
-                        }
+                    for (c, &eta) in etas.iter().enumerate() {
+                        want.weight_mut(l, c).scaled_add(-eta, &grads.weight(l, c));
+                        want.bias_mut(l, c).scaled_add(-eta, &grads.bias(l, c));
                     }
                 }
                 let mut ws = net.workspace(9);
                 let mut stats = [LossStat::default(); 3];
-                net.forward_loss(x, &y, &mut ws, &mut stats);
-                net.backward_update(x, &y, &mut ws, &etas, &lambdas);
+                net.forward_loss(x.view(), &y, &mut ws, &mut stats);
+                net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
                 net.fold_scales();
                 for l in 0..net.layers() {
                     for (a, b) in net.weights[l].iter().zip(&want.weights[l]) {
@@ -660,7 +658,6 @@ mod tests {
     fn group_equals_configurations_alone() {
         let a = arch(&[6], Loss::Ce);
         let (x, y) = toy(12, 8, 2);
-        let x = MatRef::new(&x, 12, 8);
         let seeds = [5, 6, 7];
         let etas = [0.3, 0.1, 0.2];
         let lambdas = [0.4, 0.0, 0.05];
@@ -668,21 +665,20 @@ mod tests {
         let mut ws = group.workspace(8);
         let mut st = [LossStat::default(); 3];
         for _ in 0..20 {
-            group.forward_loss(x, &y, &mut ws, &mut st);
-            group.backward_update(x, &y, &mut ws, &etas, &lambdas);
+            group.forward_loss(x.view(), &y, &mut ws, &mut st);
+            group.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
         }
         for c in 0..3 {
             let mut alone = Net::<f64>::init(&a, &seeds[c..c + 1]);
             let mut ws1 = alone.workspace(8);
             let mut st1 = [LossStat::default(); 1];
             for _ in 0..20 {
-                alone.forward_loss(x, &y, &mut ws1, &mut st1);
-                alone.backward_update(x, &y, &mut ws1, &etas[c..c + 1], &lambdas[c..c + 1]);
+                alone.forward_loss(x.view(), &y, &mut ws1, &mut st1);
+                alone.backward_update(x.view(), &y, &mut ws1, &etas[c..c + 1], &lambdas[c..c + 1]);
             }
-            for l in 0..2 {
-                let (g, s) = (group.weight_rows(l, c), alone.weight_rows(l, 0));
-                for (p, q) in g.iter().zip(&s) {
-                    assert!((p - q).abs() < 1e-12, "config {c} layer {l}");
+            for (g, s) in group.params(c).iter().zip(alone.params(0)) {
+                for (p, q) in g.w.iter().zip(&s.w) {
+                    assert!((p - q).abs() < 1e-12, "config {c}");
                 }
             }
         }
@@ -696,21 +692,16 @@ mod tests {
         let net = Net::<f64>::init(&a, &[1]);
         let mut ws = net.workspace(5);
         let mut st = [LossStat::default()];
-        net.forward_loss(MatRef::new(&x, 12, 5), &y, &mut ws, &mut st);
-        let batch_probs = ws.acts[1].clone();
+        net.forward_loss(x.view(), &y, &mut ws, &mut st);
+        let batch_probs = ws.output(5).to_owned();
         let mut total = 0.0;
         for j in 0..5 {
             let mut ws1 = net.workspace(1);
             let mut s1 = [LossStat::default()];
-            net.forward_loss(
-                MatRef::new(&x[j * 12..], 12, 1),
-                &y[j..j + 1],
-                &mut ws1,
-                &mut s1,
-            );
+            net.forward_loss(x.slice(s![.., j..j + 1]), &y[j..j + 1], &mut ws1, &mut s1);
             total += s1[0].loss_sum;
             for k in 0..10 {
-                assert!((ws1.acts[1][k] - batch_probs[j * 10 + k]).abs() < 1e-14);
+                assert!((ws1.output(1)[[k, 0]] - batch_probs[[k, j]]).abs() < 1e-14);
             }
         }
         assert!((total - st[0].loss_sum).abs() < 1e-12);
@@ -721,11 +712,11 @@ mod tests {
     fn f32_matches_f64() {
         let a = arch(&[6], Loss::Ce);
         let (x, y) = toy(12, 7, 4);
-        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x32 = x.mapv(|v| v as f32);
         let n64 = Net::<f64>::init(&a, &[9]);
         let n32 = Net::<f32>::init(&a, &[9]);
-        let g64 = n64.gradients(MatRef::new(&x, 12, 7), &y, &[0.1]);
-        let g32 = n32.gradients(MatRef::new(&x32, 12, 7), &y, &[0.1]);
+        let g64 = n64.gradients(x.view(), &y, &[0.1]);
+        let g32 = n32.gradients(x32.view(), &y, &[0.1]);
         for l in 0..2 {
             for (p, q) in g64.weights[l].iter().zip(&g32.weights[l]) {
                 assert!((p - *q as f64).abs() < 1e-5 * (1.0 + p.abs()), "{p} vs {q}");

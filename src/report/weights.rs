@@ -4,21 +4,16 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use ndarray::ArrayView2;
 use plotters::prelude::*;
 
 /// Pixels per weight pixel in the montage.
 const ZOOM: usize = 4;
 
-/// Draws `rows` class templates (row-major W, rows x 3072) as a labelled montage.
-pub fn montage(
-    path: &Path,
-    rows: usize,
-    cols: usize,
-    w: &[f64],
-    names: &[String],
-    title: &str,
-) -> Result<()> {
+/// Draws the class templates of W (K x 3072, one row per class) as a labelled montage.
+pub fn montage(path: &Path, w: ArrayView2<'_, f64>, names: &[String], title: &str) -> Result<()> {
     super::register_font();
+    let (rows, cols) = w.dim();
     assert_eq!(cols, 3072, "weight images need 32x32x3 inputs");
     let per_row = 5usize;
     let grid_rows = rows.div_ceil(per_row);
@@ -28,7 +23,7 @@ pub fn montage(
     let height = title_h + grid_rows * (tile + label_h + pad) + pad;
     let mut buf = vec![255u8; width * height * 3];
     for k in 0..rows {
-        let row = &w[k * cols..(k + 1) * cols];
+        let row = w.row(k).to_vec();
         let lo = row.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let span = if hi > lo { hi - lo } else { 1.0 };

@@ -44,16 +44,8 @@ impl Checkpoint {
     pub fn from_state<T: Real>(state: &GroupState<T>, c: usize, config: &RunConfig) -> Self {
         let net = &state.net;
         let weights = (0..net.layers())
-            .map(|l| {
-                let (w_in, w_out) = (net.widths[l], net.widths[l + 1]);
-                let mut v = Vec::with_capacity(w_in * w_out);
-                for j in 0..w_in {
-                    for i in 0..w_out {
-                        v.push(net.weights[l][net.weight_index(l, c, i, j)].f64());
-                    }
-                }
-                v
-            })
+            // Column-major order: the transpose's logical order.
+            .map(|l| net.weight(l, c).t().iter().map(|v| v.f64()).collect())
             .collect();
         let biases = (0..net.layers())
             .map(|l| net.bias(l, c).iter().map(|v| v.f64()).collect())
@@ -91,14 +83,11 @@ impl Checkpoint {
                         ck.config.name
                     );
                 }
-                for j in 0..w_in {
-                    for i in 0..w_out {
-                        let idx = net.weight_index(l, c, i, j);
-                        net.weights[l][idx] = T::of(ck.weights[l][i + j * w_out]);
-                    }
+                for ((i, j), w) in net.weight_mut(l, c).indexed_iter_mut() {
+                    *w = T::of(ck.weights[l][i + j * w_out]);
                 }
-                for (i, b) in ck.biases[l].iter().enumerate() {
-                    net.biases[l][c * w_out + i] = T::of(*b);
+                for (b, v) in net.bias_mut(l, c).iter_mut().zip(&ck.biases[l]) {
+                    *b = T::of(*v);
                 }
             }
             net.scale[c] = T::of(ck.scale);

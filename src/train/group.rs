@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::RunConfig;
 use crate::data::Split;
 use crate::nn::net::{Eval, LossStat, MAX_GROUP};
-use crate::nn::{MatRef, Net, Real};
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+
+use crate::nn::{LayerParams, Net, Real};
 use crate::util::mix64;
 
 /// Images per chunk when evaluating whole sets.
@@ -85,9 +87,9 @@ pub struct RunOutcome {
     pub ms_per_step: f64,
     /// Configurations trained in lockstep with this one (C).
     pub group_size: usize,
-    /// Trained weights per layer, row-major (w_out x w_in), then biases.
+    /// Trained parameters per layer (W: w_out x w_in, b: w_out), empty unless done.
     #[serde(skip)]
-    pub weights: Vec<(usize, usize, Vec<f64>, Vec<f64>)>,
+    pub weights: Vec<LayerParams>,
 }
 
 /// A group's resumable state: parameters and history at a step.
@@ -213,9 +215,9 @@ pub fn train_group<T: Real>(
     // Shuffled order: an index permutation and a batch buffer, allocated once.
     let mut order: Vec<usize> = (0..n_train).collect();
     let mut batch_x = if first.shuffle {
-        vec![T::zero(); arch.input * batch]
+        Array2::zeros((arch.input, batch).f())
     } else {
-        Vec::new()
+        Array2::zeros((arch.input, 0).f())
     };
     let mut batch_y = vec![0u8; batch];
     let data_seed = first.data_seed();
@@ -224,9 +226,9 @@ pub fn train_group<T: Real>(
     // once from the seed), gathered chunk by chunk into a reused buffer.
     let sample = eval_sample(n_train, first.eval_train.images(n_train), first.seed);
     let mut gather = if sample.len() < n_train {
-        vec![T::zero(); arch.input * eval_ws.cap]
+        Array2::zeros((arch.input, eval_ws.cap).f())
     } else {
-        Vec::new()
+        Array2::zeros((arch.input, 0).f())
     };
     let mut gather_labels = vec![0u8; eval_ws.cap];
 
@@ -235,7 +237,7 @@ pub fn train_group<T: Real>(
                t: usize,
                etas: &[f64],
                eval_ws: &mut crate::nn::Workspace<T>,
-               gather: &mut [T],
+               gather: &mut Array2<T>,
                gather_labels: &mut [u8],
                et: &mut [Eval],
                ev: &mut [Eval],
@@ -315,16 +317,19 @@ pub fn train_group<T: Real>(
         let mut timer = crate::nn::profile::start();
         let pos = t % per_epoch;
         // Take the batch: a view of consecutive columns, or a gather when shuffling.
-        let (x, y): (MatRef<'_, T>, &[u8]) = if first.shuffle {
+        let (x, y): (ArrayView2<'_, T>, &[u8]) = if first.shuffle {
             if pos == 0 {
                 shuffle_epoch(&mut order, data_seed, t / per_epoch);
             }
-            let d = arch.input;
             for (k, &j) in order[pos * batch..(pos + 1) * batch].iter().enumerate() {
-                batch_x[k * d..(k + 1) * d].copy_from_slice(&split.train.x[j * d..(j + 1) * d]);
+                batch_x
+                    .column_mut(k)
+                    .into_slice()
+                    .expect("contiguous column")
+                    .copy_from_slice(split.train.image(j));
                 batch_y[k] = split.train.labels[j];
             }
-            (MatRef::new(&batch_x, d, batch), &batch_y)
+            (batch_x.view(), &batch_y)
         } else {
             (
                 split.train.cols(pos * batch, batch),
@@ -418,16 +423,7 @@ pub fn train_group<T: Real>(
             Status::Done
         };
         let weights = if status == Status::Done {
-            (0..folded.layers())
-                .map(|l| {
-                    (
-                        folded.widths[l + 1],
-                        folded.widths[l],
-                        folded.weight_rows(l, c),
-                        folded.bias(l, c).iter().map(|v| v.f64()).collect(),
-                    )
-                })
-                .collect()
+            folded.params(c)
         } else {
             Vec::new()
         };

@@ -142,20 +142,13 @@ pub fn metrics_csv(o: &RunOutcome) -> Result<Vec<u8>> {
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Encodes a row-major f32 matrix as a NumPy .npy file (version 1.0).
-pub fn npy_f32(rows: usize, cols: usize, data: &[f64]) -> Vec<u8> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&(*v as f32).to_le_bytes());
-    }
-    out
+/// Encodes an array as a NumPy .npy file of f32 (what `np.load` reads, and
+/// `ndarray_npy::read_npy` reads back).
+pub fn npy_f32<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>) -> Result<Vec<u8>> {
+    use ndarray_npy::WriteNpyExt;
+    let mut out = Vec::new();
+    a.mapv(|v| v as f32).write_npy(&mut out)?;
+    Ok(out)
 }
 
 /// Writes the whole run folder `dir`.
@@ -172,21 +165,18 @@ pub fn write_run(
         crate::report::plot::curves(&dir.join("curves.png"), o)?;
     }
     if o.status == Status::Done && o.config.save_weights {
-        for (l, (rows, cols, w, b)) in o.weights.iter().enumerate() {
-            write_atomic(
-                &dir.join(format!("W{}.npy", l + 1)),
-                &npy_f32(*rows, *cols, w),
-            )?;
-            write_atomic(&dir.join(format!("b{}.npy", l + 1)), &npy_f32(*rows, 1, b))?;
+        for (l, p) in o.weights.iter().enumerate() {
+            write_atomic(&dir.join(format!("W{}.npy", l + 1)), &npy_f32(&p.w)?)?;
+            // b as a column (w_out x 1): it adds to W x with x one image per column.
+            let b = p.b.clone().insert_axis(ndarray::Axis(1));
+            write_atomic(&dir.join(format!("b{}.npy", l + 1)), &npy_f32(&b)?)?;
         }
     }
     if o.status == Status::Done && o.config.hidden.is_empty() {
-        if let Some((rows, cols, w, _)) = o.weights.first() {
+        if let Some(p) = o.weights.first() {
             crate::report::weights::montage(
                 &dir.join("weights.png"),
-                *rows,
-                *cols,
-                w,
+                p.w.view(),
                 class_names,
                 &o.config.describe(),
             )?;

@@ -1,8 +1,7 @@
 //! Shared helpers for integration tests: generated data and the real-data switch.
 #![allow(dead_code)]
 
-use rand::{RngExt, SeedableRng};
-use shallow::data::{Cifar10, Split, SplitSpec};
+use shallow::data::{Cifar10, Split};
 use shallow::nn::Real;
 use shallow::train::group::Silent;
 use shallow::train::{train_group, Control, GroupOutcome, RunConfig};
@@ -10,22 +9,7 @@ use shallow::train::{train_group, Control, GroupOutcome, RunConfig};
 /// A small generated split (d = 3072, classes separable by a colour bias), so
 /// training does something meaningful without the real data.
 pub fn generated_split<T: Real>(n_train: usize, n_val: usize, seed: u64) -> Split<T> {
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut make = |n: usize| {
-        let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..10u8)).collect();
-        let mut px = vec![0u8; n * 3072];
-        for (j, &l) in labels.iter().enumerate() {
-            for i in 0..3072 {
-                let bias = if (i / 307) as u8 == l { 60 } else { 0 };
-                px[j * 3072 + i] = rng.random_range(0..160u8) + bias;
-            }
-        }
-        (labels, px)
-    };
-    let train = make(n_train);
-    let val = make(n_val);
-    let test = make(n_val);
-    Split::from_pixels(train, val, test, 3072, SplitSpec::default(), vec![])
+    shallow::data::generated::split(n_train, n_val, n_val, seed)
 }
 
 /// The real data when CIFAR10_DIR is set; otherwise prints why the test is skipped.
