@@ -2,32 +2,33 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// Temporary sibling name used while `path` is being written.
-pub fn temp_path(path: &Path) -> PathBuf {
+/// Writes `bytes` to `path` atomically: a uniquely named temporary file in the
+/// same folder (`tempfile`, so two threads or processes writing one path never
+/// share a temporary), flushed to disk, then renamed over `path`. A crash never
+/// leaves `path` truncated, and a failed write leaves no temporary behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// flushed to disk, then renamed over `path`. A crash never leaves `path` truncated.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
     let res = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
     res.with_context(|| {
         format!(
             "cannot write {}: check that the folder exists and is writable",
@@ -94,6 +95,29 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Threads writing one path at once each use their own temporary: every
+    /// write succeeds, the file holds one whole write, and no temporary is left.
+    #[test]
+    fn concurrent_writes_to_one_path_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.md");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let p = &p;
+                s.spawn(move || {
+                    let body = vec![b'a' + t; 100_000];
+                    for _ in 0..20 {
+                        write_atomic(p, &body).unwrap();
+                    }
+                });
+            }
+        });
+        let got = fs::read(&p).unwrap();
+        assert_eq!(got.len(), 100_000);
+        assert!(got.iter().all(|&b| b == got[0]), "a torn write");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -28,21 +28,6 @@ pub const EXPECTED_FILES: [&str; 7] = [
     "batches.meta.txt",
 ];
 
-/// Removes a temporary path when dropped (unless disarmed).
-struct Cleanup(Option<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-        }
-    }
-}
-
 /// Downloads `url` into `dest/cifar-10-batches-bin`, checking the tarball's md5
 /// against `md5`. Returns the data folder. Does nothing when the folder already
 /// holds every expected file. `progress` shows a progress bar on stderr.
@@ -59,22 +44,30 @@ pub fn fetch(dest: &Path, url: &str, md5: &str, progress: bool) -> Result<PathBu
     }
     fs::create_dir_all(dest)
         .with_context(|| format!("cannot create {}: choose a writable --dest", dest.display()))?;
-    let pid = std::process::id();
-    let part = dest.join(format!(".cifar-10-binary.tar.gz.part-{pid}"));
-    let _part_guard = Cleanup(Some(part.clone()));
-    let got = download(url, &part, progress)?;
+    // Temporaries with unique names beside the target, removed when dropped.
+    let part = tempfile::Builder::new()
+        .prefix(".cifar-10-binary.tar.gz.part-")
+        .tempfile_in(dest)
+        .with_context(|| {
+            format!(
+                "cannot write in {}: choose a writable --dest",
+                dest.display()
+            )
+        })?;
+    let got = download(url, part.path(), progress)?;
     if !got.eq_ignore_ascii_case(md5) {
         bail!(
             "checksum mismatch for {url}: md5 {got}, expected {md5}; the download is corrupt or not the \
              CIFAR-10 binary tarball. Nothing was kept; try again, or pass --url with a mirror"
         );
     }
-    let staging = dest.join(format!(".cifar-10-extract-{pid}"));
-    let _staging_guard = Cleanup(Some(staging.clone()));
-    fs::create_dir_all(&staging)?;
-    let file = fs::File::open(&part)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cifar-10-extract-")
+        .tempdir_in(dest)?;
+    let staging = staging.path();
+    let file = fs::File::open(part.path())?;
     tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
-        .unpack(&staging)
+        .unpack(staging)
         .with_context(|| format!("cannot extract the tarball downloaded from {url}"))?;
     let inner = staging.join(BIN_FOLDER);
     for f in EXPECTED_FILES {

@@ -2,8 +2,12 @@
 //! NumPy uint8 array of 10000 x 3072, and `labels`, a list of ints.
 //!
 //! A small pickle machine that knows the opcodes Python 2 and 3 emit for such
-//! files (protocols 2 to 4) and rebuilds NumPy arrays from their
-//! `_reconstruct` + `__setstate__` records. It executes nothing.
+//! files (protocols 0 to 5) and rebuilds NumPy arrays from their records:
+//! `_reconstruct` + `__setstate__` (protocols 2 to 4) or `_frombuffer` over an
+//! in-band buffer (protocol 5). It executes nothing: the only calls it
+//! evaluates are `_codecs.encode(text, "latin1")` and `bytes()`/`bytearray()`,
+//! which is how Python 3 writes `bytes` at protocol 2. serde-pickle does not
+//! model GLOBAL/REDUCE/BUILD, which NumPy arrays need, hence this reader.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -112,6 +116,100 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
             0x95 => {
                 r.take(8)?; // FRAME
             }
+            0x96 => {
+                // BYTEARRAY8: an in-band buffer (protocol 5), e.g. a NumPy array's data.
+                let n = u64::from_le_bytes(r.take(8)?.try_into().unwrap()) as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            0x97 => bail!(
+                "the pickle uses an out-of-band buffer (NEXT_BUFFER), whose data is not in the file: \
+                 pickle it again without buffer_callback"
+            ),
+            0x98 => {} // READONLY_BUFFER: read-only makes no difference here.
+            b'0' => {
+                pop(&mut stack)?;
+            }
+            b'1' => {
+                pop_mark(&mut stack)?;
+            }
+            b'2' => {
+                let top = stack
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| anyhow!("DUP on empty stack"))?;
+                stack.push(top);
+            }
+            b'I' => {
+                let line = r.line()?;
+                stack.push(match line.as_str() {
+                    "00" => Value::Bool(false),
+                    "01" => Value::Bool(true),
+                    t => Value::Int(t.parse().map_err(|_| anyhow!("bad INT {t:?}"))?),
+                });
+            }
+            b'L' => {
+                let line = r.line()?;
+                let t = line.trim_end_matches('L');
+                stack.push(Value::Int(
+                    t.parse().map_err(|_| anyhow!("bad LONG {t:?}"))?,
+                ));
+            }
+            b'F' => {
+                let t = r.line()?;
+                stack.push(Value::Float(
+                    t.parse().map_err(|_| anyhow!("bad FLOAT {t:?}"))?,
+                ));
+            }
+            b'S' => {
+                // Protocol 0 string: a quoted Python literal; quotes stripped, no escapes.
+                let t = r.line()?;
+                let t = t.trim();
+                let inner = t.get(1..t.len().saturating_sub(1)).unwrap_or("");
+                stack.push(Value::Bytes(inner.as_bytes().to_vec()));
+            }
+            b'V' => {
+                let t = r.line()?;
+                stack.push(Value::Str(t));
+            }
+            0x8b => {
+                let n = r.u32()? as usize;
+                let b = r.take(n)?;
+                if n > 8 {
+                    bail!("integer of {n} bytes is too large");
+                }
+                let mut v: i64 = 0;
+                for (i, &x) in b.iter().enumerate() {
+                    v |= (x as i64) << (8 * i);
+                }
+                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+                    v -= 1i64 << (8 * n);
+                }
+                stack.push(Value::Int(v));
+            }
+            0x8d => {
+                let n = u64::from_le_bytes(r.take(8)?.try_into().unwrap()) as usize;
+                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+            }
+            0x8f => stack.push(Value::List(vec![])), // EMPTY_SET, kept as a list
+            0x90 => {
+                let items = pop_mark(&mut stack)?;
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.extend(items),
+                    _ => bail!("ADDITEMS to a non-set"),
+                }
+            }
+            0x91 => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Value::List(items));
+            }
+            0x92 => {
+                // NEWOBJ_EX: cls, args, kwargs.
+                let _kwargs = pop(&mut stack)?;
+                let args = pop(&mut stack)?;
+                let callable = pop(&mut stack)?;
+                stack.push(call(callable, args));
+            }
+            0x82..=0x84 => bail!("the pickle uses the extension registry (EXT opcodes), which is not supported"),
             b'.' => return pop(&mut stack),
             b'(' => stack.push(Value::Mark),
             b'N' => stack.push(Value::None),
@@ -202,6 +300,26 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
                         .ok_or_else(|| anyhow!("MEMOIZE on empty stack"))?,
                 );
             }
+            b'p' => {
+                let line = r.line()?;
+                let i: u32 = line.parse().map_err(|_| anyhow!("bad PUT {line:?}"))?;
+                memo.insert(
+                    i,
+                    stack
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| anyhow!("PUT on empty stack"))?,
+                );
+            }
+            b'g' => {
+                let line = r.line()?;
+                let i: u32 = line.parse().map_err(|_| anyhow!("bad GET {line:?}"))?;
+                stack.push(
+                    memo.get(&i)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("memo {i} missing"))?,
+                );
+            }
             b'h' => {
                 let i = r.u8()? as u32;
                 stack.push(
@@ -281,11 +399,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;
                 let callable = pop(&mut stack)?;
-                stack.push(Value::Object {
-                    callable: Box::new(callable),
-                    args: Box::new(args),
-                    state: None,
-                });
+                stack.push(call(callable, args));
             }
             b'b' => {
                 let st = pop(&mut stack)?;
@@ -299,6 +413,39 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
                 r.pos - 1
             ),
         }
+    }
+}
+
+/// The value of `callable(args)`: the few calls whose result is plain data are
+/// evaluated (how Python 3 writes `bytes` at protocol 2:
+/// `_codecs.encode("...", "latin1")`, and `bytes()`/`bytearray()`); anything
+/// else is kept as an [`Value::Object`] record.
+fn call(callable: Value, args: Value) -> Value {
+    if let (Value::Global(module, name), Value::Tuple(a)) = (&callable, &args) {
+        let builtin = module == "__builtin__" || module == "builtins";
+        match (module.as_str(), name.as_str(), a.as_slice()) {
+            ("_codecs", "encode", [Value::Str(text), Value::Str(enc)])
+                if matches!(enc.as_str(), "latin1" | "latin-1" | "iso-8859-1") =>
+            {
+                if let Some(bytes) = text
+                    .chars()
+                    .map(|c| u8::try_from(c as u32).ok())
+                    .collect::<Option<Vec<u8>>>()
+                {
+                    return Value::Bytes(bytes);
+                }
+            }
+            (_, "bytes" | "bytearray", []) if builtin => return Value::Bytes(vec![]),
+            (_, "bytes" | "bytearray", [Value::Bytes(b)]) if builtin => {
+                return Value::Bytes(b.clone())
+            }
+            _ => {}
+        }
+    }
+    Value::Object {
+        callable: Box::new(callable),
+        args: Box::new(args),
+        state: None,
     }
 }
 
@@ -318,49 +465,79 @@ pub fn dict_get<'v>(dict: &'v Value, name: &str) -> Option<&'v Value> {
     }
 }
 
-/// Extracts (shape, raw bytes) from a NumPy uint8 array rebuilt by the pickle.
-fn numpy_u8(v: &Value) -> Result<(Vec<usize>, &[u8])> {
-    let Value::Object {
-        state: Some(state), ..
-    } = v
-    else {
-        bail!("`data` is not a NumPy array");
+/// The dtype code of a `numpy.dtype(...)` record (e.g. `"u1"`), if it has one.
+fn dtype_code(v: &Value) -> Option<String> {
+    let Value::Object { args, .. } = v else {
+        return None;
     };
-    let Value::Tuple(parts) = state.as_ref() else {
-        bail!("`data` array state is not a tuple")
+    let Value::Tuple(a) = args.as_ref() else {
+        return None;
     };
-    // (version, shape, dtype, is_fortran, raw)
-    if parts.len() != 5 {
-        bail!("`data` array state has {} fields, expected 5", parts.len());
+    match a.first() {
+        Some(Value::Bytes(t)) => Some(String::from_utf8_lossy(t).into_owned()),
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
     }
-    let Value::Tuple(shape) = &parts[1] else {
+}
+
+fn shape_of(v: &Value) -> Result<Vec<usize>> {
+    let Value::Tuple(shape) = v else {
         bail!("`data` array shape is not a tuple")
     };
-    let shape: Vec<usize> = shape
+    shape
         .iter()
         .map(|s| match s {
             Value::Int(i) if *i >= 0 => Ok(*i as usize),
             _ => Err(anyhow!("`data` array shape is not made of integers")),
         })
-        .collect::<Result<_>>()?;
-    if let Value::Object { args, .. } = &parts[2] {
-        if let Value::Tuple(a) = args.as_ref() {
-            let code = match a.first() {
-                Some(Value::Bytes(t)) => Some(String::from_utf8_lossy(t).into_owned()),
-                Some(Value::Str(s)) => Some(s.clone()),
-                _ => None,
+        .collect()
+}
+
+/// Extracts (shape, raw bytes) from a NumPy uint8 array rebuilt by the pickle:
+/// `_reconstruct(...)` with the state `(version, shape, dtype, is_fortran,
+/// raw)` (protocols 2 to 4), or `_frombuffer(buffer, dtype, shape, order)`
+/// (protocol 5).
+fn numpy_u8(v: &Value) -> Result<(Vec<usize>, &[u8])> {
+    let Value::Object {
+        callable,
+        args,
+        state,
+    } = v
+    else {
+        bail!("`data` is not a NumPy array");
+    };
+    let (shape, dtype, fortran, raw) = match (callable.as_ref(), state) {
+        (Value::Global(_, name), None) if name == "_frombuffer" => {
+            let Value::Tuple(a) = args.as_ref() else {
+                bail!("`data` array arguments are not a tuple")
             };
-            if let Some(code) = code {
-                if code != "u1" {
-                    bail!("`data` array has dtype {code}, expected uint8 (u1)");
-                }
+            if a.len() != 4 {
+                bail!("`data` _frombuffer has {} arguments, expected 4", a.len());
             }
+            let fortran = matches!(&a[3], Value::Str(o) if o == "F");
+            (shape_of(&a[2])?, &a[1], fortran, &a[0])
+        }
+        (_, Some(state)) => {
+            let Value::Tuple(parts) = state.as_ref() else {
+                bail!("`data` array state is not a tuple")
+            };
+            if parts.len() != 5 {
+                bail!("`data` array state has {} fields, expected 5", parts.len());
+            }
+            let fortran = parts[3] == Value::Bool(true);
+            (shape_of(&parts[1])?, &parts[2], fortran, &parts[4])
+        }
+        _ => bail!("`data` is not a NumPy array (no array state)"),
+    };
+    if let Some(code) = dtype_code(dtype) {
+        if code != "u1" {
+            bail!("`data` array has dtype {code}, expected uint8 (u1)");
         }
     }
-    if parts[3] == Value::Bool(true) {
+    if fortran {
         bail!("`data` array is Fortran-ordered, expected C order");
     }
-    let raw = match &parts[4] {
+    let raw = match raw {
         Value::Bytes(b) => b.as_slice(),
         Value::Str(s) => s.as_bytes(),
         _ => bail!("`data` array has no raw bytes"),
@@ -368,32 +545,49 @@ fn numpy_u8(v: &Value) -> Result<(Vec<usize>, &[u8])> {
     Ok((shape, raw))
 }
 
-/// Parses one Python-version batch (`name` is used in messages only).
-pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
+/// The keys of a dict value, for messages.
+fn keys(dict: &Value) -> String {
+    match dict {
+        Value::Dict(items) => items
+            .iter()
+            .map(|(k, _)| match k {
+                Value::Bytes(b) => format!("b'{}'", String::from_utf8_lossy(b)),
+                Value::Str(s) => format!("'{s}'"),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "none: the pickle holds no dict".to_string(),
+    }
+}
+
+/// Images of a pickled batch of any size, before the release's size checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PickledImages {
+    /// Shape of the `data` array, [images, 3072] for CIFAR-10.
+    pub shape: Vec<usize>,
+    /// The array's bytes, row-major (C order): image i is row i.
+    pub pixels: Vec<u8>,
+    /// One label per image, 0..9.
+    pub labels: Vec<u8>,
+}
+
+/// Reads `data` (a NumPy uint8 array) and `labels` (a list of ints) from a
+/// pickled dict with text or bytes keys, of any protocol from 0 to 5.
+pub fn parse_images(bytes: &[u8]) -> Result<PickledImages> {
     let root = unpickle(bytes)?;
-    let data = dict_get(&root, "data").ok_or_else(|| anyhow!("the pickle has no `data` entry"))?;
-    let labels =
-        dict_get(&root, "labels").ok_or_else(|| anyhow!("the pickle has no `labels` entry"))?;
+    let data = dict_get(&root, "data")
+        .ok_or_else(|| anyhow!("the pickle has no `data` entry (its keys: {})", keys(&root)))?;
+    let labels = dict_get(&root, "labels").ok_or_else(|| {
+        anyhow!(
+            "the pickle has no `labels` entry (its keys: {})",
+            keys(&root)
+        )
+    })?;
     let (shape, raw) = numpy_u8(data)?;
-    if shape != [RECORDS_PER_FILE, PIXELS] {
-        bail!("`data` has shape {shape:?}, expected [{RECORDS_PER_FILE}, {PIXELS}] (10000 images of 3072 uint8)");
-    }
-    if raw.len() != RECORDS_PER_FILE * PIXELS {
-        bail!(
-            "`data` holds {} bytes, expected {}: the file is truncated",
-            raw.len(),
-            RECORDS_PER_FILE * PIXELS
-        );
-    }
     let Value::List(labels) = labels else {
         bail!("`labels` is not a list")
     };
-    if labels.len() != RECORDS_PER_FILE {
-        bail!(
-            "`labels` has {} entries, expected {RECORDS_PER_FILE}",
-            labels.len()
-        );
-    }
     let labels = labels
         .iter()
         .enumerate()
@@ -404,10 +598,40 @@ pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
             )),
         })
         .collect::<Result<Vec<u8>>>()?;
+    Ok(PickledImages {
+        shape,
+        pixels: raw.to_vec(),
+        labels,
+    })
+}
+
+/// Parses one Python-version batch (`name` is used in messages only).
+pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
+    let PickledImages {
+        shape,
+        pixels,
+        labels,
+    } = parse_images(bytes)?;
+    if shape != [RECORDS_PER_FILE, PIXELS] {
+        bail!("`data` has shape {shape:?}, expected [{RECORDS_PER_FILE}, {PIXELS}] (10000 images of 3072 uint8)");
+    }
+    if pixels.len() != RECORDS_PER_FILE * PIXELS {
+        bail!(
+            "`data` holds {} bytes, expected {}: the file is truncated",
+            pixels.len(),
+            RECORDS_PER_FILE * PIXELS
+        );
+    }
+    if labels.len() != RECORDS_PER_FILE {
+        bail!(
+            "`labels` has {} entries, expected {RECORDS_PER_FILE}",
+            labels.len()
+        );
+    }
     Ok(Batch {
         name: name.to_string(),
         labels,
-        pixels: raw.to_vec(),
+        pixels,
     })
 }
 
