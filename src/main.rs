@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use shallow::data::Split;
-use shallow::data::{self, SplitKind, SplitSpec};
+use shallow::data::{self, SplitKind, SplitSpec, Whitening};
 use shallow::nn::gradcheck::{self, Method};
 use shallow::nn::{Loss, ModelKind, Precision};
 use shallow::sweep::experiment::{self, Summary};
@@ -142,6 +142,12 @@ struct SweepShape {
     /// Use only the first N training images.
     #[arg(long)]
     n_train: Option<usize>,
+    /// Whiten the standardised inputs: pca or zca (fitted on the training images).
+    #[arg(long, value_enum)]
+    whiten: Option<Whitening>,
+    /// Added to every eigenvalue before whitening (default 10).
+    #[arg(long)]
+    whiten_eps: Option<f64>,
     /// Base seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -284,6 +290,14 @@ struct SplitArgs {
     /// Use only the first N training images.
     #[arg(long)]
     n_train: Option<usize>,
+    /// Whiten the standardised inputs: pca or zca, fitted on the training
+    /// images only (the decomposition is cached, see README "Whitening").
+    #[arg(long, value_enum, default_value = "none")]
+    whiten: Whitening,
+    /// Added to every eigenvalue of the training covariance before whitening
+    /// (the eigenvalues of the standardised features sum to 3072).
+    #[arg(long, default_value_t = shallow::data::whiten::DEFAULT_WHITEN_EPS)]
+    whiten_eps: f64,
 }
 
 impl SplitArgs {
@@ -292,6 +306,8 @@ impl SplitArgs {
             kind: self.split,
             n_val: self.n_val,
             n_train: self.n_train,
+            whiten: self.whiten,
+            whiten_eps: self.whiten_eps,
         }
     }
 }
@@ -683,6 +699,8 @@ impl SweepShape {
             split: self.split,
             n_val: self.n_val,
             n_train: self.n_train,
+            whiten: self.whiten,
+            whiten_eps: self.whiten_eps,
             seed: self.seed,
             log_points: self.log_points,
             shuffle: self.shuffle.then_some(true),

@@ -178,6 +178,7 @@ fn real_sweep_is_the_same_bit_for_bit_whatever_the_cores_jobs_or_interruptions()
             kind: shallow::data::SplitKind::Full,
             n_val: 1000,
             n_train: Some(10_000),
+            ..Default::default()
         },
         eval_train: shallow::train::EvalTrain::Sample(2000),
         ..SweepSpec::default()
@@ -223,4 +224,80 @@ fn real_sweep_is_the_same_bit_for_bit_whatever_the_cores_jobs_or_interruptions()
     let (_, numbers, metrics) = run(1, 1, dir.path(), true, &Control::new());
     assert_eq!(base, numbers, "interrupted at step 77, resumed");
     assert_eq!(base_metrics, metrics, "interrupted at step 77, resumed");
+}
+
+/// `--save-weights` with `--whiten zca` leaves everything needed to classify
+/// raw images: applying preprocess.json's recipe (mean.npy, std.npy,
+/// whiten.npy) and W1, b1, W2, b2 to the raw test batch gives the test
+/// accuracy the run reported (to a few images: this product is summed in
+/// another order than training's).
+#[test]
+fn saved_weights_and_preprocessing_classify_raw_test_images() {
+    use ndarray::{Array2, Axis};
+    let Some(data) = common::real_data("saved_weights_and_preprocessing_classify_raw_test_images")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("zca");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shallow"))
+        .args([
+            "train", "--model", "mlp", "--hidden", "50", "--lambda", "0.001",
+        ])
+        .args([
+            "--cycles",
+            "1",
+            "--ns",
+            "200",
+            "--whiten",
+            "zca",
+            "--save-weights",
+        ])
+        .args(["--json", "--quiet", "--out", dir.to_str().unwrap()])
+        .env("SHALLOW_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reported = r["test_acc"].as_f64().unwrap();
+    assert!(reported > 0.35, "ZCA run reached only {reported}");
+    let pre = shallow::data::Preprocess::load(&dir).unwrap();
+    assert_eq!(pre.whiten, shallow::data::Whitening::Zca);
+    let x = pre.apply::<f32>(&data.test.pixels);
+    let load = |name: &str| -> Array2<f32> { ndarray_npy::read_npy(dir.join(name)).unwrap() };
+    let (w1, b1, w2, b2) = (
+        load("W1.npy"),
+        load("b1.npy"),
+        load("W2.npy"),
+        load("b2.npy"),
+    );
+    assert_eq!(
+        (w1.dim(), b1.dim(), w2.dim(), b2.dim()),
+        ((50, 3072), (50, 1), (10, 50), (10, 1))
+    );
+    let h = (w1.dot(&x) + &b1).mapv(|v| v.max(0.0));
+    let scores = w2.dot(&h) + &b2;
+    let correct = scores
+        .axis_iter(Axis(1))
+        .zip(&data.test.labels)
+        .filter(|(col, &y)| {
+            let best = col
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
+            best.0 == y as usize
+        })
+        .count();
+    let acc = correct as f64 / data.test.labels.len() as f64;
+    assert!(
+        (acc - reported).abs() <= 0.002,
+        "saved files classify {acc}, the run reported {reported}"
+    );
 }

@@ -35,6 +35,7 @@ pub fn split<T: Real>(n_train: usize, n_val: usize, n_test: usize, seed: u64) ->
     let val = images(&mut rng, n_val, 160, 60);
     let test = images(&mut rng, n_test, 160, 60);
     Split::from_pixels(train, val, test, PIXELS, SplitSpec::default(), vec![])
+        .expect("a generated split without whitening")
 }
 
 /// A generated split of the real split's sizes: `a1` (10,000 / 10,000 / 10,000)

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod generated;
 pub mod pickle;
 pub mod split;
+pub mod whiten;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +14,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-pub use split::{DataSet, Split, SplitKind, SplitSpec};
+pub use split::{DataSet, Preprocess, Split, SplitKind, SplitSpec};
+pub use whiten::Whitening;
 
 /// Pixels per image: 32 x 32 x 3, red plane then green then blue, row-major.
 pub const PIXELS: usize = 3072;

@@ -1,10 +1,12 @@
-//! Train / validation / test splits, converted once to floats and standardised
-//! with the training split's per-feature mean and standard deviation.
+//! Train / validation / test splits, converted once to floats, standardised
+//! with the training split's per-feature mean and standard deviation, and
+//! optionally whitened (PCA or ZCA) with the training split's covariance.
 
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::whiten::{self, Whitening, DEFAULT_WHITEN_EPS};
 use super::{Batch, Cifar10, PIXELS};
 use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder};
 
@@ -21,8 +23,8 @@ pub enum SplitKind {
     Full,
 }
 
-/// A split and its sizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A split, its sizes and how its inputs are preprocessed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitSpec {
     /// Which split.
     pub kind: SplitKind,
@@ -30,6 +32,16 @@ pub struct SplitSpec {
     pub n_val: usize,
     /// Keep only the first `n_train` training images (all when `None`).
     pub n_train: Option<usize>,
+    /// Whitening after standardisation, fitted on the training images.
+    #[serde(default)]
+    pub whiten: Whitening,
+    /// Added to every eigenvalue before whitening (see [`whiten`]).
+    #[serde(default = "default_whiten_eps")]
+    pub whiten_eps: f64,
+}
+
+fn default_whiten_eps() -> f64 {
+    DEFAULT_WHITEN_EPS
 }
 
 impl Default for SplitSpec {
@@ -38,6 +50,8 @@ impl Default for SplitSpec {
             kind: SplitKind::A1,
             n_val: 5000,
             n_train: None,
+            whiten: Whitening::None,
+            whiten_eps: DEFAULT_WHITEN_EPS,
         }
     }
 }
@@ -45,9 +59,13 @@ impl Default for SplitSpec {
 impl SplitSpec {
     /// Short description, e.g. `a1` or `full (45000/5000)`.
     pub fn describe(&self) -> String {
-        match self.kind {
+        let split = match self.kind {
             SplitKind::A1 => "a1 (batch 1 / batch 2 / test)".to_string(),
             SplitKind::Full => format!("full (last {} of batches 1-5 validate)", self.n_val),
+        };
+        match self.whiten {
+            Whitening::None => split,
+            w => format!("{split}, {} whitened (eps {})", w.name(), self.whiten_eps),
         }
     }
 }
@@ -102,14 +120,126 @@ pub struct Split<T> {
     pub val: DataSet<T>,
     /// Test set.
     pub test: DataSet<T>,
-    /// Per-feature mean of the training pixels on the 0-1 scale (d).
-    pub mean: Array1<f64>,
-    /// Per-feature standard deviation of the training pixels on the 0-1 scale (d).
-    pub std: Array1<f64>,
+    /// How raw pixels became these features (fitted on the training images).
+    pub preprocess: Preprocess,
     /// How the split was made.
     pub spec: SplitSpec,
     /// Class names.
     pub class_names: Vec<String>,
+}
+
+/// How raw pixels p (0-255) become a network's inputs:
+/// x = W ((p / 255 - mean) / std), with W the whitening matrix (identity
+/// without whitening). Fitted on the training images; saved beside the weights
+/// (`--save-weights`), so that they can be applied to new images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preprocess {
+    /// Per-feature mean of the training pixels on the 0-1 scale (d).
+    pub mean: Array1<f64>,
+    /// Per-feature standard deviation of the training pixels on the 0-1 scale (d).
+    pub std: Array1<f64>,
+    /// Which whitening W is.
+    pub whiten: Whitening,
+    /// Its eps.
+    pub whiten_eps: f64,
+    /// W, d x d; `None` without whitening.
+    pub matrix: Option<Array2<f64>>,
+}
+
+/// `preprocess.json`: what the .npy files beside it hold and how to apply them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PreprocessRecord {
+    formula: String,
+    whiten: Whitening,
+    whiten_eps: f64,
+    files: Vec<String>,
+}
+
+impl Preprocess {
+    /// Standardised (and whitened) features of raw pixels (d x n, one image
+    /// per contiguous column, u8), d x n in Fortran order.
+    pub fn apply<T: Real>(&self, pixels: &[u8]) -> Array2<T> {
+        let d = self.mean.len();
+        let n = pixels.len() / d;
+        let x = standardise::<T>(
+            pixels,
+            d,
+            self.mean.as_slice().unwrap(),
+            self.std.as_slice().unwrap(),
+        );
+        let mut x = Array2::from_shape_vec((d, n).f(), x).expect("d x n pixels");
+        if let Some(w) = &self.matrix {
+            let wt = w.mapv(T::of);
+            whiten::apply(wt.view(), &mut x);
+        }
+        x
+    }
+
+    /// Writes `mean.npy`, `std.npy` (d), `whiten.npy` (d x d, when whitening)
+    /// and `preprocess.json` (the formula) into `dir`, atomically each.
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        use ndarray_npy::WriteNpyExt;
+        let write = |name: &str,
+                     a: &dyn Fn(&mut Vec<u8>) -> Result<(), ndarray_npy::WriteNpyError>|
+         -> Result<()> {
+            let mut bytes = Vec::new();
+            a(&mut bytes)?;
+            crate::util::write_atomic(&dir.join(name), &bytes)
+        };
+        write("mean.npy", &|b| self.mean.write_npy(b))?;
+        write("std.npy", &|b| self.std.write_npy(b))?;
+        let mut files = vec!["mean.npy".to_string(), "std.npy".to_string()];
+        if let Some(w) = &self.matrix {
+            write("whiten.npy", &|b| w.write_npy(b))?;
+            files.push("whiten.npy".to_string());
+        }
+        let formula = if self.matrix.is_some() {
+            "x = whiten @ ((pixels / 255 - mean) / std), pixels as a 3072 x n array (one image per column, CIFAR-10's channel-major order)"
+        } else {
+            "x = (pixels / 255 - mean) / std, pixels as a 3072 x n array (one image per column, CIFAR-10's channel-major order)"
+        };
+        crate::util::write_json(
+            &dir.join("preprocess.json"),
+            &PreprocessRecord {
+                formula: formula.to_string(),
+                whiten: self.whiten,
+                whiten_eps: self.whiten_eps,
+                files,
+            },
+        )
+    }
+
+    /// Reads what [`Self::save`] wrote.
+    pub fn load(dir: &std::path::Path) -> Result<Self> {
+        use anyhow::Context;
+        let read_json = std::fs::read(dir.join("preprocess.json")).with_context(|| {
+            format!(
+                "{} has no preprocess.json: train with --save-weights",
+                dir.display()
+            )
+        })?;
+        let rec: PreprocessRecord = serde_json::from_slice(&read_json)
+            .with_context(|| format!("{}/preprocess.json is not shallow's", dir.display()))?;
+        let npy = |name: &str| dir.join(name);
+        let mean: Array1<f64> = ndarray_npy::read_npy(npy("mean.npy"))
+            .with_context(|| format!("cannot read {}/mean.npy", dir.display()))?;
+        let std: Array1<f64> = ndarray_npy::read_npy(npy("std.npy"))
+            .with_context(|| format!("cannot read {}/std.npy", dir.display()))?;
+        let matrix = if rec.whiten == Whitening::None {
+            None
+        } else {
+            let w: Array2<f64> = ndarray_npy::read_npy(npy("whiten.npy"))
+                .with_context(|| format!("cannot read {}/whiten.npy", dir.display()))?;
+            Some(w)
+        };
+        Ok(Preprocess {
+            mean,
+            std,
+            whiten: rec.whiten,
+            whiten_eps: rec.whiten_eps,
+            matrix,
+        })
+    }
 }
 
 /// Concatenates images (labels, pixels) of a list of (batch, range) pieces.
@@ -219,18 +349,12 @@ impl<T: Real> Split<T> {
             train.1.truncate(n * PIXELS);
         }
         let test = (data.test.labels.clone(), data.test.pixels.clone());
-        Ok(Self::from_pixels(
-            train,
-            val,
-            test,
-            PIXELS,
-            spec,
-            data.class_names.clone(),
-        ))
+        Self::from_pixels(train, val, test, PIXELS, spec, data.class_names.clone())
     }
 
-    /// Builds a split from raw (labels, d x n u8 pixels) triples; the statistics come
-    /// from the training part only.
+    /// Builds a split from raw (labels, d x n u8 pixels) triples; the statistics
+    /// (and the whitening of `spec.whiten`) come from the training part only.
+    /// A whitening decomposition is cached in [`whiten::cache_dir`].
     pub fn from_pixels(
         train: (Vec<u8>, Vec<u8>),
         val: (Vec<u8>, Vec<u8>),
@@ -238,25 +362,64 @@ impl<T: Real> Split<T> {
         d: usize,
         spec: SplitSpec,
         class_names: Vec<String>,
-    ) -> Self {
+    ) -> Result<Self> {
+        let cache = whiten::cache_dir();
+        Self::from_pixels_cached(train, val, test, d, spec, class_names, cache.as_deref())
+    }
+
+    /// [`Self::from_pixels`] with the whitening cache in `cache` (none: always computed).
+    pub fn from_pixels_cached(
+        train: (Vec<u8>, Vec<u8>),
+        val: (Vec<u8>, Vec<u8>),
+        test: (Vec<u8>, Vec<u8>),
+        d: usize,
+        spec: SplitSpec,
+        class_names: Vec<String>,
+        cache: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let (mean, std) = feature_stats(&train.1, d);
-        let mk = |(labels, px): (Vec<u8>, Vec<u8>)| {
-            let n = labels.len();
-            let x = standardise::<T>(&px, d, &mean, &std);
-            DataSet {
-                x: Array2::from_shape_vec((d, n).f(), x).expect("d x n pixels"),
-                labels,
-            }
-        };
-        Split {
-            train: mk(train),
-            val: mk(val),
-            test: mk(test),
+        let mut pre = Preprocess {
             mean: Array1::from(mean),
             std: Array1::from(std),
+            whiten: spec.whiten,
+            whiten_eps: spec.whiten_eps,
+            matrix: None,
+        };
+        let key = (spec.whiten != Whitening::None).then(|| whiten::pixels_key(&train.1, d));
+        let mk = |(labels, px): (Vec<u8>, Vec<u8>), pre: &Preprocess| DataSet {
+            x: pre.apply::<T>(&px),
+            labels,
+        };
+        let train = mk(train, &pre);
+        if let Some(key) = key {
+            if !(spec.whiten_eps.is_finite() && spec.whiten_eps > 0.0) {
+                bail!(
+                    "--whiten-eps {} is out of range: give a positive number such as {DEFAULT_WHITEN_EPS}",
+                    spec.whiten_eps
+                );
+            }
+            let e = whiten::fit(train.view(), &key, cache)?;
+            let w = whiten::matrix(&e, spec.whiten, spec.whiten_eps).expect("whitening on");
+            let mut train = train;
+            whiten::apply(w.mapv(T::of).view(), &mut train.x);
+            pre.matrix = Some(w);
+            return Ok(Split {
+                train,
+                val: mk(val, &pre),
+                test: mk(test, &pre),
+                preprocess: pre,
+                spec,
+                class_names,
+            });
+        }
+        Ok(Split {
+            train,
+            val: mk(val, &pre),
+            test: mk(test, &pre),
+            preprocess: pre,
             spec,
             class_names,
-        }
+        })
     }
 }
 
@@ -290,7 +453,8 @@ mod tests {
         let d = 4;
         let train = (vec![0, 1], vec![0, 10, 20, 30, 255, 10, 40, 50]);
         let val = (vec![2], vec![255, 255, 255, 255]);
-        let s = Split::<f64>::from_pixels(train, val.clone(), val, d, SplitSpec::default(), vec![]);
+        let s = Split::<f64>::from_pixels(train, val.clone(), val, d, SplitSpec::default(), vec![])
+            .unwrap();
         // Training features have mean 0 and unit variance...
         for i in 0..d {
             let m = (s.train.x[[i, 0]] + s.train.x[[i, 1]]) / 2.0;
@@ -300,5 +464,78 @@ mod tests {
         assert!(s.val.x.iter().all(|v| v.is_finite()));
         // Validation uses the same transform: feature 0 mean 127.5/255, std 127.5/255 -> (1 - .5)/.5 = 1.
         assert!((s.val.x[[0, 0]] - 1.0).abs() < 1e-12);
+    }
+
+    /// A whitened split: its training features have identity covariance (up
+    /// to eps), validation went through the same transform, and the saved
+    /// preprocessing reproduces the features from raw pixels bit for bit.
+    #[test]
+    fn whitening_is_fitted_on_training_and_saved_preprocessing_reproduces_it() {
+        use rand::{RngExt, SeedableRng};
+        let d = 48;
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(5);
+        let mut make = |n: usize| {
+            let labels: Vec<u8> = (0..n).map(|j| (j % 10) as u8).collect();
+            // Correlated pixels: neighbours share a random base.
+            let mut px = vec![0u8; n * d];
+            for img in px.chunks_mut(d) {
+                let base: u8 = rng.random_range(0..128);
+                for (i, p) in img.iter_mut().enumerate() {
+                    *p = base + rng.random_range(0..(64 + i as u8));
+                }
+            }
+            (labels, px)
+        };
+        let (train, val) = (make(3000), make(200));
+        let spec = SplitSpec {
+            whiten: Whitening::Zca,
+            whiten_eps: 1e-6,
+            ..Default::default()
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let s = Split::<f64>::from_pixels_cached(
+            train.clone(),
+            val.clone(),
+            val.clone(),
+            d,
+            spec,
+            vec![],
+            Some(cache.path()),
+        )
+        .unwrap();
+        let c = whiten::covariance(s.train.view());
+        for ((i, j), v) in c.indexed_iter() {
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-4, "cov[{i},{j}] = {v}");
+        }
+        assert_eq!(s.preprocess.apply::<f64>(&val.1), s.val.x);
+        let dir = tempfile::tempdir().unwrap();
+        s.preprocess.save(dir.path()).unwrap();
+        let loaded = Preprocess::load(dir.path()).unwrap();
+        assert_eq!(loaded, s.preprocess);
+        // Built again, from the cache this time: the same bits.
+        let again = Split::<f64>::from_pixels_cached(
+            train,
+            val.clone(),
+            val,
+            d,
+            spec,
+            vec![],
+            Some(cache.path()),
+        )
+        .unwrap();
+        assert_eq!(again.train.x, s.train.x);
+        // A non-positive eps is refused with the fix.
+        let bad = SplitSpec {
+            whiten_eps: 0.0,
+            ..spec
+        };
+        let err =
+            Split::<f64>::from_pixels_cached(make(10), make(10), make(10), d, bad, vec![], None)
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("--whiten-eps 0 is out of range"),
+            "{err}"
+        );
     }
 }

@@ -219,8 +219,7 @@ impl Default for SweepSpec {
             batch: 100,
             split: crate::data::SplitSpec {
                 kind: crate::data::SplitKind::Full,
-                n_val: 5000,
-                n_train: None,
+                ..Default::default()
             },
             seed: 1,
             log_points: SWEEP_LOG_POINTS,
@@ -308,6 +307,10 @@ pub struct SweepSettings {
     pub n_val: Option<usize>,
     /// Use only the first N training images.
     pub n_train: Option<usize>,
+    /// Whitening of the inputs: "none", "pca" or "zca".
+    pub whiten: Option<crate::data::Whitening>,
+    /// Added to every eigenvalue before whitening.
+    pub whiten_eps: Option<f64>,
     /// Base seed.
     pub seed: Option<u64>,
     /// Logged points per cycle.
@@ -352,6 +355,8 @@ impl SweepSettings {
             split: self.split.or(lower.split),
             n_val: self.n_val.or(lower.n_val),
             n_train: self.n_train.or(lower.n_train),
+            whiten: self.whiten.or(lower.whiten),
+            whiten_eps: self.whiten_eps.or(lower.whiten_eps),
             seed: self.seed.or(lower.seed),
             log_points: self.log_points.or(lower.log_points),
             shuffle: self.shuffle.or(lower.shuffle),
@@ -394,6 +399,8 @@ impl SweepSettings {
                 kind: self.split.unwrap_or(d.split.kind),
                 n_val: self.n_val.unwrap_or(d.split.n_val),
                 n_train: self.n_train.or(d.split.n_train),
+                whiten: self.whiten.unwrap_or(d.split.whiten),
+                whiten_eps: self.whiten_eps.unwrap_or(d.split.whiten_eps),
             },
             seed,
             log_points: self.log_points.unwrap_or(d.log_points),

@@ -321,7 +321,13 @@ pub fn run_plan<T: Real>(
                 let _ = std::fs::remove_file(dir.join("result.json"));
                 out.push((members[c], RunResult::from_outcome(run)));
             } else {
-                let r = write_run(&dir, run, &saved(&run.config), &split.class_names)?;
+                let r = write_run(
+                    &dir,
+                    run,
+                    &saved(&run.config),
+                    &split.class_names,
+                    &split.preprocess,
+                )?;
                 let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
                 out.push((members[c], r));
             }

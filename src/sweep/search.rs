@@ -171,6 +171,7 @@ pub fn search(
             kind: SplitKind::Full,
             n_val: opts.final_n_val,
             n_train: None,
+            ..opts.coarse.split
         },
         ns: 0,
         ..opts.coarse.clone()

@@ -157,6 +157,7 @@ pub fn write_run(
     o: &RunOutcome,
     saved: &SavedConfig,
     class_names: &[String],
+    preprocess: &crate::data::Preprocess,
 ) -> Result<RunResult> {
     create_dir(dir)?;
     write_json(&dir.join("config.json"), saved)?;
@@ -171,6 +172,8 @@ pub fn write_run(
             let b = p.b.clone().insert_axis(ndarray::Axis(1));
             write_atomic(&dir.join(format!("b{}.npy", l + 1)), &npy_f32(&b)?)?;
         }
+        // Without the preprocessing the weights cannot be applied to raw images.
+        preprocess.save(dir)?;
     }
     if o.status == Status::Done && o.config.hidden.is_empty() {
         if let Some(p) = o.weights.first() {
