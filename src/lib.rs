@@ -11,8 +11,9 @@
 // Links Debian's system OpenBLAS (BLAS, CBLAS and LAPACK), see README "Set-up".
 extern crate openblas_src;
 
-pub mod bench;
+pub mod app;
 pub mod data;
+pub mod linalg;
 pub mod nn;
 pub mod report;
 pub mod sweep;

@@ -71,6 +71,40 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A Markdown table: the one renderer of every table shallow writes
+/// (results.md, summaries, report.md). A column whose cells are all numbers
+/// (or `-`, empty) is right-aligned.
+pub fn markdown_table<S: AsRef<str>>(header: &[S], rows: &[Vec<String>]) -> String {
+    let numeric = |c: usize| {
+        rows.iter().all(|r| {
+            let v = r.get(c).map_or("", |v| v.trim());
+            v.is_empty()
+                || v == "-"
+                || v.trim_end_matches('%')
+                    .trim_matches('*')
+                    .parse::<f64>()
+                    .is_ok()
+        }) && rows
+            .iter()
+            .any(|r| r.get(c).is_some_and(|v| !v.trim().is_empty()))
+    };
+    let cell = |v: &str| v.replace('|', "\\|");
+    let mut s = String::new();
+    let head: Vec<String> = header.iter().map(|h| cell(h.as_ref())).collect();
+    s.push_str(&format!("| {} |\n|", head.join(" | ")));
+    for c in 0..header.len() {
+        s.push_str(if numeric(c) { "---:|" } else { "---|" });
+    }
+    s.push('\n');
+    for r in rows {
+        let cells: Vec<String> = (0..header.len())
+            .map(|c| cell(r.get(c).map_or("", |v| v.as_str())))
+            .collect();
+        s.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    s
+}
+
 /// SplitMix64 mixing step: turns any 64-bit value into a well-spread one.
 pub fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -142,6 +176,21 @@ mod tests {
     fn unwritable_folder_is_a_clear_error() {
         let err = write_atomic(Path::new("/nonexistent-dir/x.json"), b"x").unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent-dir/x.json"));
+    }
+
+    #[test]
+    fn markdown_tables_align_numbers_right_and_escape_pipes() {
+        let t = markdown_table(
+            &["run", "acc %"],
+            &[
+                vec!["a|b".into(), "51.20".into()],
+                vec!["c".into(), "-".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "| run | acc % |\n|---|---:|\n| a\\|b | 51.20 |\n| c | - |\n"
+        );
     }
 
     #[test]

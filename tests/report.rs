@@ -1,8 +1,8 @@
 //! The whole pipeline on generated data (quick mode): every section, table and
 //! image of the report is there, and report.html is well-formed and self-contained.
 
+use shallow::app::experiment::{run_all, AllOptions};
 use shallow::data::Cifar10;
-use shallow::sweep::experiment::{run_all, AllOptions};
 use shallow::sweep::{DisplayMode, RunnerOptions};
 use shallow::train::Control;
 
@@ -22,6 +22,7 @@ fn experiment_all_writes_a_complete_report() {
         data_dir: "generated".into(),
         guard: true,
         force: true,
+        draw: Some(shallow::report::run_pictures),
         ..Default::default()
     };
     let opts = AllOptions {

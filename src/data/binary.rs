@@ -5,14 +5,16 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Batch, CLASSES, DEFAULT_CLASS_NAMES, PIXELS, RECORDS_PER_FILE};
+use super::batch::{
+    read_batch_file, Batch, CLASSES, DEFAULT_CLASS_NAMES, PIXELS, RECORDS_PER_FILE,
+};
 
 /// Bytes per record.
 pub const RECORD: usize = PIXELS + 1;
 
 /// Reads one batch file and checks its size, record count and labels.
 pub fn read_batch(path: &Path) -> Result<Batch> {
-    let (name, bytes) = super::read_batch_file(
+    let (name, bytes) = read_batch_file(
         path,
         "a CIFAR-10 binary folder holds data_batch_1.bin..data_batch_5.bin and \
          test_batch.bin (run `shallow data fetch` to download them)",

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use md5::{Digest, Md5};
 
-use super::BIN_FOLDER;
+use super::batch::BIN_FOLDER;
 
 /// The official binary release.
 pub const URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";

@@ -10,8 +10,10 @@ use ndarray::{Array2, ShapeBuilder};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{Batch, Cifar10, Split, SplitKind, SplitSpec, DEFAULT_CLASS_NAMES, PIXELS};
-use crate::nn::Real;
+use super::batch::{Batch, Format, DEFAULT_CLASS_NAMES, PIXELS};
+use super::cifar10::Cifar10;
+use super::split::{Split, SplitKind, SplitSpec};
+use crate::linalg::Real;
 
 /// `n` generated images: (labels, pixels of 3072 x n, column-major u8), noise
 /// in `0..noise` plus `bias` on the class's pixels, drawn from `rng`.
@@ -72,7 +74,7 @@ pub fn cifar10(per_batch: usize, seed: u64) -> Cifar10 {
     let test = batch("test_batch.bin".to_string());
     Cifar10 {
         dir: "generated".into(),
-        format: super::Format::Binary,
+        format: Format::Binary,
         train,
         test,
         class_names: DEFAULT_CLASS_NAMES.iter().map(|s| s.to_string()).collect(),

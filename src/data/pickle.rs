@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{Batch, CLASSES, PIXELS, RECORDS_PER_FILE};
+use super::batch::{read_batch_file, Batch, CLASSES, PIXELS, RECORDS_PER_FILE};
 
 /// A value on the pickle machine's stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -637,7 +637,7 @@ pub fn parse_batch(name: &str, bytes: &[u8]) -> Result<Batch> {
 
 /// Reads and checks one Python-version batch file.
 pub fn read_batch(path: &Path) -> Result<Batch> {
-    let (name, bytes) = super::read_batch_file(
+    let (name, bytes) = read_batch_file(
         path,
         "a CIFAR-10 Python folder holds data_batch_1..data_batch_5 and test_batch",
     )?;

@@ -6,11 +6,12 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::batch::{Batch, PIXELS, RECORDS_PER_FILE};
+use super::cifar10::Cifar10;
 use super::whiten::{self, Whitening, DEFAULT_WHITEN_EPS};
-use super::{Batch, Cifar10, PIXELS};
 use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder};
 
-use crate::nn::Real;
+use crate::linalg::Real;
 
 /// Which images train, validate and test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -427,10 +428,8 @@ impl SplitSpec {
     /// Number of training images this split yields (before loading anything).
     pub fn train_len(&self) -> usize {
         let all = match self.kind {
-            SplitKind::A1 => super::RECORDS_PER_FILE,
-            SplitKind::Full => {
-                5 * super::RECORDS_PER_FILE - self.n_val.min(5 * super::RECORDS_PER_FILE)
-            }
+            SplitKind::A1 => RECORDS_PER_FILE,
+            SplitKind::Full => 5 * RECORDS_PER_FILE - self.n_val.min(5 * RECORDS_PER_FILE),
         };
         self.n_train.map_or(all, |n| n.min(all))
     }
@@ -438,8 +437,8 @@ impl SplitSpec {
     /// Number of validation images this split yields (before loading anything).
     pub fn val_len(&self) -> usize {
         match self.kind {
-            SplitKind::A1 => super::RECORDS_PER_FILE,
-            SplitKind::Full => self.n_val.min(5 * super::RECORDS_PER_FILE),
+            SplitKind::A1 => RECORDS_PER_FILE,
+            SplitKind::Full => self.n_val.min(5 * RECORDS_PER_FILE),
         }
     }
 }

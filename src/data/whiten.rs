@@ -26,7 +26,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder};
 use ndarray_linalg::{JobSvd, SVDDC};
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{blas, Real};
+use crate::linalg::{blas, Real};
 
 /// How the standardised inputs are whitened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]

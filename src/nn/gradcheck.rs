@@ -277,7 +277,7 @@ pub struct Options {
     /// Hidden widths (empty: linear model).
     pub hidden: Vec<usize>,
     /// Output loss.
-    pub loss: super::Loss,
+    pub loss: super::loss::Loss,
     /// L2 penalty.
     pub lambda: f64,
     /// Difference scheme.
@@ -358,7 +358,7 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
                 (x, (0..samples).map(|j| ((j * 7 + 1) % 10) as u8).collect())
             }
         };
-        let arch = super::Arch {
+        let arch = super::arch::Arch {
             input: dims,
             hidden: opts.hidden.clone(),
             classes: 10,

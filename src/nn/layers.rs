@@ -1,12 +1,12 @@
 //! Dense-layer pieces as plain functions in the style of llm.c: the GEMMs
-//! themselves are calls to [`super::gemm`]; these are the element-wise passes that
+//! themselves are calls to [`crate::linalg::blas::gemm`]; these are the element-wise passes that
 //! go with them (scale + bias + activation, ReLU mask, bias gradient). Every
 //! block is a column-major view (unit stride down a column), w x n: one row per
 //! unit, one column per sample.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
-use super::Real;
+use crate::linalg::Real;
 
 /// Column `j` of a column-major view as a slice (a column of such a view is
 /// contiguous); panics on any other layout.
@@ -21,7 +21,7 @@ fn column_mut<'a, T>(m: &'a mut ArrayViewMut2<'_, T>, j: usize) -> &'a mut [T] {
 
 /// Forward epilogue of a dense layer on one configuration's block of scores
 /// (w_out x n): `out <- scale * out + bias` per row, then ReLU when `relu`.
-/// `scale` carries the configuration's weight-decay factor (see [`super::Net`]),
+/// `scale` carries the configuration's weight-decay factor (see `Net`),
 /// so the decay needs no pass over the weights.
 pub fn bias_activation<T: Real>(
     mut out: ArrayViewMut2<'_, T>,

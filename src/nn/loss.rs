@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use ndarray::ArrayViewMut2;
 
-use super::Real;
+use crate::linalg::Real;
 
 /// Loss applied to the last layer's scores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]

@@ -19,11 +19,12 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::blas::gemm_blocks;
+use super::arch::Arch;
 use super::layers::{bias_activation, bias_step, relu_backward, scale_block};
 use super::loss::{loss_backward, loss_forward};
 use super::profile::{self, Phase};
-use super::{gemm, Arch, Real};
+use crate::linalg::blas::{gemm, gemm_blocks};
+use crate::linalg::Real;
 
 /// When |s_c| falls below this, s_c is folded back into V_c.
 const FOLD_BELOW: f64 = 1e-3;

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::doc::{html, markdown, Block};
 use crate::nn::gradcheck;
-use crate::sweep::experiment::Summary;
-use crate::sweep::results::ranking;
-use crate::sweep::search::SearchSummary;
+use crate::sweep::results::{ranking, SearchSummary, Summary};
 use crate::train::output::RunResult;
 use crate::util::write_atomic;
 

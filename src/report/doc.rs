@@ -48,11 +48,7 @@ pub fn markdown(blocks: &[Block]) -> String {
             Block::Heading(l, t) => s.push_str(&format!("{} {t}\n\n", "#".repeat(*l as usize))),
             Block::Para(t) => s.push_str(&format!("{t}\n\n")),
             Block::Table(h, rows) => {
-                s.push_str(&format!("| {} |\n", h.join(" | ")));
-                s.push_str(&format!("|{}\n", "---|".repeat(h.len())));
-                for r in rows {
-                    s.push_str(&format!("| {} |\n", r.join(" | ")));
-                }
+                s.push_str(&crate::util::markdown_table(h, rows));
                 s.push('\n');
             }
             Block::Images(imgs) => {

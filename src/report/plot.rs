@@ -17,7 +17,7 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 /// Draws `curves.png`: cost, loss and accuracy panels against the update step,
 /// training and validation, titled with the run's hyperparameters.
 pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
-    super::register_font();
+    super::png::register_font();
     let (w, h) = (1500u32, 480u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -123,7 +123,7 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
         }
         root.present().map_err(err)?;
     }
-    super::save_png(path, &buf, w, h)
+    super::png::save_png(path, &buf, w, h)
 }
 
 /// What the curves of `run` were measured on, e.g. "training: a fixed sample of
@@ -172,7 +172,7 @@ fn thousands(n: usize) -> String {
 /// Draws validation accuracy against lambda (log scale) for the coarse and the
 /// fine sweep of a search: `series` is (label, [(lambda, val_acc 0-1)]).
 pub fn lambda_scatter(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
-    super::register_font();
+    super::png::register_font();
     let (w, h) = (900u32, 520u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -245,5 +245,5 @@ pub fn lambda_scatter(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>
             .map_err(err)?;
         root.present().map_err(err)?;
     }
-    super::save_png(path, &buf, w, h)
+    super::png::save_png(path, &buf, w, h)
 }

@@ -12,7 +12,7 @@ const ZOOM: usize = 4;
 
 /// Draws the class templates of W (K x 3072, one row per class) as a labelled montage.
 pub fn montage(path: &Path, w: ArrayView2<'_, f64>, names: &[String], title: &str) -> Result<()> {
-    super::register_font();
+    super::png::register_font();
     let (rows, cols) = w.dim();
     assert_eq!(cols, 3072, "weight images need 32x32x3 inputs");
     let per_row = 5usize;
@@ -72,5 +72,5 @@ pub fn montage(path: &Path, w: ArrayView2<'_, f64>, names: &[String], title: &st
         root.present()
             .map_err(|e| anyhow!("cannot draw the weight images: {e:?}"))?;
     }
-    super::save_png(path, &buf, width as u32, height as u32)
+    super::png::save_png(path, &buf, width as u32, height as u32)
 }

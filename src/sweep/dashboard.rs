@@ -322,8 +322,7 @@ impl Observer for Dashboard {
 mod tests {
     use super::*;
     use crate::nn::net::Eval;
-    use crate::nn::Precision;
-    use crate::sweep::experiment::a1_configs;
+    use crate::sweep::{LambdaSpec, SweepSpec};
     use indicatif::InMemoryTerm;
 
     fn eval(acc: f64) -> Eval {
@@ -338,7 +337,20 @@ mod tests {
     /// one overall line, none wrapped, with the figures that matter.
     #[test]
     fn lines_fit_an_80_column_terminal() {
-        let configs = a1_configs(1, Precision::F32);
+        // Four runs named as Assignment 1's are, its longest names.
+        let mut configs = SweepSpec {
+            lambdas: LambdaSpec::List(vec![0.0, 0.0, 0.1, 1.0]),
+            ..SweepSpec::default()
+        }
+        .configs();
+        for (c, name) in configs.iter_mut().zip([
+            "a1_lambda0_eta0.1",
+            "a1_lambda0_eta0.001",
+            "a1_lambda0.1_eta0.001",
+            "a1_lambda1_eta0.001",
+        ]) {
+            c.name = name.to_string();
+        }
         let term = InMemoryTerm::new(20, 80);
         let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
         let dash = Dashboard::with_target(&configs, DisplayMode::Live, Some(target), |c| {
@@ -384,7 +396,8 @@ mod tests {
             "{screen}"
         );
         assert!(
-            lines[1].contains("1000/4000") && lines[1].contains("val 38.47%"),
+            lines[1].contains(&format!("1000/{}", configs[1].steps))
+                && lines[1].contains("val 38.47%"),
             "{screen}"
         );
         assert!(lines[4].contains("GFLOP/s"), "{screen}");

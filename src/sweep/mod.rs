@@ -2,11 +2,9 @@
 //! runner, the live dashboard and the results tables.
 
 pub mod dashboard;
-pub mod experiment;
 pub mod plan;
 pub mod results;
 pub mod runner;
-pub mod search;
 
 pub use dashboard::{Dashboard, DisplayMode};
 pub use plan::{

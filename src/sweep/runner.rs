@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::dashboard::Dashboard;
 use super::plan::group_configs;
-use super::Dashboard;
 use crate::data::Split;
 use crate::nn::{blas, Real};
 use crate::train::checkpoint::{self, Checkpoint};
@@ -42,6 +42,9 @@ pub struct RunnerOptions {
     /// With `guard`: start over in a folder that holds another plan, removing
     /// the run folders and tables it left.
     pub force: bool,
+    /// Draws each finished run's pictures (curves.png, weights.png), usually
+    /// `report::run_pictures`; none without it.
+    pub draw: Option<crate::train::output::DrawRun>,
 }
 
 /// File name of the plan record in a sweep folder.
@@ -321,13 +324,10 @@ pub fn run_plan<T: Real>(
                 let _ = std::fs::remove_file(dir.join("result.json"));
                 out.push((members[c], RunResult::from_outcome(run)));
             } else {
-                let r = write_run(
-                    &dir,
-                    run,
-                    &saved(&run.config),
-                    &split.class_names,
-                    &split.preprocess,
-                )?;
+                let r = write_run(&dir, run, &saved(&run.config), &split.preprocess)?;
+                if let Some(draw) = opts.draw {
+                    draw(&dir, run, &split.class_names)?;
+                }
                 let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
                 out.push((members[c], r));
             }

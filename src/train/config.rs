@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::Schedule;
+use super::schedule::Schedule;
 use crate::data::SplitSpec;
 use crate::nn::{Arch, Loss, Precision};
 use crate::util::derive_seed;

@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use super::RunConfig;
+use super::config::RunConfig;
 use crate::data::Split;
 use crate::nn::net::{Eval, LossStat, MAX_GROUP};
 use ndarray::{Array2, ArrayView2, ShapeBuilder};

@@ -1,6 +1,8 @@
 //! The files a run leaves in its folder: config.json, metrics.csv, result.json,
-//! curves (PNG), weight images for linear models, and optionally weights as .npy.
-//! Every file is written to a temporary name and renamed.
+//! and optionally its weights and preprocessing as .npy. Every file is written
+//! to a temporary name and renamed. Its pictures (curves, weight images) are
+//! drawn by `report`, which the runner is handed as a [`DrawRun`]: the layers
+//! below `report` never import it.
 
 use std::path::Path;
 
@@ -151,20 +153,20 @@ pub fn npy_f32<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>) -> Result<Vec<
     Ok(out)
 }
 
-/// Writes the whole run folder `dir`.
+/// Draws a finished run's pictures into its folder (given: the folder, the
+/// outcome, the class names); `report::run_pictures` is the one shallow uses.
+pub type DrawRun = fn(&Path, &RunOutcome, &[String]) -> Result<()>;
+
+/// Writes the run folder `dir`'s data files (pictures: [`DrawRun`]).
 pub fn write_run(
     dir: &Path,
     o: &RunOutcome,
     saved: &SavedConfig,
-    class_names: &[String],
     preprocess: &crate::data::Preprocess,
 ) -> Result<RunResult> {
     create_dir(dir)?;
     write_json(&dir.join("config.json"), saved)?;
     write_atomic(&dir.join("metrics.csv"), &metrics_csv(o)?)?;
-    if o.history.len() >= 2 {
-        crate::report::plot::curves(&dir.join("curves.png"), o)?;
-    }
     if o.status == Status::Done && o.config.save_weights {
         for (l, p) in o.weights.iter().enumerate() {
             write_atomic(&dir.join(format!("W{}.npy", l + 1)), &npy_f32(&p.w)?)?;
@@ -174,16 +176,6 @@ pub fn write_run(
         }
         // Without the preprocessing the weights cannot be applied to raw images.
         preprocess.save(dir)?;
-    }
-    if o.status == Status::Done && o.config.hidden.is_empty() {
-        if let Some(p) = o.weights.first() {
-            crate::report::weights::montage(
-                &dir.join("weights.png"),
-                p.w.view(),
-                class_names,
-                &o.config.describe(),
-            )?;
-        }
     }
     let result = RunResult::from_outcome(o);
     write_json(&dir.join("result.json"), &result)?;

@@ -1,16 +1,19 @@
-//! Coarse-to-fine lambda search (Assignment 2): a coarse sweep, a fine sweep in
-//! a narrow log range around the best coarse lambda, then a final training with
-//! the best lambda on more data, reporting test accuracy.
-
-use std::path::Path;
+//! `shallow search`, the coarse-to-fine lambda search (Assignment 2): a coarse
+//! sweep, a fine sweep in a narrow log range around the best coarse lambda,
+//! then a final training with the best lambda on more data, reporting test
+//! accuracy.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::plan::{LambdaSpec, SweepSpec};
-use super::results::{best, write_tables};
-use super::{run_configs, Dashboard, DisplayMode, RunnerOptions};
+use clap::Args;
+
+use super::args::{CommonArgs, SweepShape};
+use super::common::{print_summary, runner_options, Finish};
 use crate::data::{Cifar10, SplitKind, SplitSpec};
+use crate::sweep::plan::{LambdaSpec, SweepSpec};
+use crate::sweep::results::{best, write_tables, SearchSummary};
+use crate::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions};
 use crate::train::output::RunResult;
 use crate::train::{Control, Status};
 use crate::util::{write_atomic, write_json};
@@ -54,53 +57,6 @@ impl Default for SearchOptions {
             final_cycles: 3,
             final_n_val: 1000,
         }
-    }
-}
-
-/// What a search found, written as `summary.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SearchSummary {
-    /// Coarse results in plan order.
-    pub coarse: Vec<RunResult>,
-    /// Fine results in plan order.
-    pub fine: Vec<RunResult>,
-    /// The final run.
-    pub final_run: RunResult,
-    /// Best lambda of the coarse sweep.
-    pub best_coarse_lambda: f64,
-    /// Fine range searched.
-    pub fine_range: (f64, f64),
-    /// Best lambda of the fine sweep, used in the final run.
-    pub best_lambda: f64,
-    /// Wall seconds per stage: coarse, fine, final.
-    pub stage_s: [f64; 3],
-}
-
-impl SearchSummary {
-    /// Markdown summary.
-    pub fn markdown(&self) -> String {
-        let f = &self.final_run;
-        format!(
-            "| stage | runs | best lambda | best val acc % | seconds |\n|---|---:|---:|---:|---:|\n\
-             | coarse | {} | {:.3e} | {:.2} | {:.1} |\n| fine ({:.2e}..{:.2e}) | {} | {:.3e} | {:.2} | {:.1} |\n\
-             | final | 1 | {:.3e} | {:.2} | {:.1} |\n\nFinal test accuracy: **{:.2}%** (lambda {:.3e}, {} steps).\n",
-            self.coarse.len(),
-            self.best_coarse_lambda,
-            100.0 * best(&self.coarse).map_or(f64::NAN, |r| r.val_acc),
-            self.stage_s[0],
-            self.fine_range.0,
-            self.fine_range.1,
-            self.fine.len(),
-            self.best_lambda,
-            100.0 * best(&self.fine).map_or(f64::NAN, |r| r.val_acc),
-            self.stage_s[1],
-            f.lambda,
-            100.0 * f.val_acc,
-            self.stage_s[2],
-            100.0 * f.test_acc,
-            f.lambda,
-            f.steps
-        )
     }
 }
 
@@ -197,9 +153,93 @@ pub fn search(
     Ok(Some(summary))
 }
 
-/// Reads a finished search's summary.
-pub fn load_summary(dir: &Path) -> Result<SearchSummary> {
-    Ok(serde_json::from_slice(&std::fs::read(
-        dir.join("summary.json"),
-    )?)?)
+/// Flags of `shallow search`.
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Coarse lambdas (LO:HI:N, log-uniform at random).
+    #[arg(long, default_value = "1e-5:1e-1:8")]
+    pub coarse: String,
+    /// Coarse cycles.
+    #[arg(long, default_value_t = 2)]
+    pub coarse_cycles: usize,
+    /// Fine lambdas.
+    #[arg(long, default_value_t = 8)]
+    pub fine_n: usize,
+    /// Fine cycles.
+    #[arg(long, default_value_t = 3)]
+    pub fine_cycles: usize,
+    /// Half-width of the fine range around the best coarse lambda, in decades.
+    #[arg(long, default_value_t = 0.5)]
+    pub fine_decades: f64,
+    /// Final cycles.
+    #[arg(long, default_value_t = 3)]
+    pub final_cycles: usize,
+    /// Validation images held out in the final run.
+    #[arg(long, default_value_t = 1000)]
+    pub final_n_val: usize,
+    /// What is trained: network, schedule, split, logging.
+    #[command(flatten)]
+    pub sweep: SweepShape,
+    /// Parallel workers (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Continue an interrupted search in the same --out (refused when the plan differs).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over in an --out that holds another search, removing its runs.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Data, output folder, display and cores.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `shallow search`: validates the flags of `a`, runs the search, prints its summary.
+pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
+    let (lo, hi, n) = LambdaSpec::parse_range(&a.coarse, "--coarse")?;
+    let defaults = SearchOptions::default();
+    let mut coarse = a.sweep.settings().spec(defaults.coarse.clone())?;
+    coarse.lambdas = LambdaSpec::Random {
+        lo,
+        hi,
+        n,
+        seed: coarse.seed,
+    };
+    coarse.cycles = a.sweep.cycles.unwrap_or(a.coarse_cycles);
+    let opts = SearchOptions {
+        coarse,
+        fine_n: a.fine_n,
+        fine_cycles: a.fine_cycles,
+        fine_decades: a.fine_decades,
+        final_cycles: a.final_cycles,
+        final_n_val: a.final_n_val,
+    };
+    for c in opts.coarse.configs() {
+        c.validate(c.split.train_len())?;
+    }
+    if a.fine_n == 0
+        || a.fine_cycles == 0
+        || a.final_cycles == 0
+        || a.fine_decades.is_nan()
+        || a.fine_decades < 0.0
+    {
+        bail!("--fine-n, --fine-cycles and --final-cycles must be at least 1, --fine-decades >= 0");
+    }
+    crate::util::create_dir(&a.common.out)?;
+    let data = crate::data::load(a.common.data.data.as_deref())?;
+    let runner = runner_options(
+        &a.common,
+        a.jobs,
+        crate::sweep::DEFAULT_MAX_GROUP,
+        (a.resume, a.force),
+        data.dir.display().to_string(),
+    )?;
+    let mode = DisplayMode::detect(a.common.quiet);
+    match search(&data, &opts, &runner, control, mode)? {
+        Some(summary) => {
+            print_summary(&a.common, &summary, &summary.markdown())?;
+            Ok(Finish::Done)
+        }
+        None => Ok(Finish::Interrupted),
+    }
 }

@@ -10,10 +10,10 @@
 use std::fmt;
 use std::os::raw::{c_char, c_int};
 
-use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE};
+use cblas_sys::CBLAS_TRANSPOSE;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
-use super::Real;
+use super::real::Real;
 
 // The OpenBLAS extensions no crate binds (cblas-sys binds only the standard CBLAS).
 extern "C" {
@@ -113,6 +113,37 @@ pub fn better_kernel() -> Option<&'static str> {
         }
     }
     None
+}
+
+/// Debian's OpenBLAS 0.3.21 does not know the newest CPUs and falls back to
+/// its SSE3 kernels there, ten times slower. OpenBLAS picks its kernel when it
+/// loads, before `main`, so in that case this starts the program again (same
+/// executable and arguments) with `OPENBLAS_CORETYPE` naming the kernel the CPU
+/// can run ([`better_kernel`]); it returns only when there is nothing to do or
+/// the restart failed. A user's own `OPENBLAS_CORETYPE` is always kept. Call it
+/// first thing in `main`.
+pub fn restart_with_the_cpus_kernel() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(KERNEL_CHOSEN_VAR).is_some() {
+        return;
+    }
+    let Some(kernel) = better_kernel() else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let detected = self::kernel();
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("OPENBLAS_CORETYPE", kernel)
+        .env(
+            KERNEL_CHOSEN_VAR,
+            format!("it picked {detected}; shallow asked for {kernel}"),
+        )
+        .exec();
+    // exec returns only on failure: go on with OpenBLAS's own choice.
+    eprintln!("warning: could not restart with OPENBLAS_CORETYPE={kernel} ({err}); BLAS runs its {detected} kernels");
 }
 
 /// How BLAS reads one operand: column-major with leading dimension `ld`, or
@@ -361,65 +392,6 @@ fn gemm_range<T: Real>(
         || gemm_range(&bounds[mid..], alpha, a, b_hi, beta, c_hi),
     );
 }
-
-/// Raw GEMM entry point per precision (`cblas_sgemm` or `cblas_dgemm`,
-/// column-major); used only by [`gemm`].
-pub trait GemmRaw: Sized {
-    /// C (dims[0] x dims[1]) <- alpha op(A) op(B) + beta C, inner dimension dims[2];
-    /// each matrix is a pointer and its leading dimension.
-    ///
-    /// # Safety
-    /// Pointers and leading dimensions must describe valid column-major matrices
-    /// of those shapes, dimensions must fit in `c_int`, and C must not alias A or B.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_raw(
-        ta: CBLAS_TRANSPOSE,
-        tb: CBLAS_TRANSPOSE,
-        dims: [usize; 3],
-        alpha: Self,
-        a: (*const Self, usize),
-        b: (*const Self, usize),
-        beta: Self,
-        c: (*mut Self, usize),
-    );
-}
-
-macro_rules! gemm_raw_impl {
-    ($t:ty, $f:path) => {
-        impl GemmRaw for $t {
-            unsafe fn gemm_raw(
-                ta: CBLAS_TRANSPOSE,
-                tb: CBLAS_TRANSPOSE,
-                [m, n, k]: [usize; 3],
-                alpha: $t,
-                a: (*const $t, usize),
-                b: (*const $t, usize),
-                beta: $t,
-                c: (*mut $t, usize),
-            ) {
-                $f(
-                    CBLAS_LAYOUT::CblasColMajor,
-                    ta,
-                    tb,
-                    m as c_int,
-                    n as c_int,
-                    k as c_int,
-                    alpha,
-                    a.0,
-                    a.1 as c_int,
-                    b.0,
-                    b.1 as c_int,
-                    beta,
-                    c.0,
-                    c.1 as c_int,
-                )
-            }
-        }
-    };
-}
-
-gemm_raw_impl!(f32, cblas_sys::cblas_sgemm);
-gemm_raw_impl!(f64, cblas_sys::cblas_dgemm);
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,18 @@
-//! The assignments' fixed experiments as plans of runs, and their summary files.
-
-use std::path::Path;
+//! `shallow experiment`: the assignments' fixed experiments as plans of runs
+//! (a1, a2), and `all`: gradient checks, both assignments, the lambda search
+//! and the report, into one folder.
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
+use clap::Args;
 
+use super::args::CommonArgs;
+use super::common::{print_json, print_summary, run_and_write, runner_options, Finish};
 use crate::data::{SplitKind, SplitSpec};
 use crate::nn::{Loss, Precision};
-use crate::train::output::RunResult;
-use crate::train::{RunConfig, Schedule};
-use crate::util::{write_atomic, write_json};
+use crate::sweep::results::Summary;
+use crate::sweep::{DisplayMode, RunnerOptions};
+use crate::train::{Control, RunConfig, Schedule};
+use crate::util::write_json;
 
 /// Assignment 1: linear classifier, 40 epochs, batch 100, split a1, the four
 /// (lambda, eta) settings of the assignment.
@@ -70,86 +73,6 @@ pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
         .collect()
 }
 
-/// One row of an experiment's summary (accuracies as fractions 0-1).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SummaryRow {
-    /// Run name.
-    pub name: String,
-    /// L2 penalty.
-    pub lambda: f64,
-    /// Peak learning rate.
-    pub eta: f64,
-    /// Final training accuracy.
-    pub train_acc: f64,
-    /// Final validation accuracy.
-    pub val_acc: f64,
-    /// Test accuracy.
-    pub test_acc: f64,
-    /// Update steps.
-    pub steps: usize,
-    /// Wall time, seconds.
-    pub wall_s: f64,
-    /// done or diverged.
-    pub status: crate::train::Status,
-}
-
-/// An experiment's summary: `summary.json` and what `--json` prints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    /// Runs in plan order.
-    pub runs: Vec<SummaryRow>,
-    /// Wall time of the whole experiment.
-    pub wall_s: f64,
-}
-
-impl Summary {
-    /// Builds the summary of results in plan order.
-    pub fn new(results: &[RunResult], wall_s: f64) -> Self {
-        let runs = results
-            .iter()
-            .map(|r| SummaryRow {
-                name: r.name.clone(),
-                lambda: r.lambda,
-                eta: r.eta,
-                train_acc: r.train_acc,
-                val_acc: r.val_acc,
-                test_acc: r.test_acc,
-                steps: r.steps,
-                wall_s: r.wall_s,
-                status: r.status,
-            })
-            .collect();
-        Summary { runs, wall_s }
-    }
-
-    /// Markdown table in plan order.
-    pub fn markdown(&self) -> String {
-        let mut s = String::from(
-            "| run | lambda | eta | train acc % | val acc % | test acc % | steps | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
-        for r in &self.runs {
-            s.push_str(&format!(
-                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} |\n",
-                r.name,
-                r.lambda,
-                r.eta,
-                100.0 * r.train_acc,
-                100.0 * r.val_acc,
-                100.0 * r.test_acc,
-                r.steps,
-                r.wall_s
-            ));
-        }
-        s
-    }
-
-    /// Writes `summary.json` and `results.md` into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        write_json(&dir.join("summary.json"), self)?;
-        write_atomic(&dir.join("results.md"), self.markdown().as_bytes())
-    }
-}
-
 /// Settings of `shallow experiment all`.
 #[derive(Clone, Debug)]
 pub struct AllOptions {
@@ -158,9 +81,9 @@ pub struct AllOptions {
     /// Tiny versions of every stage (a smoke test of the whole pipeline).
     pub quick: bool,
     /// Runner settings; `out` is the experiment folder.
-    pub runner: super::RunnerOptions,
+    pub runner: RunnerOptions,
     /// Progress display.
-    pub mode: super::DisplayMode,
+    pub mode: DisplayMode,
 }
 
 /// Runs gradient checks, Assignment 1, Assignment 2 and the lambda search into
@@ -172,9 +95,9 @@ pub fn run_all(
     control: &crate::train::Control,
 ) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>> {
     use super::search::{search, SearchOptions};
-    use super::{run_configs, Dashboard};
     use crate::nn::gradcheck;
     use crate::report::build::{cpu_model, Timings};
+    use crate::sweep::{run_configs, Dashboard};
     use crate::train::Status;
 
     let t_all = std::time::Instant::now();
@@ -182,7 +105,7 @@ pub fn run_all(
     crate::util::create_dir(&dir)?;
     let mut stages: Vec<(String, f64)> = Vec::new();
     let say = |msg: &str| {
-        if opts.mode != super::DisplayMode::Quiet {
+        if opts.mode != DisplayMode::Quiet {
             eprintln!("== {msg}");
         }
     };
@@ -197,7 +120,7 @@ pub fn run_all(
         (vec![], vec![(20, 100), (3072, 2)]),
         (vec![50], vec![(20, 100)]),
     ];
-    let bar = (opts.mode == super::DisplayMode::Live).then(|| {
+    let bar = (opts.mode == DisplayMode::Live).then(|| {
         let b = indicatif::ProgressBar::new(2 * checks.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
@@ -241,7 +164,7 @@ pub fn run_all(
                     b.println(format!("  {line}"));
                     b.inc(1);
                 }
-                None if opts.mode == super::DisplayMode::Plain => eprintln!("  {line}"),
+                None if opts.mode == DisplayMode::Plain => eprintln!("  {line}"),
                 None => {}
             }
             reports.push(report);
@@ -275,7 +198,7 @@ pub fn run_all(
             configs.len()
         ));
         let t = std::time::Instant::now();
-        let runner = super::RunnerOptions {
+        let runner = RunnerOptions {
             out: dir.join(name),
             ..opts.runner.clone()
         };
@@ -296,7 +219,7 @@ pub fn run_all(
     search_opts.coarse.seed = opts.seed;
     search_opts.coarse.log_points = 4;
     if opts.quick {
-        search_opts.coarse.lambdas = super::LambdaSpec::Random {
+        search_opts.coarse.lambdas = crate::sweep::LambdaSpec::Random {
             lo: 1e-5,
             hi: 1e-1,
             n: 3,
@@ -311,7 +234,7 @@ pub fn run_all(
         search_opts.final_cycles = 1;
         search_opts.final_n_val = 100;
     }
-    let runner = super::RunnerOptions {
+    let runner = RunnerOptions {
         out: dir.join("search"),
         ..opts.runner.clone()
     };
@@ -345,4 +268,96 @@ pub fn run_all(
     };
     write_json(&dir.join("timings.json"), &timings)?;
     Ok(Some(crate::report::build::build(&dir)?))
+}
+
+/// Flags of `shallow experiment`.
+#[derive(Args)]
+pub struct ExperimentArgs {
+    /// Which experiment.
+    #[arg(value_enum)]
+    pub which: Experiment,
+    /// Base seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Floating-point precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
+    /// `all` only: tiny versions of every stage (a smoke test of the pipeline).
+    #[arg(long)]
+    pub quick: bool,
+    /// `all` only: continue an interrupted run in the same --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Data, output folder, display and cores.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Which experiment `shallow experiment` runs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Experiment {
+    /// Assignment 1: the four (lambda, eta) settings of the linear classifier.
+    A1,
+    /// Assignment 2: one cycle (n_s 500) and three cycles (n_s 800), m = 50.
+    A2,
+    /// Everything: gradient checks, A1, A2, lambda search, final run, report.
+    All,
+}
+
+/// `shallow experiment a1|a2|all`: runs it and prints its summary.
+pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
+    let configs = match a.which {
+        Experiment::A1 => a1_configs(a.seed, a.precision),
+        Experiment::A2 => a2_configs(a.seed, a.precision),
+        Experiment::All => return run_everything(a, control),
+    };
+    let t0 = std::time::Instant::now();
+    let results = run_and_write(configs, &a.common, control)?;
+    let summary = Summary::new(&results, t0.elapsed().as_secs_f64());
+    summary.write(&a.common.out)?;
+    print_summary(&a.common, &summary, &summary.markdown())?;
+    Ok(if super::common::interrupted(&results) {
+        Finish::Interrupted
+    } else {
+        Finish::Done
+    })
+}
+
+/// `experiment all`: every stage, then the report.
+fn run_everything(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
+    let t0 = std::time::Instant::now();
+    crate::util::create_dir(&a.common.out)?;
+    let data = super::common::load_or_fetch(a.common.data.data.as_deref())?;
+    // The experiment is fixed: without --resume it starts over in its folder.
+    let runner = runner_options(
+        &a.common,
+        None,
+        crate::sweep::DEFAULT_MAX_GROUP,
+        (a.resume, !a.resume),
+        data.dir.display().to_string(),
+    )?;
+    let opts = AllOptions {
+        seed: a.seed,
+        quick: a.quick,
+        runner,
+        mode: DisplayMode::detect(a.common.quiet),
+    };
+    match run_all(&data, &opts, control)? {
+        Some((md, html)) => {
+            if a.common.json {
+                print_json(
+                    &serde_json::json!({"report_md": md, "report_html": html, "wall_s": t0.elapsed().as_secs_f64()}),
+                )?;
+            } else {
+                println!(
+                    "report: {} and {} ({:.1} s)",
+                    html.display(),
+                    md.display(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok(Finish::Done)
+        }
+        None => Ok(Finish::Interrupted),
+    }
 }

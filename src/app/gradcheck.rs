@@ -1,0 +1,125 @@
+//! `shallow gradcheck`: analytic gradients against finite differences, on the
+//! real images when they are found, else on generated ones.
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use super::args::DataArgs;
+use super::common::{print_json, Finish};
+use crate::data::{self, Split, SplitKind, SplitSpec};
+use crate::nn::gradcheck::{self, Method};
+use crate::nn::{Loss, ModelKind};
+
+/// Flags of `shallow gradcheck`.
+#[derive(Args)]
+pub struct GradcheckArgs {
+    /// Network: linear (Assignment 1) or mlp (Assignment 2).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: ModelKind,
+    /// Hidden widths of the mlp, e.g. 50 or 100,50.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    pub hidden: Vec<usize>,
+    /// Output loss.
+    #[arg(long, value_enum, default_value = "ce")]
+    pub loss: Loss,
+    /// L2 penalty.
+    #[arg(long = "lambda", default_value_t = 0.0)]
+    pub lambda: f64,
+    /// Finite differences.
+    #[arg(long, value_enum, default_value = "centred")]
+    pub method: Method,
+    /// Finite step.
+    #[arg(long, default_value_t = 1e-5)]
+    pub h: f64,
+    /// Floor of the relative error's denominator max(eps, |ga| + |gn|).
+    #[arg(long, default_value_t = gradcheck::REL_EPS)]
+    pub eps: f64,
+    /// Largest accepted relative error.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    /// Features used (default: 20, plus a full 3072-feature check on 2 images).
+    #[arg(long)]
+    pub dims: Option<usize>,
+    /// Images used (default 100).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Seed of the initial weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Precision (gradient checks run in f64).
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: crate::nn::Precision,
+    /// Where the data is.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Validates the flags of `a`, runs the checks and prints the table (or JSON);
+/// [`Finish::Failed`] when a check fails.
+pub fn run(a: &GradcheckArgs) -> Result<Finish> {
+    if a.precision != crate::nn::Precision::F64 {
+        bail!("--precision f32 is too coarse for finite differences: gradient checks run in f64");
+    }
+    if !(a.h > 0.0 && a.h < 1.0) {
+        bail!(
+            "--h {} is out of range: use a small positive step such as 1e-5",
+            a.h
+        );
+    }
+    let subsets = match (a.dims, a.samples) {
+        (None, None) => vec![(20, 100), (3072, 2)],
+        (d, s) => vec![(d.unwrap_or(20), s.unwrap_or(100))],
+    };
+    for &(d, s) in &subsets {
+        if d == 0 || d > data::PIXELS || s == 0 || s > data::RECORDS_PER_FILE {
+            bail!("--dims {d} --samples {s} out of range: use 1-3072 features and 1-10000 images");
+        }
+    }
+    let opts = gradcheck::Options {
+        hidden: if a.model == ModelKind::Linear {
+            vec![]
+        } else {
+            a.hidden.clone()
+        },
+        loss: a.loss,
+        lambda: a.lambda,
+        method: a.method,
+        h: a.h,
+        eps: a.eps,
+        tol: a.tol,
+        subsets,
+        seed: a.seed,
+    };
+    crate::linalg::blas::set_threads(1); // tiny products: threads only add overhead
+    let split = match data::locate(a.data.data.as_deref())? {
+        Some(dir) => {
+            let d = data::Cifar10::load(&dir)?;
+            let a1 = SplitSpec {
+                kind: SplitKind::A1,
+                ..Default::default()
+            };
+            Some(Split::<f64>::new(&d, a1)?)
+        }
+        None => {
+            eprintln!("no CIFAR-10 data found (--data, CIFAR10_DIR): checking on generated data");
+            None
+        }
+    };
+    let source = split
+        .as_ref()
+        .map(|s| (&s.train, "CIFAR-10 data_batch_1".to_string()));
+    let report = gradcheck::run(&opts, source);
+    if a.json {
+        print_json(&report)?;
+    } else {
+        println!("{report}");
+    }
+    Ok(if report.passed {
+        Finish::Done
+    } else {
+        Finish::Failed
+    })
+}

@@ -1,0 +1,21 @@
+//! The pipelines that combine the rest, one module per command: `train`,
+//! `sweep`, `search`, `experiment` (gradient checks, A1, A2, search, report),
+//! `bench`, `gradcheck` and `data`. Each holds its command's flags (clap
+//! `Args`), turns them into the library's settings, validates them, runs, and
+//! says how it ended as a `Finish`; `main.rs` only parses and dispatches.
+//! It is the top layer: it imports everything below, nothing imports it.
+
+pub mod args;
+pub mod bench;
+pub mod common;
+pub mod data;
+pub mod experiment;
+pub mod gradcheck;
+pub mod search;
+pub mod sweep;
+pub mod train;
+
+pub use common::{
+    cores, interrupted, load_or_fetch, print_json, print_summary, report, run_and_write,
+    runner_options, Finish,
+};

@@ -1,0 +1,9 @@
+//! The bottom layer: the floating-point element type (`Real`) and the one
+//! checked GEMM over ndarray views with OpenBLAS thread and kernel control
+//! (`blas`). Everything that multiplies matrices (whitening in `data`, the
+//! networks in `nn`, the benches) goes through it; it imports nothing of ours.
+
+pub mod blas;
+pub mod real;
+
+pub use real::Real;

@@ -1,0 +1,98 @@
+//! What a network is: its architecture ([`Arch`]), kind and precision.
+
+use serde::{Deserialize, Serialize};
+
+use super::loss::Loss;
+
+/// Floating-point precision chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision (training default).
+    #[default]
+    F32,
+    /// Double precision (gradient checks).
+    F64,
+}
+
+/// Which network: the linear classifier (Assignment 1) or the MLP (Assignment 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Softmax (or BCE) on W x + b, no hidden layer.
+    Linear,
+    /// Hidden ReLU layers (`--hidden`), then the output layer.
+    Mlp,
+}
+
+/// Network architecture shared by every configuration of a group.
+///
+/// `hidden` empty is the linear softmax classifier of Assignment 1; `[50]` is the
+/// two-layer ReLU network of Assignment 2; `[100, 50]` adds a hidden layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arch {
+    /// Input dimension d (3072 for CIFAR-10).
+    pub input: usize,
+    /// Hidden layer widths, input side first.
+    pub hidden: Vec<usize>,
+    /// Number of classes K.
+    pub classes: usize,
+    /// Output loss.
+    pub loss: Loss,
+}
+
+impl Arch {
+    /// A CIFAR-10 network (d = 3072 inputs, K = 10 classes) with these hidden
+    /// widths (none: linear) and loss.
+    pub fn cifar(hidden: &[usize], loss: Loss) -> Self {
+        Arch {
+            input: crate::data::PIXELS,
+            hidden: hidden.to_vec(),
+            classes: crate::data::CLASSES,
+            loss,
+        }
+    }
+    /// Layer widths `[d, h1, ..., K]`; layer l maps `widths[l]` to `widths[l + 1]`.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut w = vec![self.input];
+        w.extend(&self.hidden);
+        w.push(self.classes);
+        w
+    }
+    /// Number of dense layers (hidden layers + 1).
+    pub fn layers(&self) -> usize {
+        self.hidden.len() + 1
+    }
+    /// Number of weights and biases of one configuration.
+    pub fn parameters(&self) -> usize {
+        self.widths().windows(2).map(|p| p[0] * p[1] + p[1]).sum()
+    }
+    /// Floating-point operations of one training step on a batch of `n`, counted
+    /// from the GEMMs (2 m n k each): forward, backward to hidden inputs, weight gradients.
+    pub fn step_flops(&self, n: usize) -> f64 {
+        let w = self.widths();
+        let mut f = 0.0;
+        for l in 0..self.layers() {
+            let mk = (w[l] * w[l + 1]) as f64;
+            f += 2.0 * mk * n as f64 * if l == 0 { 2.0 } else { 3.0 };
+        }
+        f
+    }
+    /// Floating-point operations of a forward pass over `n` samples.
+    pub fn forward_flops(&self, n: usize) -> f64 {
+        let w = self.widths();
+        (0..self.layers())
+            .map(|l| 2.0 * (w[l] * w[l + 1] * n) as f64)
+            .sum()
+    }
+    /// Short human description, e.g. `linear` or `mlp 3072-50-10`.
+    pub fn describe(&self) -> String {
+        let w: Vec<String> = self.widths().iter().map(|v| v.to_string()).collect();
+        let kind = if self.hidden.is_empty() {
+            "linear"
+        } else {
+            "mlp"
+        };
+        format!("{kind} {} ({})", w.join("-"), self.loss.name())
+    }
+}
