@@ -153,6 +153,15 @@ fn nonsense_hyperparameters() {
         (vec!["sweep", "--eval-train", "0"], "--eval-train 0"),
         (vec!["sweep", "--eval-train", "some"], "or `all`"),
         (vec!["sweep", "--resume", "--force"], "--force"),
+        (
+            vec!["train", "--whiten", "zca", "--whiten-eps", "0"],
+            "--whiten-eps 0 is out of range",
+        ),
+        (
+            vec!["sweep", "--whiten", "pca", "--whiten-eps=-1"],
+            "--whiten-eps -1",
+        ),
+        (vec!["train", "--whiten", "white"], "invalid value 'white'"),
     ] {
         let (code, _, err) = shallow(&args);
         assert_ne!(code, 0);

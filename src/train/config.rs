@@ -174,6 +174,13 @@ impl RunConfig {
             );
         }
         self.schedule.validate()?;
+        let eps = self.split.whiten_eps;
+        if self.split.whiten != crate::data::Whitening::None && !(eps.is_finite() && eps > 0.0) {
+            bail!(
+                "--whiten-eps {eps} is out of range: give a positive number such as {}",
+                crate::data::whiten::DEFAULT_WHITEN_EPS
+            );
+        }
         let peak = self.schedule.eta_peak();
         if 2.0 * peak * self.lambda >= 1.0 {
             bail!(
