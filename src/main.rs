@@ -49,6 +49,9 @@ enum Command {
 
 fn main() -> ExitCode {
     shallow::linalg::blas::restart_with_the_cpus_kernel();
+    // BLAS always runs single-threaded: products are cut into fixed blocks
+    // instead, so that numbers do not depend on the cores (linalg::blas).
+    shallow::linalg::blas::set_threads(1);
     let cli = Cli::parse();
     let _ = ctrlc::set_handler(|| {
         if CONTROL.stop.swap(true, std::sync::atomic::Ordering::SeqCst) {

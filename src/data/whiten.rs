@@ -73,8 +73,10 @@ pub struct Eigen {
 }
 
 /// C = X X^T / n of the columns of `x` (d x n, column-major), accumulated in
-/// f64 over fixed chunks of [`CHUNK`] images, each one product in T.
+/// f64 over fixed chunks of [`CHUNK`] images, each one product in T. Sets BLAS
+/// to one thread, as everything in shallow runs it (the same bits on any machine).
 pub fn covariance<T: Real>(x: ArrayView2<'_, T>) -> Array2<f64> {
+    blas::set_threads(1);
     let (d, n) = x.dim();
     let mut acc = Array2::<f64>::zeros((d, d).f());
     let mut part = Array2::<T>::zeros((d, d).f());
@@ -89,12 +91,11 @@ pub fn covariance<T: Real>(x: ArrayView2<'_, T>) -> Array2<f64> {
 }
 
 /// The eigendecomposition of a covariance `c` (d x d, symmetric positive
-/// semi-definite), through LAPACK's divide-and-conquer SVD on one BLAS thread.
+/// semi-definite), through LAPACK's divide-and-conquer SVD on one BLAS thread
+/// (which it leaves set: LAPACK's threading would change the last bits).
 pub fn eigen(c: &Array2<f64>) -> Result<Eigen> {
-    let before = blas::threads();
     blas::set_threads(1);
     let res = c.svddc(JobSvd::All);
-    blas::set_threads(before);
     let (u, values, _vt) = res.context("the covariance's decomposition (LAPACK gesdd) failed")?;
     let vectors = u.context("LAPACK returned no singular vectors")?;
     // Fortran order, whatever LAPACK's wrapper handed back.
@@ -117,6 +118,7 @@ pub fn matrix(e: &Eigen, kind: Whitening, eps: f64) -> Option<Array2<f64>> {
         Whitening::None => None,
         Whitening::Pca => Some(pca),
         Whitening::Zca => {
+            blas::set_threads(1);
             let mut zca = Array2::zeros(e.vectors.raw_dim().f());
             blas::gemm_blocks(1.0, e.vectors.view(), pca.view(), 0.0, zca.view_mut());
             Some(zca)
@@ -126,7 +128,9 @@ pub fn matrix(e: &Eigen, kind: Whitening, eps: f64) -> Option<Array2<f64>> {
 
 /// X <- W X in place for a whole set (d x n), in fixed chunks of [`CHUNK`]
 /// images through one reused buffer, so no second copy of the set is made.
+/// BLAS on one thread, as in [`covariance`].
 pub fn apply<T: Real>(w: ArrayView2<'_, T>, x: &mut Array2<T>) {
+    blas::set_threads(1);
     let (d, n) = x.dim();
     let mut buf = Array2::<T>::zeros((d, CHUNK.min(n)).f());
     let mut j0 = 0;
@@ -281,6 +285,30 @@ mod tests {
             }
         }
         assert!(matrix(&e, Whitening::None, 0.1).is_none());
+    }
+
+    /// Fitting and applying a whitening give the same bits on one core or two
+    /// (fixed chunks and blocks, BLAS on one thread).
+    #[test]
+    fn whitening_is_the_same_on_any_pool() {
+        let x = Array2::from_shape_fn((96, 2500).f(), |(i, j)| {
+            ((i * 31 + j * 17) % 23) as f32 - 11.0
+        });
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let c = covariance(x.view());
+                let e = eigen(&c).unwrap();
+                let w = matrix(&e, Whitening::Zca, 0.5).unwrap().mapv(|v| v as f32);
+                let mut xw = x.clone();
+                apply(w.view(), &mut xw);
+                (c, xw)
+            })
+        };
+        assert_eq!(run(1), run(2));
     }
 
     /// The cached decomposition is the computed one, bit for bit.
