@@ -219,8 +219,12 @@ impl RunConfig {
         } else {
             format!("mlp {:?}", self.hidden)
         };
+        let whiten = match self.split.whiten {
+            crate::data::Whitening::None => String::new(),
+            w => format!(", {} whitened (eps {})", w.name(), self.split.whiten_eps),
+        };
         format!(
-            "{model}, lambda {}, {}, batch {}",
+            "{model}, lambda {}, {}, batch {}{whiten}",
             self.lambda,
             self.schedule.describe(),
             self.batch
