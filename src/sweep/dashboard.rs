@@ -3,6 +3,12 @@
 //! ETA and throughput. Training threads only store atomics; a render thread reads
 //! them a few times a second. Without a terminal it prints one plain line per
 //! finished configuration instead (indicatif draws nothing then).
+//!
+//! A line never wraps and a number is never cut: each line is made of fields in
+//! order of priority, and those that do not fit the terminal's width are left
+//! out whole. Nothing is shown before it has a value. With more runs than the
+//! terminal has rows, only running configurations keep a line; the finished and
+//! the waiting ones collapse into one line of counts.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +47,9 @@ struct Row {
     label: String,
     total: usize,
     step: AtomicUsize,
+    /// The step this process started from (a resume's checkpoint), or
+    /// `usize::MAX` before the first step: speed counts only steps done here.
+    base: AtomicUsize,
     eta: AtomicU64,
     cost: AtomicU64,
     val_acc: AtomicU64,
@@ -48,10 +57,24 @@ struct Row {
     summary: Mutex<Option<String>>,
 }
 
+/// Rows and columns of a terminal.
+pub type TermSize = (usize, usize);
+
 /// Progress of a set of configurations, shared by the training threads.
 pub struct Dashboard {
     mode: DisplayMode,
     rows: Vec<Row>,
+    /// The terminal's rows and columns (live mode).
+    size: TermSize,
+    /// Width of the label column.
+    label_width: usize,
+    /// More runs than the terminal has rows: lines of finished and waiting runs
+    /// collapse into `counts`.
+    collapse: bool,
+    counts: Option<ProgressBar>,
+    /// Which rows have a line in the live display (collapsing mode).
+    shown: Mutex<Vec<bool>>,
+    eta_reset: AtomicBool,
     flops_per_step: Vec<f64>,
     flops_per_log: Vec<f64>,
     done_style: Option<ProgressStyle>,
@@ -66,27 +89,64 @@ fn f(bits: &AtomicU64) -> f64 {
     f64::from_bits(bits.load(Ordering::Relaxed))
 }
 
-/// One line describing a finished run.
-pub fn summary_line(o: &RunOutcome) -> String {
+/// The fields describing a finished run, most telling first.
+pub fn summary_fields(o: &RunOutcome) -> Vec<String> {
     match o.status {
-        Status::Done => format!(
-            "done: train {:.2}%  val {:.2}%  test {:.2}%  cost {:.3}  {} steps in {:.1} s",
-            100.0 * o.train.acc,
-            100.0 * o.val.acc,
-            100.0 * o.test.acc,
-            o.train.cost,
-            o.steps_done,
-            o.wall_s
-        ),
+        Status::Done => vec![
+            format!("done: val {:.2}%", 100.0 * o.val.acc),
+            format!("test {:.2}%", 100.0 * o.test.acc),
+            format!("train {:.2}%", 100.0 * o.train.acc),
+            format!("cost {:.3}", o.train.cost),
+            format!("{} steps in {:.1} s", o.steps_done, o.wall_s),
+        ],
         Status::Diverged => {
             let d = o.diverged.expect("diverged runs record where");
-            format!(
-                "DIVERGED at step {} (eta {:.3e}): cost not finite; lower eta",
-                d.step, d.eta
-            )
+            vec![
+                format!("DIVERGED at step {}", d.step),
+                format!("(eta {:.3e}): cost not finite; lower eta", d.eta),
+            ]
         }
-        Status::Interrupted => format!("interrupted at step {} (checkpoint kept)", o.steps_done),
+        Status::Interrupted => vec![
+            format!("interrupted at step {}", o.steps_done),
+            "(checkpoint kept)".to_string(),
+        ],
     }
+}
+
+/// One line describing a finished run: every field of [`summary_fields`].
+pub fn summary_line(o: &RunOutcome) -> String {
+    summary_fields(o).join("  ")
+}
+
+/// Width of the progress bars: narrower on narrow terminals, to leave room
+/// for the figures.
+fn bar_width(size: TermSize) -> usize {
+    if size.1 < 100 {
+        10
+    } else {
+        16
+    }
+}
+
+/// The fields that fit in `room` columns, whole, in order, two spaces apart:
+/// a field that does not fit is left out, never cut.
+pub fn fit_fields(fields: &[String], room: usize) -> String {
+    let mut out = String::new();
+    for f in fields {
+        let width = f.chars().count();
+        let need = if out.is_empty() {
+            width
+        } else {
+            out.chars().count() + 2 + width
+        };
+        if need <= room {
+            if !out.is_empty() {
+                out.push_str("  ");
+            }
+            out.push_str(f);
+        }
+    }
+    out
 }
 
 impl Dashboard {
@@ -97,16 +157,23 @@ impl Dashboard {
         mode: DisplayMode,
         label: impl Fn(&RunConfig) -> String,
     ) -> Self {
-        let target = (mode == DisplayMode::Live).then(|| ProgressDrawTarget::stderr_with_hz(8));
+        let target = (mode == DisplayMode::Live).then(|| {
+            let (rows, cols) = console::Term::stderr().size();
+            (
+                ProgressDrawTarget::stderr_with_hz(8),
+                (rows as usize, cols as usize),
+            )
+        });
         Self::with_target(configs, mode, target, label)
     }
 
-    /// Like [`Self::new`], drawing live bars on `target` (stderr for a user;
-    /// an in-memory terminal in tests). `target` is used only in live mode.
+    /// Like [`Self::new`], drawing live bars on `target`, a terminal of the
+    /// given size (stderr for a user; an in-memory terminal in tests). `target`
+    /// is used only in live mode.
     pub fn with_target(
         configs: &[RunConfig],
         mode: DisplayMode,
-        target: Option<ProgressDrawTarget>,
+        target: Option<(ProgressDrawTarget, TermSize)>,
         label: impl Fn(&RunConfig) -> String,
     ) -> Self {
         let rows: Vec<Row> = configs
@@ -115,6 +182,7 @@ impl Dashboard {
                 label: label(c),
                 total: c.steps,
                 step: AtomicUsize::new(0),
+                base: AtomicUsize::new(usize::MAX),
                 eta: AtomicU64::new(f64::NAN.to_bits()),
                 cost: AtomicU64::new(f64::NAN.to_bits()),
                 val_acc: AtomicU64::new(f64::NAN.to_bits()),
@@ -134,44 +202,72 @@ impl Dashboard {
                     .forward_flops(c.split.train_len() + c.split.val_len())
             })
             .collect();
-        // Lines never wrap: `wide_msg` truncates the message to the terminal's width.
         let target = target.filter(|_| mode == DisplayMode::Live);
-        let (mp, bars, overall, done_style) = if let Some(target) = target {
+        let size = target.as_ref().map_or((24, 80), |t| t.1);
+        let label_width = rows
+            .iter()
+            .map(|r| r.label.chars().count())
+            .max()
+            .unwrap_or(8)
+            .max(3);
+        // One line per run and the overall bar, on all but the last row.
+        let collapse = rows.len() + 2 > size.0.max(4);
+        let (mp, bars, overall, done_style, counts) = if let Some((target, _)) = target {
             let mp = MultiProgress::with_draw_target(target);
-            let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(8);
+            let width = label_width;
+            let bar = bar_width(size);
             let style = ProgressStyle::with_template(&format!(
-                "{{prefix:>{width}}} [{{bar:16.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}"
+                "{{prefix:>{width}}} [{{bar:{bar}.cyan/blue}}] {{pos:>5}}/{{len:<5}} {{wide_msg}}"
             ))
             .expect("valid template")
             .progress_chars("=> ");
             let done_style =
                 ProgressStyle::with_template(&format!("{{prefix:>{width}}} {{wide_msg}}"))
                     .expect("valid template");
+            // Collapsing: lines are added as runs start (render).
             let bars: Vec<ProgressBar> = rows
                 .iter()
                 .map(|r| {
-                    let b = mp.add(ProgressBar::new(r.total as u64));
+                    // Not yet on screen: hidden, or it would draw on stderr itself.
+                    let b = ProgressBar::with_draw_target(
+                        Some(r.total as u64),
+                        ProgressDrawTarget::hidden(),
+                    );
+                    let b = if collapse { b } else { mp.add(b) };
                     b.set_style(style.clone());
                     b.set_prefix(r.label.clone());
                     b
                 })
                 .collect();
+            let counts = collapse.then(|| {
+                let c = mp.add(ProgressBar::new(1));
+                c.set_style(done_style.clone());
+                c.set_prefix("");
+                c
+            });
             let total: u64 = rows.iter().map(|r| r.total as u64).sum();
             let o = mp.add(ProgressBar::new(total));
             o.set_style(
                 ProgressStyle::with_template(&format!(
-                    "{{prefix:>{width}}} [{{bar:16.green}}] {{percent:>3}}% {{elapsed_precise}} ETA {{eta}} {{wide_msg}}"
+                    "{{prefix:>{width}}} [{{bar:{bar}.green}}] {{percent:>3}}% {{elapsed_precise}} ETA {{eta}} {{wide_msg}}"
                 ))
                 .expect("valid template")
                 .progress_chars("=> "),
             );
             o.set_prefix("all");
-            (Some(mp), bars, Some(o), Some(done_style))
+            (Some(mp), bars, Some(o), Some(done_style), counts)
         } else {
-            (None, Vec::new(), None, None)
+            (None, Vec::new(), None, None, None)
         };
+        let shown = Mutex::new(vec![!collapse; rows.len()]);
         Dashboard {
             mode,
+            size,
+            label_width,
+            collapse,
+            counts,
+            shown,
+            eta_reset: AtomicBool::new(false),
             rows,
             flops_per_step,
             flops_per_log,
@@ -196,45 +292,114 @@ impl Dashboard {
         self.render();
     }
 
+    /// Columns left for a run line's fields after its label, bar and counts.
+    fn row_room(&self, total: usize) -> usize {
+        let digits = total.to_string().len().max(5);
+        // "{label} [{bar}] {pos}/{len} "
+        let used = self.label_width + 1 + (bar_width(self.size) + 2) + 1 + (2 * digits + 1) + 1;
+        self.size.1.saturating_sub(used)
+    }
+
     fn render(&self) {
         let mut done_steps = 0u64;
+        let mut worked_steps = 0u64;
         let mut flops = 0.0;
+        let (mut finished, mut waiting, mut best) = (0usize, 0usize, f64::NAN);
+        let mut shown = self.shown.lock().expect("not poisoned");
         for (i, (row, bar)) in self.rows.iter().zip(&self.bars).enumerate() {
             let step = row.step.load(Ordering::Relaxed);
+            let base = row.base.load(Ordering::Relaxed);
             done_steps += step as u64;
-            flops += step as f64 * self.flops_per_step[i]
+            let worked = if base == usize::MAX {
+                0
+            } else {
+                step.saturating_sub(base)
+            };
+            worked_steps += worked as u64;
+            flops += worked as f64 * self.flops_per_step[i]
                 + row.logs.load(Ordering::Relaxed) as f64 * self.flops_per_log[i];
+            let room = self.row_room(row.total);
             if let Some(s) = row.summary.lock().expect("not poisoned").as_ref() {
+                finished += 1;
+                let acc = f(&row.val_acc);
+                if acc.is_finite() && (best.is_nan() || acc > best) {
+                    best = acc;
+                }
+                if self.collapse {
+                    if shown[i] {
+                        if let Some(mp) = &self.mp {
+                            mp.remove(bar);
+                        }
+                        shown[i] = false;
+                    }
+                    continue;
+                }
                 if !bar.is_finished() {
                     bar.set_position(step as u64);
                     if let Some(style) = &self.done_style {
                         bar.set_style(style.clone());
                     }
-                    bar.finish_with_message(s.clone());
+                    let fields: Vec<String> = s.split("  ").map(str::to_string).collect();
+                    let room = self.size.1.saturating_sub(self.label_width + 1);
+                    bar.finish_with_message(fit_fields(&fields, room));
                 }
                 continue;
             }
+            if self.collapse && !shown[i] {
+                if base == usize::MAX {
+                    waiting += 1;
+                    continue;
+                }
+                if let (Some(mp), Some(counts)) = (&self.mp, &self.counts) {
+                    mp.insert_before(counts, bar.clone());
+                }
+                shown[i] = true;
+            }
             bar.set_position(step as u64);
-            // Most telling first: the message is cut at the terminal's edge.
+            // Most telling first; a field that does not fit is left out whole.
             let (eta, cost, acc) = (f(&row.eta), f(&row.cost), f(&row.val_acc));
-            let mut msg = String::new();
+            let mut fields = Vec::new();
             if acc.is_finite() {
-                msg.push_str(&format!("val {:.2}%  ", 100.0 * acc));
+                fields.push(format!("val {:.2}%", 100.0 * acc));
             }
             if cost.is_finite() {
-                msg.push_str(&format!("cost {cost:.3}  "));
+                fields.push(format!("cost {cost:.3}"));
             }
-            msg.push_str(&format!("eta {eta:.2e}"));
-            bar.set_message(msg);
+            if eta.is_finite() {
+                fields.push(format!("eta {eta:.2e}"));
+            }
+            bar.set_message(fit_fields(&fields, room));
+        }
+        drop(shown);
+        if let Some(c) = &self.counts {
+            let mut fields = vec![format!("{finished} done")];
+            if best.is_finite() {
+                fields.push(format!("best val {:.2}%", 100.0 * best));
+            }
+            fields.push(format!("{waiting} waiting"));
+            c.set_message(fit_fields(
+                &fields,
+                self.size.1.saturating_sub(self.label_width + 1),
+            ));
         }
         if let Some(o) = &self.overall {
             o.set_position(done_steps);
+            if !self.eta_reset.swap(true, Ordering::Relaxed) {
+                // A resume starts part-way: its first position is not speed.
+                o.reset_eta();
+            }
             let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-            o.set_message(format!(
-                "{:.1} GFLOP/s  {:.0} steps/s",
-                flops / secs / 1e9,
-                done_steps as f64 / secs
-            ));
+            let mut fields = Vec::new();
+            if worked_steps > 0 {
+                fields.push(format!("{:.0} steps/s", worked_steps as f64 / secs));
+                fields.push(format!("{:.1} GFLOP/s", flops / secs / 1e9));
+            }
+            // "{label} [{16}] {percent:>3}% {HH:MM:SS} ETA {eta} "
+            let room = self
+                .size
+                .1
+                .saturating_sub(self.label_width + 1 + 18 + 1 + 4 + 1 + 8 + 1 + 8 + 1);
+            o.set_message(fit_fields(&fields, room));
         }
     }
 
@@ -248,6 +413,14 @@ impl Dashboard {
         });
         self.finish();
         r
+    }
+
+    /// Configuration `id` continues from `step` (a checkpoint, on resume): its
+    /// line starts there and its speed counts only the steps done from it.
+    pub fn resume_at(&self, id: usize, step: usize) {
+        let row = &self.rows[id];
+        row.step.store(step, Ordering::Relaxed);
+        row.base.store(step, Ordering::Relaxed);
     }
 
     /// Marks configuration `id` as finished without training (e.g. found done on resume).
@@ -264,11 +437,20 @@ impl Dashboard {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    /// Finishes the overall bar (after the render thread ended).
+    /// Leaves the final state on screen (after the render thread ended): a
+    /// complete overall bar when every run finished, else where it stopped.
     pub fn finish(&self) {
         self.render();
         if let Some(o) = &self.overall {
-            o.finish();
+            let all = self
+                .rows
+                .iter()
+                .all(|r| r.summary.lock().expect("not poisoned").is_some());
+            if all && o.position() >= o.length().unwrap_or(0) {
+                o.finish();
+            } else {
+                o.abandon();
+            }
         }
         for b in &self.bars {
             if !b.is_finished() {
@@ -293,6 +475,13 @@ impl Observer for Dashboard {
     fn on_step(&self, ids: &[usize], steps_done: usize, etas: &[f64]) {
         for (&id, &eta) in ids.iter().zip(etas) {
             let row = &self.rows[id];
+            // The first step seen fixes where this process started.
+            let _ = row.base.compare_exchange(
+                usize::MAX,
+                steps_done - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             row.step.store(steps_done, Ordering::Relaxed);
             row.eta.store(eta.to_bits(), Ordering::Relaxed);
         }
@@ -353,9 +542,10 @@ mod tests {
         }
         let term = InMemoryTerm::new(20, 80);
         let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
-        let dash = Dashboard::with_target(&configs, DisplayMode::Live, Some(target), |c| {
-            c.name.clone()
-        });
+        let dash =
+            Dashboard::with_target(&configs, DisplayMode::Live, Some((target, (20, 80))), |c| {
+                c.name.clone()
+            });
         for id in 0..configs.len() {
             dash.on_step(&[id], 1000, &[1e-3]);
             let point = LogPoint {
@@ -392,14 +582,184 @@ mod tests {
             assert!(line.trim_start().starts_with(&c.name), "{screen}");
         }
         assert!(
-            lines[0].contains("done: train 44.68%  val 38.47%  test 39.00%"),
+            lines[0].contains("done: val 38.47%  test 39.00%  train 44.68%"),
             "{screen}"
         );
+        for line in &lines {
+            assert!(line.chars().count() <= 80, "{line}");
+        }
         assert!(
             lines[1].contains(&format!("1000/{}", configs[1].steps))
                 && lines[1].contains("val 38.47%"),
             "{screen}"
         );
-        assert!(lines[4].contains("GFLOP/s"), "{screen}");
+        assert!(lines[4].contains("steps/s"), "{screen}");
+    }
+
+    fn configs(n: usize) -> Vec<RunConfig> {
+        SweepSpec {
+            lambdas: LambdaSpec::Grid {
+                lo: 1e-5,
+                hi: 1e-1,
+                n,
+            },
+            ..SweepSpec::default()
+        }
+        .configs()
+    }
+
+    fn live(configs: &[RunConfig], size: TermSize) -> (Dashboard, InMemoryTerm) {
+        let term = InMemoryTerm::new(size.0 as u16, size.1 as u16);
+        let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
+        let dash = Dashboard::with_target(configs, DisplayMode::Live, Some((target, size)), |c| {
+            format!("lambda {:.3e}", c.lambda)
+        });
+        (dash, term)
+    }
+
+    fn screen_lines(term: &InMemoryTerm) -> Vec<String> {
+        term.contents()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Nothing is shown before it has a value, and at any width a field is
+    /// whole or absent: never `eta 3.95e` or `NaN`.
+    #[test]
+    fn fields_are_whole_or_absent_and_nothing_shows_before_it_has_a_value() {
+        let cfgs = configs(2);
+        for width in [50, 60, 66, 72, 80, 200] {
+            let (dash, term) = live(&cfgs, (10, width));
+            dash.render();
+            let before = term.contents();
+            assert!(
+                !before.contains("NaN") && !before.contains("eta"),
+                "{before}"
+            );
+            dash.on_step(&[0, 1], 10, &[3.95e-3, 3.95e-3]);
+            dash.on_log(
+                0,
+                &LogPoint {
+                    step: 10,
+                    epoch: 0.1,
+                    eta: 3.95e-3,
+                    train: eval(0.3),
+                    train_images: 1000,
+                    val: eval(0.2917),
+                },
+            );
+            dash.render();
+            for line in screen_lines(&term) {
+                assert!(line.chars().count() <= width, "{width}: {line}");
+                for (key, whole) in [
+                    ("val", "val 29.17%"),
+                    ("cost", "cost 1.761"),
+                    ("eta", "eta 3.95e-3"),
+                ] {
+                    if line.contains(key) && !line.contains("lambda") {
+                        continue;
+                    }
+                    let fields = line.split("  ").filter(|f| f.trim_start().starts_with(key));
+                    for f in fields {
+                        assert_eq!(f.trim(), whole, "{width} columns, a cut field: {line}");
+                    }
+                }
+                assert!(!line.contains("NaN"), "{line}");
+            }
+            let text = term.contents();
+            if width >= 80 {
+                assert!(
+                    text.contains("val 29.17%  cost 1.761  eta 3.95e-3"),
+                    "{width}: {text}"
+                );
+            }
+        }
+    }
+
+    /// More runs than rows: running runs keep their line, finished and waiting
+    /// ones collapse into a line of counts, and the overall bar stays visible.
+    #[test]
+    fn more_runs_than_rows_collapse_into_counts() {
+        let cfgs = configs(30);
+        let (dash, term) = live(&cfgs, (10, 80));
+        for (id, cfg) in cfgs.iter().enumerate().take(12) {
+            dash.on_step(&[id], cfg.steps, &[1e-3]);
+            dash.on_log(
+                id,
+                &LogPoint {
+                    step: cfg.steps,
+                    epoch: 1.0,
+                    eta: 1e-3,
+                    train: eval(0.5),
+                    train_images: 1000,
+                    val: eval(0.40 + id as f64 / 1000.0),
+                },
+            );
+            let mut o = RunOutcome {
+                config: cfg.clone(),
+                status: Status::Done,
+                history: vec![],
+                steps_done: cfg.steps,
+                train: eval(0.5),
+                val: eval(0.4),
+                test: eval(0.4),
+                diverged: None,
+                wall_s: 1.0,
+                ms_per_step: 0.1,
+                group_size: 4,
+                weights: vec![],
+            };
+            o.val.acc = 0.40 + id as f64 / 1000.0;
+            dash.on_done(id, &o);
+        }
+        dash.on_step(&[12, 13], 50, &[1e-3, 1e-3]);
+        dash.render();
+        let lines = screen_lines(&term);
+        assert!(lines.len() < 10, "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l.contains("12 done")
+                && l.contains("best val 41.10%")
+                && l.contains("16 waiting")),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("/3600")).count(),
+            2,
+            "{lines:#?}"
+        );
+        assert!(
+            lines.last().unwrap().trim_start().starts_with("all"),
+            "{lines:#?}"
+        );
+    }
+
+    /// An interrupted display stays where it stopped (not 100%), and a resumed
+    /// run's speed counts only the steps done since the resume.
+    #[test]
+    fn interrupted_stays_where_it_stopped_and_resumed_speed_counts_new_steps() {
+        let cfgs = configs(1);
+        let (dash, term) = live(&cfgs, (10, 120));
+        dash.resume_at(0, 1800);
+        dash.on_step(&[0], 1801, &[1e-3]);
+        std::thread::sleep(Duration::from_millis(100));
+        dash.render();
+        let text = term.contents();
+        let rate: f64 = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[1] == "steps/s")
+            .map(|w| w[0].parse().unwrap())
+            .unwrap_or_else(|| panic!("{text}"));
+        // One step in at least 0.1 s: at most 10 steps/s (1801 counted would be 18,000).
+        assert!(
+            rate <= 10.0,
+            "1 step in 0.1 s shown as {rate} steps/s: {text}"
+        );
+        dash.finish();
+        let text = term.contents();
+        assert!(text.contains(" 50%") && !text.contains("100%"), "{text}");
     }
 }

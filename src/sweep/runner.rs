@@ -277,6 +277,34 @@ pub fn run_plan<T: Real>(
         };
         starts.push(start);
     }
+    if opts.resume {
+        // Say what is resumed, and start those lines where they stopped.
+        let (mut done, mut fresh) = (0usize, 0usize);
+        let mut from: std::collections::BTreeMap<usize, usize> = Default::default();
+        for (members, start) in groups.iter().zip(&starts) {
+            match start {
+                GroupStart::Finished => done += members.len(),
+                GroupStart::Resume(cks) => {
+                    for (&i, ck) in members.iter().zip(cks) {
+                        dashboard.resume_at(ids[i], ck.step);
+                    }
+                    *from.entry(cks[0].step).or_default() += members.len();
+                }
+                GroupStart::Fresh => fresh += members.len(),
+            }
+        }
+        let mut parts = vec![format!("{done} done")];
+        parts.extend(from.iter().map(|(step, n)| format!("{n} from step {step}")));
+        if fresh > 0 {
+            parts.push(format!("{fresh} from the start"));
+        }
+        dashboard.println(&format!(
+            "resuming {} run{}: {}",
+            configs.len(),
+            if configs.len() == 1 { "" } else { "s" },
+            parts.join(", ")
+        ));
+    }
     let todo: Vec<usize> = (0..groups.len())
         .filter(|&g| !matches!(starts[g], GroupStart::Finished))
         .collect();
