@@ -105,6 +105,49 @@ pub fn markdown_table<S: AsRef<str>>(header: &[S], rows: &[Vec<String>]) -> Stri
     s
 }
 
+/// The same table as [`markdown_table`], for a terminal: columns padded to
+/// their widest cell, numbers right-aligned, no Markdown syntax.
+pub fn text_table<S: AsRef<str>>(header: &[S], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let cell = |r: &Vec<String>, c: usize| r.get(c).map_or(String::new(), |v| v.clone());
+    let numeric = |c: usize| {
+        rows.iter().all(|r| {
+            let v = cell(r, c);
+            let v = v.trim();
+            v.is_empty() || v == "-" || v.trim_end_matches('%').parse::<f64>().is_ok()
+        })
+    };
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).chars().count())
+                .chain(std::iter::once(header[c].as_ref().chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let right: Vec<bool> = (0..cols).map(numeric).collect();
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if right[c] {
+                    format!("{v:>w$}", w = widths[c])
+                } else {
+                    format!("{v:<w$}", w = widths[c])
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut s = line(header.iter().map(|h| h.as_ref().to_string()).collect());
+    for r in rows {
+        s.push_str(&line((0..cols).map(|c| cell(r, c)).collect()));
+    }
+    s
+}
+
 /// SplitMix64 mixing step: turns any 64-bit value into a well-spread one.
 pub fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -191,6 +234,18 @@ mod tests {
             t,
             "| run | acc % |\n|---|---:|\n| a\\|b | 51.20 |\n| c | - |\n"
         );
+    }
+
+    #[test]
+    fn text_tables_align_columns_without_markdown() {
+        let t = text_table(
+            &["run", "acc %"],
+            &[
+                vec!["long name".into(), "5.2".into()],
+                vec!["b".into(), "51.20".into()],
+            ],
+        );
+        assert_eq!(t, "run        acc %\nlong name    5.2\nb          51.20\n");
     }
 
     #[test]

@@ -315,7 +315,7 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     let results = run_and_write(configs, &a.common, control)?;
     let summary = Summary::new(&results, t0.elapsed().as_secs_f64());
     summary.write(&a.common.out)?;
-    print_summary(&a.common, &summary, &summary.markdown())?;
+    print_summary(&a.common, &summary, &summary.text())?;
     Ok(if super::common::interrupted(&results) {
         Finish::Interrupted
     } else {

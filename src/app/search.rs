@@ -237,7 +237,7 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
     let mode = DisplayMode::detect(a.common.quiet);
     match search(&data, &opts, &runner, control, mode)? {
         Some(summary) => {
-            print_summary(&a.common, &summary, &summary.markdown())?;
+            print_summary(&a.common, &summary, &summary.text())?;
             Ok(Finish::Done)
         }
         None => Ok(Finish::Interrupted),

@@ -226,6 +226,17 @@ impl Summary {
 
     /// Markdown table in plan order.
     pub fn markdown(&self) -> String {
+        let (header, rows) = self.table();
+        crate::util::markdown_table(&header, &rows)
+    }
+
+    /// The same table for a terminal.
+    pub fn text(&self) -> String {
+        let (header, rows) = self.table();
+        crate::util::text_table(&header, &rows)
+    }
+
+    fn table(&self) -> ([&'static str; 8], Vec<Vec<String>>) {
         let header = [
             "run",
             "lambda",
@@ -252,7 +263,7 @@ impl Summary {
                 ]
             })
             .collect();
-        crate::util::markdown_table(&header, &rows)
+        (header, rows)
     }
 
     /// Writes `summary.json` and `results.md` into `dir`.
@@ -282,8 +293,7 @@ pub struct SearchSummary {
 }
 
 impl SearchSummary {
-    /// Markdown summary.
-    pub fn markdown(&self) -> String {
+    fn table(&self) -> ([&'static str; 5], Vec<Vec<String>>) {
         let f = &self.final_run;
         let best_val = |rs: &[RunResult]| 100.0 * best(rs).map_or(f64::NAN, |r| r.val_acc);
         let rows = vec![
@@ -313,9 +323,29 @@ impl SearchSummary {
             ],
         ];
         let header = ["stage", "runs", "best lambda", "best val acc %", "seconds"];
+        (header, rows)
+    }
+
+    /// Markdown summary: the stages' table and the final test accuracy.
+    pub fn markdown(&self) -> String {
+        let (header, rows) = self.table();
+        let f = &self.final_run;
         format!(
             "{}\nFinal test accuracy: **{:.2}%** (lambda {:.3e}, {} steps).\n",
             crate::util::markdown_table(&header, &rows),
+            100.0 * f.test_acc,
+            f.lambda,
+            f.steps
+        )
+    }
+
+    /// The same summary for a terminal, without Markdown.
+    pub fn text(&self) -> String {
+        let (header, rows) = self.table();
+        let f = &self.final_run;
+        format!(
+            "{}\nfinal test accuracy {:.2}% (lambda {:.3e}, {} steps)",
+            crate::util::text_table(&header, &rows),
             100.0 * f.test_acc,
             f.lambda,
             f.steps
