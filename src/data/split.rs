@@ -391,7 +391,7 @@ impl<T: Real> Split<T> {
             x: pre.apply::<T>(&px),
             labels,
         };
-        let train = mk(train, &pre);
+        let mut train = mk(train, &pre);
         if let Some(key) = key {
             if !(spec.whiten_eps.is_finite() && spec.whiten_eps > 0.0) {
                 bail!(
@@ -401,17 +401,8 @@ impl<T: Real> Split<T> {
             }
             let e = whiten::fit(train.view(), &key, cache)?;
             let w = whiten::matrix(&e, spec.whiten, spec.whiten_eps).expect("whitening on");
-            let mut train = train;
             whiten::apply(w.mapv(T::of).view(), &mut train.x);
             pre.matrix = Some(w);
-            return Ok(Split {
-                train,
-                val: mk(val, &pre),
-                test: mk(test, &pre),
-                preprocess: pre,
-                spec,
-                class_names,
-            });
         }
         Ok(Split {
             train,

@@ -324,33 +324,6 @@ pub fn build(dir: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 fn summary_table(s: &Summary) -> Block {
-    Block::Table(
-        [
-            "run",
-            "lambda",
-            "eta",
-            "train acc %",
-            "val acc %",
-            "test acc %",
-            "steps",
-            "seconds",
-        ]
-        .map(String::from)
-        .to_vec(),
-        s.runs
-            .iter()
-            .map(|r| {
-                vec![
-                    r.name.clone(),
-                    r.lambda.to_string(),
-                    r.eta.to_string(),
-                    pct(r.train_acc),
-                    pct(r.val_acc),
-                    pct(r.test_acc),
-                    r.steps.to_string(),
-                    format!("{:.1}", r.wall_s),
-                ]
-            })
-            .collect(),
-    )
+    let (header, rows) = s.table();
+    Block::Table(header.map(String::from).to_vec(), rows)
 }

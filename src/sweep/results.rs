@@ -236,7 +236,9 @@ impl Summary {
         crate::util::text_table(&header, &rows)
     }
 
-    fn table(&self) -> ([&'static str; 8], Vec<Vec<String>>) {
+    /// The table's header and rows, in plan order (what results.md, the
+    /// terminal and the report show).
+    pub fn table(&self) -> ([&'static str; 8], Vec<Vec<String>>) {
         let header = [
             "run",
             "lambda",
@@ -255,11 +257,11 @@ impl Summary {
                     r.name.clone(),
                     r.lambda.to_string(),
                     r.eta.to_string(),
-                    format!("{:.2}", 100.0 * r.train_acc),
-                    format!("{:.2}", 100.0 * r.val_acc),
-                    format!("{:.2}", 100.0 * r.test_acc),
+                    pct(r.train_acc),
+                    pct(r.val_acc),
+                    pct(r.test_acc),
                     r.steps.to_string(),
-                    format!("{:.2}", r.wall_s),
+                    format!("{:.1}", r.wall_s),
                 ]
             })
             .collect();
