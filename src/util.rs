@@ -168,9 +168,97 @@ pub fn derive_seed(base: u64, key: &str) -> u64 {
     mix64(base ^ mix64(h))
 }
 
+/// The CPU model from /proc/cpuinfo, or "unknown".
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The date and time now, e.g. `2026-12-02 18:40 UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
+/// A number for titles, tables and names, rounded to 3 significant digits:
+/// `0.00225`, `0.1`, `1e-5`, `2.25e-5`, `900`, `49000`. Whole numbers stay whole.
+pub fn short_number(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        return format!("{}", v as i64);
+    }
+    let a = v.abs();
+    if (1e-3..1e4).contains(&a) {
+        // Three significant digits, trailing zeros dropped.
+        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+        let s = format!("{v:.decimals$}");
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
+        return s;
+    }
+    let s = format!("{v:.2e}");
+    // 2.50e-5 -> 2.5e-5, 1.00e-5 -> 1e-5
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let m = if m.contains('.') {
+        m.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        m
+    };
+    format!("{m}e{e}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_numbers_keep_three_significant_digits() {
+        for (v, want) in [
+            (0.0022512345, "0.00225"),
+            (0.1, "0.1"),
+            (1e-5, "1e-5"),
+            (2.2512e-5, "2.25e-5"),
+            (900.0, "900"),
+            (0.01, "0.01"),
+            (1.23456, "1.23"),
+            (0.0, "0"),
+            (12345.6, "1.23e4"),
+        ] {
+            assert_eq!(short_number(v), want, "{v}");
+        }
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

@@ -165,25 +165,25 @@ fn real_sweep_is_the_same_bit_for_bit_whatever_the_cores_jobs_or_interruptions()
     let Some(d) = common::real_data("real_sweep_is_the_same_bit_for_bit") else {
         return;
     };
-    use shallow::sweep::{
-        run_configs, Dashboard, DisplayMode, LambdaSpec, RunnerOptions, SweepSpec,
-    };
-    use shallow::train::Control;
-    let spec = SweepSpec {
-        lambdas: LambdaSpec::List(vec![1e-4, 1e-3, 1e-2, 5e-2, 0.1]),
-        cycles: 1,
-        ns: 100,
-        log_points: 5,
-        split: shallow::data::SplitSpec {
-            kind: shallow::data::SplitKind::Full,
-            n_val: 1000,
-            n_train: Some(10_000),
-            ..Default::default()
+    use shallow::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions, SweepSpec};
+    use shallow::train::{Control, TrainSettings};
+    let spec = SweepSpec::lambdas(
+        TrainSettings {
+            cycles: 1,
+            ns: 100,
+            log_points: 5,
+            split: shallow::data::SplitSpec {
+                kind: shallow::data::SplitKind::Full,
+                n_val: 1000,
+                n_train: Some(10_000),
+                ..Default::default()
+            },
+            eval_train: shallow::train::EvalTrain::Sample(2000),
+            ..TrainSettings::sweep_default()
         },
-        eval_train: shallow::train::EvalTrain::Sample(2000),
-        ..SweepSpec::default()
-    };
-    let configs = spec.configs();
+        &[1e-4, 1e-3, 1e-2, 5e-2, 0.1],
+    );
+    let configs = spec.configs().unwrap();
     let run =
         |jobs: usize, threads: usize, dir: &std::path::Path, resume: bool, control: &Control| {
             let opts = RunnerOptions {

@@ -5,44 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::data::{SplitKind, SplitSpec, Whitening};
-use crate::nn::{ModelKind, Precision};
+use crate::data::{SplitKind, Whitening};
+use crate::nn::{Loss, ModelKind, Precision};
 use crate::sweep::plan::SweepSettings;
-
-/// The split and its preprocessing (`train`).
-#[derive(Args, Clone)]
-pub struct SplitArgs {
-    /// Data split: a1 (batch 1 / batch 2 / test) or full (batches 1-5, last --n-val validate).
-    #[arg(long, value_enum, default_value = "a1")]
-    pub split: SplitKind,
-    /// Validation images held out (split full).
-    #[arg(long, default_value_t = 5000)]
-    pub n_val: usize,
-    /// Use only the first N training images.
-    #[arg(long)]
-    pub n_train: Option<usize>,
-    /// Whiten the standardised inputs: pca or zca, fitted on the training
-    /// images only (the decomposition is cached, see README "Whitening").
-    #[arg(long, value_enum, default_value = "none")]
-    pub whiten: Whitening,
-    /// Added to every eigenvalue of the training covariance before whitening
-    /// (the eigenvalues of the standardised features sum to 3072).
-    #[arg(long, default_value_t = crate::data::whiten::DEFAULT_WHITEN_EPS)]
-    pub whiten_eps: f64,
-}
-
-impl SplitArgs {
-    /// The split these flags describe.
-    pub fn spec(&self) -> SplitSpec {
-        SplitSpec {
-            kind: self.split,
-            n_val: self.n_val,
-            n_train: self.n_train,
-            whiten: self.whiten,
-            whiten_eps: self.whiten_eps,
-        }
-    }
-}
+use crate::train::ScheduleKind;
 
 /// Data, output, display and cores: every command that trains.
 #[derive(Args, Clone)]
@@ -72,70 +38,115 @@ pub struct DataArgs {
     pub data: Option<PathBuf>,
 }
 
-/// Settings shared by `sweep` and `search` (all optional: file, then defaults).
+/// Every setting of a training run, each optional: `train` fills the rest
+/// from its defaults (Assignment 1), `sweep` and `search` from a TOML file and
+/// theirs (Assignment 2's network, cyclical, split full).
 #[derive(Args, Clone, Default)]
-pub struct SweepShape {
-    /// Network: linear or mlp.
+pub struct SettingsArgs {
+    /// Network: linear or mlp [train: linear; sweep: mlp].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
-    /// Hidden widths of the mlp.
+    /// Hidden widths of the mlp, e.g. 50 or 100,50 [50].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
-    /// Cycles of the cyclical schedule.
+    /// Output loss: ce or bce [ce].
+    #[arg(long, value_enum)]
+    pub loss: Option<Loss>,
+    /// L2 penalty lambda [train: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lambda: Option<f64>,
+    /// Schedule: fixed, decay or cyclic [inferred from the settings given:
+    /// --eta/--epochs fixed, --decay-* decay, --cycles/--ns/--eta-min/--eta-max
+    /// cyclic; else train: fixed, sweep: cyclic].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Fixed learning rate, or the initial one with --decay-factor [0.001].
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta: Option<f64>,
+    /// Step decay: multiply eta by this every --decay-every epochs.
+    #[arg(long)]
+    pub decay_factor: Option<f64>,
+    /// Step decay: epochs between decays [10].
+    #[arg(long)]
+    pub decay_every: Option<usize>,
+    /// Epochs of the fixed and decay schedules [40].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Update steps (overrides --epochs and --cycles).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Cyclical schedule: number of cycles [train: 1; sweep: 2].
     #[arg(long)]
     pub cycles: Option<usize>,
-    /// Half-cycle steps (0: 2 floor(n_train / batch)).
+    /// Cyclical schedule: lowest eta [1e-5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta_min: Option<f64>,
+    /// Cyclical schedule: highest eta [1e-1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta_max: Option<f64>,
+    /// Cyclical schedule: half-cycle steps n_s; 0: 2 floor(n_train / batch)
+    /// [train: 500; sweep: 0].
     #[arg(long)]
     pub ns: Option<usize>,
-    /// Lowest eta.
-    #[arg(long)]
-    pub eta_min: Option<f64>,
-    /// Highest eta.
-    #[arg(long)]
-    pub eta_max: Option<f64>,
-    /// Mini-batch size.
+    /// Mini-batch size [100].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Data split (default full).
+    /// Data split: a1 (batch 1 / batch 2 / test) or full (batches 1-5, the
+    /// last --n-val validate) [train: a1; sweep: full].
     #[arg(long, value_enum)]
     pub split: Option<SplitKind>,
-    /// Validation images held out (split full).
+    /// Validation images held out (split full) [5000].
     #[arg(long)]
     pub n_val: Option<usize>,
     /// Use only the first N training images.
     #[arg(long)]
     pub n_train: Option<usize>,
-    /// Whiten the standardised inputs: pca or zca (fitted on the training images).
+    /// Whiten the standardised inputs: pca or zca, fitted on the training
+    /// images only (the decomposition is cached, see README "Whitening") [none].
     #[arg(long, value_enum)]
     pub whiten: Option<Whitening>,
-    /// Added to every eigenvalue before whitening (default 10).
+    /// Added to every eigenvalue of the training covariance before whitening
+    /// (the eigenvalues of the standardised features sum to 3072) [10].
     #[arg(long)]
     pub whiten_eps: Option<f64>,
-    /// Base seed.
+    /// Base seed of initialisation and shuffling [1].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Logged points per cycle (default 5; 0: only start and end; fastest).
+    /// Logged points per cycle (cyclical; fixed and decay log every epoch);
+    /// 0: only the start and the end [train: 10; sweep: 5].
     #[arg(long)]
     pub log_points: Option<usize>,
     /// Training images the intermediate logged points evaluate: N (a fixed
-    /// sample chosen from the seed; default 1000) or `all`. The validation set,
-    /// and at the last point the training set, are always evaluated in full.
+    /// sample chosen from the seed) or `all`. The validation set, and at the
+    /// last point the training set, are always evaluated in full
+    /// [train: 5000; sweep: 1000].
     #[arg(long, value_name = "N|all")]
     pub eval_train: Option<crate::train::EvalTrain>,
-    /// Reshuffle every epoch.
+    /// Reshuffle the training set every epoch.
     #[arg(long)]
     pub shuffle: bool,
-    /// Precision.
+    /// Floating-point precision [f32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
+    /// Save the trained weights as .npy.
+    #[arg(long)]
+    pub save_weights: bool,
 }
 
-impl SweepShape {
-    /// The flags given, as sweep settings (lambdas aside).
+impl SettingsArgs {
+    /// The flags given, as settings (no axes).
     pub fn settings(&self) -> SweepSettings {
         SweepSettings {
             model: self.model,
             hidden: self.hidden.clone(),
+            loss: self.loss,
+            lambda: self.lambda,
+            schedule: self.schedule,
+            eta: self.eta,
+            decay_factor: self.decay_factor,
+            decay_every: self.decay_every,
+            epochs: self.epochs,
+            steps: self.steps,
             cycles: self.cycles,
             ns: self.ns,
             eta_min: self.eta_min,
@@ -151,7 +162,68 @@ impl SweepShape {
             shuffle: self.shuffle.then_some(true),
             precision: self.precision,
             eval_train: self.eval_train,
+            save_weights: self.save_weights.then_some(true),
             ..Default::default()
         }
+    }
+}
+
+/// The axes of a sweep: grids, ranges and random draws over any setting.
+#[derive(Args, Clone, Default)]
+pub struct AxesArgs {
+    /// Grid axis, repeatable: NAME=V1,V2,... or NAME=LO:HI:N[:log|lin] (log
+    /// by default on lambda and learning rates). Every combination of the
+    /// grid axes is trained. Names: lambda, eta, eta_min, eta_max,
+    /// decay_factor, ns, cycles, epochs, steps, decay_every, hidden (50 or
+    /// 100x50), batch, loss (ce,bce), seed (repeats).
+    #[arg(long, value_name = "NAME=VALUES")]
+    pub grid: Vec<String>,
+    /// Random axis, repeatable: NAME=LO:HI[:log|lin], drawn --draws times
+    /// (log-uniform on lambda and learning rates), jointly with the other
+    /// random axes, seeded by --seed.
+    #[arg(long, value_name = "NAME=LO:HI")]
+    pub random: Vec<String>,
+    /// Random draws [8].
+    #[arg(long)]
+    pub draws: Option<usize>,
+    /// Shorthand: --grid lambda=V1,V2,...
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["lambda_grid", "lambda_random"])]
+    pub lambdas: Option<Vec<f64>>,
+    /// Shorthand: N lambdas log-spaced in [LO, HI] (--grid lambda=LO:HI:N:log).
+    #[arg(long, value_name = "LO:HI:N", conflicts_with = "lambda_random")]
+    pub lambda_grid: Option<String>,
+    /// Shorthand: N lambdas log-uniform at random in [LO, HI]
+    /// (--random lambda=LO:HI --draws N).
+    #[arg(long, value_name = "LO:HI:N")]
+    pub lambda_random: Option<String>,
+}
+
+impl AxesArgs {
+    /// The axes as settings; `NAME=VALUES` that does not parse is refused.
+    pub fn settings(&self) -> anyhow::Result<SweepSettings> {
+        let table = |items: &[String], flag: &str| -> anyhow::Result<Option<toml::Table>> {
+            let mut t = toml::Table::new();
+            for item in items {
+                let Some((name, values)) = item.split_once('=') else {
+                    anyhow::bail!(
+                        "{flag} {item}: expected NAME=VALUES, e.g. {flag} eta_max=0.05,0.1,0.2"
+                    );
+                };
+                let axis = crate::train::Axis::parse(name)?;
+                if t.insert(axis.name().into(), values.trim().into()).is_some() {
+                    anyhow::bail!("{flag} {}: the axis is given twice", axis.name());
+                }
+            }
+            Ok((!t.is_empty()).then_some(t))
+        };
+        Ok(SweepSettings {
+            grid: table(&self.grid, "--grid")?,
+            random: table(&self.random, "--random")?,
+            draws: self.draws,
+            lambdas: self.lambdas.clone(),
+            lambda_grid: self.lambda_grid.clone(),
+            lambda_random: self.lambda_random.clone(),
+            ..Default::default()
+        })
     }
 }

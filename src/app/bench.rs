@@ -331,20 +331,21 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     if !opts.no_sweep {
         let base = SweepSpec {
             prefix: "bench".into(),
-            cycles: if opts.quick { 1 } else { 3 },
-            ns: if opts.quick { 100 } else { 900 },
+            base: crate::train::TrainSettings {
+                cycles: if opts.quick { 1 } else { 3 },
+                ns: if opts.quick { 100 } else { 900 },
+                ..crate::train::TrainSettings::sweep_default()
+            },
             ..SweepSpec::default()
         };
         let split = match data {
-            Some(d) => Split::<f32>::new(d, base.split)?,
+            Some(d) => Split::<f32>::new(d, base.base.split)?,
             None => crate::data::generated::split_like(SplitKind::Full, 1),
         };
-        for log_points in [0, base.log_points] {
-            let spec = SweepSpec {
-                log_points,
-                ..base.clone()
-            };
-            let configs = spec.configs();
+        for log_points in [0, base.base.log_points] {
+            let mut spec = base.clone();
+            spec.base.log_points = log_points;
+            let configs = spec.configs()?;
             let groups = crate::sweep::group_configs(&configs, crate::sweep::DEFAULT_MAX_GROUP);
             let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
             let runner = RunnerOptions {

@@ -216,21 +216,17 @@ pub fn run_all(
     say("lambda search: coarse, fine, final");
     let t = std::time::Instant::now();
     let mut search_opts = SearchOptions::default();
-    search_opts.coarse.seed = opts.seed;
-    search_opts.coarse.log_points = 4;
+    search_opts.base.seed = opts.seed;
+    search_opts.base.log_points = 4;
     if opts.quick {
-        search_opts.coarse.lambdas = crate::sweep::LambdaSpec::Random {
-            lo: 1e-5,
-            hi: 1e-1,
-            n: 3,
-            seed: opts.seed,
-        };
-        search_opts.coarse.ns = 50;
-        search_opts.coarse.cycles = 1;
-        search_opts.coarse.split.n_val = 500;
-        search_opts.coarse.split.n_train = Some(2000);
+        search_opts.coarse_range = (1e-5, 1e-1, 3);
+        search_opts.base.ns = 50;
+        search_opts.base.cycles = 1;
+        search_opts.base.split.n_val = 500;
+        search_opts.base.split.n_train = Some(2000);
         search_opts.fine_n = 2;
         search_opts.fine_cycles = 1;
+        search_opts.top = 2;
         search_opts.final_cycles = 1;
         search_opts.final_n_val = 100;
     }
@@ -238,23 +234,9 @@ pub fn run_all(
         out: dir.join("search"),
         ..opts.runner.clone()
     };
-    let Some(summary) = search(data, &search_opts, &runner, control, opts.mode)? else {
+    if search(data, &search_opts, &runner, control, opts.mode)?.is_none() {
         return Ok(None);
-    };
-    let pts = |rs: &[crate::train::output::RunResult]| -> Vec<(f64, f64)> {
-        rs.iter()
-            .filter(|r| r.status == Status::Done)
-            .map(|r| (r.lambda, r.val_acc))
-            .collect()
-    };
-    crate::report::plot::lambda_scatter(
-        &dir.join("search/lambda.png"),
-        "Lambda search: validation accuracy",
-        &[
-            ("coarse", pts(&summary.coarse)),
-            ("fine", pts(&summary.fine)),
-        ],
-    )?;
+    }
     stages.push(("lambda search".into(), t.elapsed().as_secs_f64()));
 
     let timings = Timings {

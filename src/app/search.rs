@@ -1,63 +1,117 @@
-//! `shallow search`, the coarse-to-fine lambda search (Assignment 2): a coarse
-//! sweep, a fine sweep in a narrow log range around the best coarse lambda,
-//! then a final training with the best lambda on more data, reporting test
-//! accuracy.
+//! `shallow search`, the coarse-to-fine search of Assignment 2 on any scale
+//! axis (lambda by default): a coarse random sweep over a wide log range, a
+//! fine one centred on the best value so far, then the `--top K` values of both
+//! stages trained on more data, reporting test accuracy.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use clap::Args;
 
-use super::args::{CommonArgs, SweepShape};
+use super::args::{CommonArgs, SettingsArgs};
 use super::common::{print_summary, runner_options, Finish};
-use crate::data::{Cifar10, SplitKind, SplitSpec};
-use crate::sweep::plan::{LambdaSpec, SweepSpec};
-use crate::sweep::results::{best, write_tables, SearchSummary};
+use crate::data::{Cifar10, SplitKind};
+use crate::sweep::plan::{random_values, AxisValues, SweepSettings, SweepSpec};
+use crate::sweep::results::{axis_columns, ranking, write_tables, SearchSummary};
 use crate::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions};
 use crate::train::output::RunResult;
-use crate::train::{Control, Status};
+use crate::train::{Axis, Control, Status, TrainSettings, Value};
 use crate::util::{write_atomic, write_json};
 
 /// Settings of a search.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SearchOptions {
-    /// The coarse sweep (its lambdas, cycles, split...).
-    pub coarse: SweepSpec,
-    /// Lambdas of the fine sweep.
+    /// The scale axis searched (lambda, eta, eta_min or eta_max).
+    pub axis: Axis,
+    /// The coarse range: (lo, hi, draws), log-uniform.
+    pub coarse_range: (f64, f64, usize),
+    /// Fixed settings of every stage (the coarse stage's cycles).
+    pub base: TrainSettings,
+    /// Values of the fine sweep.
     pub fine_n: usize,
     /// Cycles of the fine sweep.
     pub fine_cycles: usize,
-    /// Half-width of the fine range around the best coarse lambda, in decades.
+    /// Half-width of the fine range around the best value so far, in decades.
     pub fine_decades: f64,
-    /// Cycles of the final run.
+    /// Values trained in the final stage: the best of the coarse and fine
+    /// stages together, by validation accuracy.
+    pub top: usize,
+    /// Cycles of the final runs.
     pub final_cycles: usize,
-    /// Validation images held out in the final run.
+    /// Validation images held out in the final runs (the rest of the five
+    /// training batches train).
     pub final_n_val: usize,
 }
 
 impl Default for SearchOptions {
+    /// Assignment 2's search: 8 lambdas in 1e-5..1e-1 for 2 cycles of n_s 900,
+    /// 8 in the half-decade around the best for 3 cycles, then the best 3 on
+    /// 49,000 images for 3 cycles.
     fn default() -> Self {
-        let coarse = SweepSpec {
-            prefix: "coarse".into(),
-            lambdas: LambdaSpec::Random {
-                lo: 1e-5,
-                hi: 1e-1,
-                n: 8,
-                seed: 1,
-            },
-            cycles: 2,
-            ns: 900,
-            ..SweepSpec::default()
-        };
         SearchOptions {
-            coarse,
+            axis: Axis::Lambda,
+            coarse_range: (1e-5, 1e-1, 8),
+            base: TrainSettings {
+                cycles: 2,
+                ns: 900,
+                ..TrainSettings::sweep_default()
+            },
             fine_n: 8,
             fine_cycles: 3,
             fine_decades: 0.5,
+            top: 3,
             final_cycles: 3,
             final_n_val: 1000,
         }
     }
+}
+
+impl SearchOptions {
+    /// A stage's sweep: `values` of the axis (grid) or a log-uniform draw of
+    /// `n` in (lo, hi) seeded by `seed_offset` past the base seed.
+    fn stage(
+        &self,
+        prefix: &str,
+        base: TrainSettings,
+        axis_values: AxisValues,
+        random: bool,
+    ) -> SweepSpec {
+        let (grid, random) = if random {
+            (vec![], vec![axis_values])
+        } else {
+            (vec![axis_values], vec![])
+        };
+        SweepSpec {
+            prefix: prefix.into(),
+            base,
+            grid,
+            random,
+        }
+    }
+
+    fn draw(&self, lo: f64, hi: f64, n: usize, seed: u64) -> Result<AxisValues> {
+        let range = format!("{lo:e}:{hi:e}:log");
+        Ok(random_values(&[(self.axis, range)], n, seed)?.remove(0))
+    }
+
+    /// The coarse stage's sweep.
+    pub fn coarse(&self) -> Result<SweepSpec> {
+        let (lo, hi, n) = self.coarse_range;
+        let values = self.draw(lo, hi, n, self.base.seed)?;
+        Ok(self.stage("coarse", self.base.clone(), values, true))
+    }
+}
+
+/// The axis value of each result, in plan order.
+fn values_of(spec: &SweepSpec) -> Vec<f64> {
+    spec.points()
+        .iter()
+        .map(|p| {
+            p.last()
+                .and_then(|(_, v)| v.as_number())
+                .unwrap_or(f64::NAN)
+        })
+        .collect()
 }
 
 /// Runs the three stages into `runner.out`/{coarse,fine,final}. Returns `None`
@@ -69,20 +123,21 @@ pub fn search(
     control: &Control,
     mode: DisplayMode,
 ) -> Result<Option<SearchSummary>> {
+    let axis = opts.axis.name();
     let stage = |name: &str, spec: &SweepSpec| -> Result<(Vec<RunResult>, f64)> {
         let t0 = std::time::Instant::now();
-        let configs = spec.configs();
+        let configs = spec.configs()?;
+        for c in &configs {
+            c.validate(c.split.train_len())?;
+        }
         let dashboard = Dashboard::new(&configs, mode, |c| c.name.clone());
+        let first = configs.first();
         dashboard.println(&format!(
-            "== {name} stage: {} run{}, {} cycle{} of n_s {}, {} training images",
+            "== {name} stage: {} run{}, {}, {} training images",
             configs.len(),
             if configs.len() == 1 { "" } else { "s" },
-            spec.cycles,
-            if spec.cycles == 1 { "" } else { "s" },
-            configs
-                .first()
-                .map_or(spec.ns, |c| c.steps / (2 * spec.cycles.max(1))),
-            spec.split.train_len()
+            first.map_or(String::new(), |c| c.schedule.describe()),
+            spec.base.split.train_len()
         ));
         let out = runner.out.join(name);
         let r = RunnerOptions {
@@ -90,59 +145,90 @@ pub fn search(
             ..runner.clone()
         };
         let results = run_configs(&configs, data, &r, control, &dashboard)?;
-        write_tables(&out, &results)?;
+        write_tables(&out, &results, &axis_columns(spec))?;
+        write_json(&out.join("sweep.json"), spec)?;
         Ok((results, t0.elapsed().as_secs_f64()))
     };
     let interrupted = |r: &[RunResult]| r.iter().any(|r| r.status == Status::Interrupted);
-    let (coarse, t_coarse) = stage("coarse", &opts.coarse)?;
+    let coarse_spec = opts.coarse()?;
+    let (coarse, t_coarse) = stage("coarse", &coarse_spec)?;
     if interrupted(&coarse) {
         return Ok(None);
     }
-    let Some(best_coarse) = best(&coarse).map(|r| r.lambda) else {
-        bail!("every coarse run diverged: lower --eta-max");
+    let coarse_values = values_of(&coarse_spec);
+    let Some(&best_i) = ranking(&coarse)
+        .first()
+        .filter(|&&i| coarse[i].status == Status::Done)
+    else {
+        bail!("every coarse run diverged: lower --eta-max (or the learning rate)");
     };
+    let best_coarse = coarse_values[best_i];
+    // The fine range is centred on the best value so far.
     let lo = best_coarse * 10f64.powf(-opts.fine_decades);
     let hi = best_coarse * 10f64.powf(opts.fine_decades);
-    let fine_spec = SweepSpec {
-        prefix: "fine".into(),
-        lambdas: LambdaSpec::Random {
-            lo,
-            hi,
-            n: opts.fine_n,
-            seed: opts.coarse.seed.wrapping_add(1),
+    let fine_spec = opts.stage(
+        "fine",
+        TrainSettings {
+            cycles: opts.fine_cycles,
+            ..opts.base.clone()
         },
-        cycles: opts.fine_cycles,
-        ..opts.coarse.clone()
-    };
+        opts.draw(lo, hi, opts.fine_n, opts.base.seed.wrapping_add(1))?,
+        true,
+    );
     let (fine, t_fine) = stage("fine", &fine_spec)?;
     if interrupted(&fine) {
         return Ok(None);
     }
-    let best_lambda = best(&fine).map_or(best_coarse, |r| r.lambda);
-    let final_spec = SweepSpec {
-        prefix: "final".into(),
-        lambdas: LambdaSpec::List(vec![best_lambda]),
-        cycles: opts.final_cycles,
-        split: SplitSpec {
-            kind: SplitKind::Full,
-            n_val: opts.final_n_val,
-            n_train: None,
-            ..opts.coarse.split
+    let fine_values = values_of(&fine_spec);
+    // The final values: the top K of both stages by validation accuracy.
+    let pool: Vec<(&RunResult, f64)> = coarse
+        .iter()
+        .zip(coarse_values.iter().copied())
+        .chain(fine.iter().zip(fine_values.iter().copied()))
+        .collect();
+    let pooled: Vec<RunResult> = pool.iter().map(|p| p.0.clone()).collect();
+    let mut chosen: Vec<f64> = Vec::new();
+    for i in ranking(&pooled) {
+        if chosen.len() == opts.top {
+            break;
+        }
+        if pool[i].0.status == Status::Done && !chosen.contains(&pool[i].1) {
+            chosen.push(pool[i].1);
+        }
+    }
+    let final_spec = opts.stage(
+        "final",
+        TrainSettings {
+            cycles: opts.final_cycles,
+            ns: 0,
+            split: crate::data::SplitSpec {
+                kind: SplitKind::Full,
+                n_val: opts.final_n_val,
+                n_train: None,
+                ..opts.base.split
+            },
+            ..opts.base.clone()
         },
-        ns: 0,
-        ..opts.coarse.clone()
-    };
-    let (mut fin, t_final) = stage("final", &final_spec)?;
-    if interrupted(&fin) {
+        AxisValues {
+            axis: opts.axis,
+            values: chosen.iter().map(|&v| Value::Num(v)).collect(),
+        },
+        false,
+    );
+    let (finals, t_final) = stage("final", &final_spec)?;
+    if interrupted(&finals) {
         return Ok(None);
     }
     let summary = SearchSummary {
+        axis: axis.to_string(),
+        coarse_values,
+        fine_values,
+        final_values: chosen,
         coarse,
         fine,
-        final_run: fin.remove(0),
-        best_coarse_lambda: best_coarse,
+        finals,
+        best_coarse_value: best_coarse,
         fine_range: (lo, hi),
-        best_lambda,
         stage_s: [t_coarse, t_fine, t_final],
     };
     write_json(&runner.out.join("summary.json"), &summary)?;
@@ -156,30 +242,41 @@ pub fn search(
 /// Flags of `shallow search`.
 #[derive(Args)]
 pub struct SearchArgs {
-    /// Coarse lambdas (LO:HI:N, log-uniform at random).
-    #[arg(long, default_value = "1e-5:1e-1:8")]
-    pub coarse: String,
-    /// Coarse cycles.
+    /// The scale axis searched: lambda, eta (fixed schedule), eta_min or eta_max.
+    #[arg(long, default_value = "lambda")]
+    pub axis: String,
+    /// Coarse range, LO:HI:N: N values log-uniform at random in [LO, HI]
+    /// [lambda: 1e-5:1e-1:8; other axes: give it].
+    #[arg(long, value_name = "LO:HI:N")]
+    pub coarse: Option<String>,
+    /// Coarse cycles (cyclical schedule).
     #[arg(long, default_value_t = 2)]
     pub coarse_cycles: usize,
-    /// Fine lambdas.
+    /// Fine values.
     #[arg(long, default_value_t = 8)]
     pub fine_n: usize,
     /// Fine cycles.
     #[arg(long, default_value_t = 3)]
     pub fine_cycles: usize,
-    /// Half-width of the fine range around the best coarse lambda, in decades.
+    /// Half-width of the fine range around the best value so far, in decades.
     #[arg(long, default_value_t = 0.5)]
     pub fine_decades: f64,
+    /// Final runs: the best K values of the coarse and fine stages together,
+    /// by validation accuracy, trained on all but --final-n-val images.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
     /// Final cycles.
     #[arg(long, default_value_t = 3)]
     pub final_cycles: usize,
-    /// Validation images held out in the final run.
+    /// Validation images held out in the final runs.
     #[arg(long, default_value_t = 1000)]
     pub final_n_val: usize,
-    /// What is trained: network, schedule, split, logging.
+    /// TOML file with fixed settings (the same names as the flags; no axes).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Every `shallow train` setting, fixed for every stage.
     #[command(flatten)]
-    pub sweep: SweepShape,
+    pub settings: SettingsArgs,
     /// Parallel workers (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -194,37 +291,89 @@ pub struct SearchArgs {
     pub common: CommonArgs,
 }
 
-/// `shallow search`: validates the flags of `a`, runs the search, prints its summary.
-pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
-    let (lo, hi, n) = LambdaSpec::parse_range(&a.coarse, "--coarse")?;
+/// The search `a` asks for, checked.
+pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
+    let axis = Axis::parse(&a.axis)?;
+    if !axis.is_scale() {
+        bail!(
+            "--axis {}: search a scale axis (lambda, eta, eta_min or eta_max); sweep other axes with `shallow sweep --grid`",
+            axis.name()
+        );
+    }
     let defaults = SearchOptions::default();
-    let mut coarse = a.sweep.settings().spec(defaults.coarse.clone())?;
-    coarse.lambdas = LambdaSpec::Random {
-        lo,
-        hi,
-        n,
-        seed: coarse.seed,
+    let coarse = match (&a.coarse, axis) {
+        (Some(c), _) => c.clone(),
+        (None, Axis::Lambda) => "1e-5:1e-1:8".into(),
+        (None, _) => bail!(
+            "--axis {}: give its coarse range, e.g. --coarse 1e-3:1:8",
+            axis.name()
+        ),
     };
-    coarse.cycles = a.sweep.cycles.unwrap_or(a.coarse_cycles);
-    let opts = SearchOptions {
-        coarse,
-        fine_n: a.fine_n,
-        fine_cycles: a.fine_cycles,
-        fine_decades: a.fine_decades,
-        final_cycles: a.final_cycles,
-        final_n_val: a.final_n_val,
+    let parts: Vec<&str> = coarse.split(':').collect();
+    let parsed = match parts.as_slice() {
+        [lo, hi, n] => match (
+            lo.trim().parse::<f64>(),
+            hi.trim().parse::<f64>(),
+            n.trim().parse::<usize>(),
+        ) {
+            (Ok(lo), Ok(hi), Ok(n)) if lo > 0.0 && hi >= lo && hi.is_finite() && n > 0 => {
+                Some((lo, hi, n))
+            }
+            _ => None,
+        },
+        _ => None,
     };
-    for c in opts.coarse.configs() {
-        c.validate(c.split.train_len())?;
+    let Some(coarse_range) = parsed else {
+        bail!("--coarse {coarse}: expected LO:HI:N with 0 < LO <= HI and N >= 1, e.g. 1e-5:1e-1:8");
+    };
+    let file = match &a.config {
+        Some(p) => SweepSettings::from_toml_file(p)?,
+        None => SweepSettings::default(),
+    };
+    let mut flags = a.settings.settings();
+    if axis.schedule() == Some(crate::train::ScheduleKind::Fixed) {
+        flags
+            .schedule
+            .get_or_insert(crate::train::ScheduleKind::Fixed);
+    }
+    let merged = flags.over(file)?;
+    if merged.grid.is_some() || merged.random.is_some() || merged.draws.is_some() {
+        bail!("search takes fixed settings only: its axis is --axis; sweep grids with `shallow sweep`");
+    }
+    let mut base = merged.train_settings(defaults.base.clone())?;
+    if a.settings.cycles.is_none() && merged.cycles.is_none() {
+        base.cycles = a.coarse_cycles;
     }
     if a.fine_n == 0
         || a.fine_cycles == 0
         || a.final_cycles == 0
+        || a.top == 0
         || a.fine_decades.is_nan()
         || a.fine_decades < 0.0
     {
-        bail!("--fine-n, --fine-cycles and --final-cycles must be at least 1, --fine-decades >= 0");
+        bail!("--fine-n, --fine-cycles, --final-cycles and --top must be at least 1, --fine-decades >= 0");
     }
+    let opts = SearchOptions {
+        axis,
+        coarse_range,
+        base,
+        fine_n: a.fine_n,
+        fine_cycles: a.fine_cycles,
+        fine_decades: a.fine_decades,
+        top: a.top,
+        final_cycles: a.final_cycles,
+        final_n_val: a.final_n_val,
+    };
+    for c in opts.coarse()?.configs()? {
+        c.validate(c.split.train_len())?;
+    }
+    Ok(opts)
+}
+
+/// `shallow search`: validates the flags of `a`, runs the search, prints its
+/// summary, and writes summary.png and the report.
+pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
+    let opts = search_options(a)?;
     crate::util::create_dir(&a.common.out)?;
     let data = crate::data::load(a.common.data.data.as_deref())?;
     let runner = runner_options(
@@ -234,9 +383,19 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
         (a.resume, a.force),
         data.dir.display().to_string(),
     )?;
+    let t0 = std::time::Instant::now();
     let mode = DisplayMode::detect(a.common.quiet);
     match search(&data, &opts, &runner, control, mode)? {
         Some(summary) => {
+            write_json(
+                &a.common.out.join(crate::sweep::results::RUN_INFO),
+                &crate::sweep::results::RunInfo::now(
+                    "search",
+                    runner.threads,
+                    t0.elapsed().as_secs_f64(),
+                ),
+            )?;
+            crate::report::build::build(&a.common.out)?;
             print_summary(&a.common, &summary, &summary.text())?;
             Ok(Finish::Done)
         }

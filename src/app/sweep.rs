@@ -1,34 +1,29 @@
-//! `shallow sweep`: many lambdas in lockstep groups, with a live dashboard.
+//! `shallow sweep`: grids and random draws over any training setting, in
+//! lockstep groups, with a live dashboard, a summary picture and a report.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
-use super::args::{CommonArgs, SweepShape};
+use super::args::{AxesArgs, CommonArgs, SettingsArgs};
 use super::common::{interrupted, print_json, runner_options, Finish};
 use crate::sweep::plan::SweepSettings;
 use crate::sweep::{results, run_configs, Dashboard, DisplayMode, SweepSpec};
-use crate::train::Control;
+use crate::train::{Control, TrainSettings};
 
 /// Flags of `shallow sweep`.
 #[derive(Args)]
 pub struct SweepArgs {
-    /// TOML file with the sweep's settings (flags override it).
+    /// TOML file with the sweep's settings and axes (flags override it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Lambdas as a list, e.g. 1e-5,1e-3,0.1.
-    #[arg(long, value_delimiter = ',', conflicts_with_all = ["lambda_grid", "lambda_random"])]
-    pub lambdas: Option<Vec<f64>>,
-    /// N lambdas log-spaced in [LO, HI]: LO:HI:N.
-    #[arg(long, value_name = "LO:HI:N", conflicts_with = "lambda_random")]
-    pub lambda_grid: Option<String>,
-    /// N lambdas log-uniform at random in [LO, HI] (seeded): LO:HI:N.
-    #[arg(long, value_name = "LO:HI:N")]
-    pub lambda_random: Option<String>,
-    /// What is trained: network, schedule, split, logging.
+    /// The axes: --grid, --random, --draws and the lambda shorthands.
     #[command(flatten)]
-    pub sweep: SweepShape,
+    pub axes: AxesArgs,
+    /// Every `shallow train` setting, fixed for the whole sweep.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     /// Parallel workers (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -48,25 +43,49 @@ pub struct SweepArgs {
     pub common: CommonArgs,
 }
 
+/// The flags of one layer (axes and fixed settings) as sweep settings.
+pub fn flag_settings(axes: &AxesArgs, settings: &SettingsArgs) -> Result<SweepSettings> {
+    axes.settings()?.over(settings.settings())
+}
+
 /// Builds a sweep from defaults, then the TOML file, then the flags.
 pub fn sweep_spec(a: &SweepArgs) -> Result<SweepSpec> {
     let file = match &a.config {
         Some(p) => SweepSettings::from_toml_file(p)?,
         None => SweepSettings::default(),
     };
-    let flags = SweepSettings {
-        lambdas: a.lambdas.clone(),
-        lambda_grid: a.lambda_grid.clone(),
-        lambda_random: a.lambda_random.clone(),
-        ..a.sweep.settings()
-    };
-    flags.over(file).spec(SweepSpec::default())
+    flag_settings(&a.axes, &a.settings)?
+        .over(file)?
+        .spec(TrainSettings::sweep_default())
 }
 
-/// Runs the sweep of `a`, writes its tables and prints them.
+/// A dashboard label per configuration: its axis values, e.g. `lambda 1.00e-3`
+/// or `eta_max 0.1 hidden 100`.
+pub fn labels(spec: &SweepSpec) -> Vec<String> {
+    spec.points()
+        .iter()
+        .map(|p| {
+            if p.is_empty() {
+                return "run".to_string();
+            }
+            p.iter()
+                .map(|(axis, v)| match (axis, v) {
+                    (crate::train::Axis::Lambda, crate::train::Value::Num(l)) => {
+                        format!("lambda {l:.3e}")
+                    }
+                    _ => format!("{} {}", axis.name(), v.label()),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Runs the sweep of `a`, writes its tables, summary picture and report, and
+/// prints the table.
 pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     let spec = sweep_spec(a)?;
-    let configs = spec.configs();
+    let configs = spec.configs()?;
     for c in &configs {
         c.validate(c.split.train_len())?;
     }
@@ -79,33 +98,59 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         (a.resume, a.force),
         data.dir.display().to_string(),
     )?;
-    let dashboard = Dashboard::new(&configs, DisplayMode::detect(a.common.quiet), |c| {
-        format!("lambda {:.3e}", c.lambda)
-    });
+    let names = labels(&spec);
+    let label = |c: &crate::train::RunConfig| {
+        configs
+            .iter()
+            .position(|x| x.name == c.name)
+            .map_or_else(|| c.name.clone(), |i| names[i].clone())
+    };
+    let dashboard = Dashboard::new(&configs, DisplayMode::detect(a.common.quiet), label);
     let t0 = std::time::Instant::now();
     let results = run_configs(&configs, &data, &opts, control, &dashboard)?;
     let wall_s = t0.elapsed().as_secs_f64();
     // Written once the plan was accepted (a refused --resume leaves the folder as it was).
     crate::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
-    results::write_tables(&a.common.out, &results)?;
+    let columns = results::axis_columns(&spec);
+    results::write_tables(&a.common.out, &results, &columns)?;
+    let done = !interrupted(&results);
+    if done {
+        crate::util::write_json(
+            &a.common.out.join(results::RUN_INFO),
+            &results::RunInfo::now("sweep", opts.threads, wall_s),
+        )?;
+        crate::report::build::build(&a.common.out)?;
+    }
     if a.common.json {
         let runs: Vec<serde_json::Value> = results
             .iter()
-            .map(|r| serde_json::json!({"name": r.name, "lambda": r.lambda, "train_acc": r.train_acc, "val_acc": r.val_acc, "test_acc": r.test_acc, "steps": r.steps, "wall_s": r.wall_s, "status": r.status}))
+            .zip(spec.points())
+            .map(|(r, p)| {
+                let axes: serde_json::Map<String, serde_json::Value> = p
+                    .iter()
+                    .map(|(axis, v)| (axis.name().to_string(), serde_json::json!(v)))
+                    .collect();
+                serde_json::json!({"name": r.name, "axes": axes, "lambda": r.lambda, "train_acc": r.train_acc, "val_acc": r.val_acc, "test_acc": r.test_acc, "steps": r.steps, "wall_s": r.wall_s, "status": r.status})
+            })
             .collect();
         let best = results::best(&results);
         print_json(&serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s}))?;
     } else if !a.common.quiet {
-        print!("{}", results::text_table(&results));
+        print!("{}", results::text_table(&results, &columns));
         println!(
-            "{} runs in {wall_s:.2} s; tables in {}",
+            "{} runs in {wall_s:.2} s; tables{} in {}",
             results.len(),
+            if done {
+                ", summary.png and report.html"
+            } else {
+                ""
+            },
             a.common.out.display()
         );
     }
-    Ok(if interrupted(&results) {
-        Finish::Interrupted
-    } else {
+    Ok(if done {
         Finish::Done
+    } else {
+        Finish::Interrupted
     })
 }

@@ -1,5 +1,6 @@
-//! Builds `report.md` and `report.html` from the files an `experiment all` left
-//! in its folder. Every number comes from the runs' own result files.
+//! Builds `report.md` and `report.html` from the files a command left in its
+//! folder: an `experiment all`, a sweep, a search or a single run. Every number
+//! comes from the runs' own result files; the summary pictures are redrawn.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,12 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::doc::{html, markdown, Block};
+use super::summary::{summary_png, Point};
 use crate::nn::gradcheck;
-use crate::sweep::results::{ranking, SearchSummary, Summary};
+use crate::sweep::results::{self, axis_columns, ranking, RunInfo, SearchSummary, Summary};
+use crate::sweep::SweepSpec;
 use crate::train::output::RunResult;
+use crate::train::{Axis, Value};
 use crate::util::write_atomic;
 
 /// Environment and timing of an `experiment all`, written as `timings.json`.
@@ -31,18 +35,7 @@ pub struct Timings {
     pub data_dir: String,
 }
 
-/// The CPU model from /proc/cpuinfo, or "unknown".
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
+pub use crate::util::cpu_model;
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -71,59 +64,463 @@ fn run_images(dir: &Path, rel: &Path) -> Vec<(PathBuf, String)> {
     v
 }
 
-fn sweep_table(results: &[RunResult]) -> Block {
-    let rows = ranking(results)
-        .iter()
-        .enumerate()
-        .map(|(rank, &i)| {
-            let r = &results[i];
-            vec![
-                if rank == 0 {
-                    format!("**{}** ★", r.name)
-                } else {
-                    r.name.clone()
-                },
-                format!("{:.3e}", r.lambda),
-                pct(r.train_acc),
-                pct(r.val_acc),
-                pct(r.test_acc),
-                format!("{}", r.steps),
-                format!("{:.1}", r.wall_s),
-                format!("{:?}", r.status).to_lowercase(),
-            ]
-        })
-        .collect();
-    Block::Table(
-        [
-            "run",
-            "lambda",
-            "train acc %",
-            "val acc %",
-            "test acc %",
-            "steps",
-            "seconds",
-            "status",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    )
+fn results_block(results: &[RunResult], columns: &results::Columns) -> Block {
+    let (header, rows) = results::table(results, columns, true);
+    Block::Table(header, rows)
 }
 
-/// Builds the report of `dir`; returns the paths of report.md and report.html.
+/// What kind of folder a report is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FolderKind {
+    /// `shallow experiment all` (or a1, a2).
+    Experiment,
+    /// `shallow search`.
+    Search,
+    /// `shallow sweep`.
+    Sweep,
+    /// One run of `shallow train`.
+    Run,
+}
+
+/// What `dir` holds, from the files its command wrote.
+pub fn folder_kind(dir: &Path) -> Option<FolderKind> {
+    let has = |f: &str| dir.join(f).exists();
+    if has("gradcheck.json")
+        || has("a1/summary.json")
+        || has("a2/summary.json")
+        || has("timings.json")
+    {
+        Some(FolderKind::Experiment)
+    } else if has("summary.json") && has("coarse") {
+        Some(FolderKind::Search)
+    } else if has("sweep.json") {
+        Some(FolderKind::Sweep)
+    } else if has("result.json") && has("config.json") {
+        Some(FolderKind::Run)
+    } else if has("summary.json") {
+        Some(FolderKind::Experiment)
+    } else {
+        None
+    }
+}
+
+/// Builds the report of `dir`, whatever command wrote it (see [`folder_kind`]);
+/// returns the paths of report.md and report.html.
 pub fn build(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     if !dir.is_dir() {
         bail!(
-            "{} is not a folder: give the --out folder of `shallow experiment all`",
+            "{} is not a folder: give the --out folder of `shallow experiment`, `sweep`, `search` or `train`",
             dir.display()
         );
     }
+    let (title, blocks) = match folder_kind(dir) {
+        Some(FolderKind::Experiment) => ("shallow report".to_string(), experiment_blocks(dir)?),
+        Some(FolderKind::Search) => ("shallow search".to_string(), search_blocks(dir)?),
+        Some(FolderKind::Sweep) => ("shallow sweep".to_string(), sweep_blocks(dir)?),
+        Some(FolderKind::Run) => ("shallow run".to_string(), run_blocks(dir)?),
+        None => bail!(
+            "{} holds no results of shallow (no sweep.json, summary.json, result.json or timings.json): \
+             give the --out folder of `shallow experiment`, `sweep`, `search` or `train`",
+            dir.display()
+        ),
+    };
+    let md = dir.join("report.md");
+    let page = dir.join("report.html");
+    write_atomic(&md, markdown(&blocks).as_bytes())?;
+    write_atomic(&page, html(&title, &blocks, dir).as_bytes())?;
+    Ok((md, page))
+}
+
+/// "What was run" of a sweep or search folder, from its run.json.
+fn run_info_blocks(dir: &Path, seed: u64) -> Vec<Block> {
+    let mut b = Vec::new();
+    match read_json::<RunInfo>(&dir.join(results::RUN_INFO)) {
+        Ok(i) => {
+            b.push(Block::Pre(i.command.clone()));
+            b.push(Block::Table(
+                ["", ""].map(String::from).to_vec(),
+                vec![
+                    vec!["date".into(), i.date],
+                    vec!["seed".into(), seed.to_string()],
+                    vec![
+                        "machine".into(),
+                        format!("{}, {} cores used", i.cpu, i.cores),
+                    ],
+                    vec!["BLAS".into(), i.blas],
+                    vec!["shallow".into(), i.version],
+                    vec!["wall time".into(), format!("{:.1} s", i.wall_s)],
+                ],
+            ));
+        }
+        Err(_) => b.push(Block::Para(format!(
+            "Seed {seed}. (No {} here: the command line and machine were not recorded.)",
+            results::RUN_INFO
+        ))),
+    }
+    b
+}
+
+/// Reads the results of `spec`'s runs from their folders in `dir`, in plan order.
+fn read_results(dir: &Path, spec: &SweepSpec) -> Result<Vec<RunResult>> {
+    spec.configs()?
+        .iter()
+        .map(|c| read_json::<RunResult>(&dir.join(&c.name).join("result.json")))
+        .collect()
+}
+
+/// Draws `dir/summary.png` for a sweep: validation accuracy against its axes.
+pub fn draw_sweep_summary(dir: &Path, spec: &SweepSpec, results: &[RunResult]) -> Result<()> {
+    let axes = spec.axes();
+    let best = ranking(results).first().copied();
+    let points: Vec<Point> = spec
+        .points()
+        .into_iter()
+        .zip(results)
+        .enumerate()
+        .filter(|(_, (_, r))| r.status == crate::train::Status::Done)
+        .map(|(i, (p, r))| Point {
+            coords: p.into_iter().map(|(_, v)| v).collect(),
+            val_acc: r.val_acc,
+            series: 0,
+            chosen: Some(i) == best,
+        })
+        .collect();
+    summary_png(
+        &dir.join("summary.png"),
+        &format!(
+            "Sweep over {}",
+            axes.iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(" x ")
+        ),
+        &axes,
+        &["runs"],
+        &points,
+    )
+}
+
+/// Draws `dir/summary.png` for a search: coarse and fine values against
+/// validation accuracy, the values trained in the final stage ringed.
+pub fn draw_search_summary(dir: &Path, s: &SearchSummary) -> Result<()> {
+    let axis = Axis::parse(&s.axis)?;
+    let mut points = Vec::new();
+    for (k, (rs, vs)) in [(&s.coarse, &s.coarse_values), (&s.fine, &s.fine_values)]
+        .into_iter()
+        .enumerate()
+    {
+        for (r, v) in rs.iter().zip(vs) {
+            if r.status == crate::train::Status::Done {
+                points.push(Point {
+                    coords: vec![Value::Num(*v)],
+                    val_acc: r.val_acc,
+                    series: k,
+                    chosen: s.final_values.contains(v),
+                });
+            }
+        }
+    }
+    summary_png(
+        &dir.join("summary.png"),
+        &format!("Coarse-to-fine search over {}", s.axis),
+        &[axis],
+        &["coarse", "fine"],
+        &points,
+    )
+}
+
+fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
+    let spec: SweepSpec = read_json(&dir.join("sweep.json"))?;
+    let results = read_results(dir, &spec).with_context(|| {
+        format!(
+            "{} is an unfinished sweep: finish it with --resume first",
+            dir.display()
+        )
+    })?;
+    draw_sweep_summary(dir, &spec, &results)?;
+    let mut b = vec![Block::Heading(
+        1,
+        format!("Sweep: {}", spec.describe_axes()),
+    )];
+    let first = spec
+        .configs()?
+        .first()
+        .map(|c| c.describe())
+        .unwrap_or_default();
+    b.push(Block::Para(format!(
+        "{} runs; fixed settings as in the first run: {first}.",
+        results.len()
+    )));
+    if let Some(&i) = ranking(&results).first() {
+        let r = &results[i];
+        let point = &spec.points()[i];
+        let at: Vec<String> = point
+            .iter()
+            .map(|(a, v)| format!("{} {}", a.name(), v.label()))
+            .collect();
+        b.push(Block::Para(format!(
+            "Best by validation accuracy: **{}** ({}): validation {}%, test {}%.",
+            r.name,
+            at.join(", "),
+            pct(r.val_acc),
+            pct(r.test_acc)
+        )));
+    }
+    b.push(Block::Images(vec![(
+        PathBuf::from("summary.png"),
+        "validation accuracy against the swept settings".into(),
+    )]));
+    b.push(Block::Heading(2, "What was run".into()));
+    b.extend(run_info_blocks(dir, spec.base.seed));
+    b.push(Block::Heading(2, "Results, best first".into()));
+    b.push(results_block(&results, &axis_columns(&spec)));
+    b.push(Block::Heading(2, "The best runs".into()));
+    for &i in ranking(&results).iter().take(3) {
+        b.push(Block::Images(run_images(dir, Path::new(&results[i].name))));
+    }
+    Ok(b)
+}
+
+fn search_blocks(dir: &Path) -> Result<Vec<Block>> {
+    let s: SearchSummary = read_json(&dir.join("summary.json"))?;
+    draw_search_summary(dir, &s)?;
+    let mut b = vec![Block::Heading(
+        1,
+        format!("Coarse-to-fine search over {}", s.axis),
+    )];
+    let seed = read_json::<SweepSpec>(&dir.join("coarse/sweep.json")).map_or(1, |c| c.base.seed);
+    b.extend(search_section(&s, Path::new("")));
+    b.push(Block::Heading(2, "What was run".into()));
+    b.extend(run_info_blocks(dir, seed));
+    Ok(b)
+}
+
+/// The blocks describing a search whose folder is `rel` inside the report's folder.
+fn search_section(s: &SearchSummary, rel: &Path) -> Vec<Block> {
+    use crate::util::short_number as n;
+    let mut b = Vec::new();
+    let answer = match s.best_final() {
+        Some((r, v)) => format!(
+            "Chosen {} **{}** (the best validation accuracy of the final runs): test accuracy **{}%** \
+             (validation {}%) after {} steps.",
+            s.axis,
+            n(v),
+            pct(r.test_acc),
+            pct(r.val_acc),
+            r.steps
+        ),
+        None => "Every final run diverged.".into(),
+    };
+    b.push(Block::Para(format!(
+        "Coarse: {} values of {} log-uniform at random; fine: {} values in {}..{}, centred on the best coarse value {}; \
+         final: the best {} of both stages by validation accuracy, trained on more data. {answer}",
+        s.coarse.len(),
+        s.axis,
+        s.fine.len(),
+        n(s.fine_range.0),
+        n(s.fine_range.1),
+        n(s.best_coarse_value),
+        s.finals.len()
+    )));
+    b.push(Block::Images(vec![(
+        rel.join("summary.png"),
+        format!("validation accuracy against {}: coarse, fine, and the values trained in the final stage (ringed)", s.axis),
+    )]));
+    let column = |vs: &[f64]| -> results::Columns {
+        vec![(s.axis.clone(), vs.iter().map(|&v| n(v)).collect())]
+    };
+    b.push(Block::Heading(3, "Final runs".into()));
+    b.push(results_block(&s.finals, &column(&s.final_values)));
+    if let Some(&best) = ranking(&s.finals).first() {
+        b.push(Block::Images(run_images_at(
+            rel.join("final"),
+            &s.finals[best].name,
+        )));
+    }
+    for (stage, rs, vs) in [
+        ("coarse", &s.coarse, &s.coarse_values),
+        ("fine", &s.fine, &s.fine_values),
+    ] {
+        b.push(Block::Heading(3, format!("{stage} stage, best first")));
+        b.push(results_block(rs, &column(vs)));
+    }
+    b
+}
+
+fn run_images_at(rel: PathBuf, name: &str) -> Vec<(PathBuf, String)> {
+    let dir = rel.join(name);
+    ["curves.png", "weights.png"]
+        .iter()
+        .map(|f| {
+            (
+                dir.join(f),
+                format!(
+                    "{}: {}",
+                    dir.display(),
+                    if *f == "curves.png" {
+                        "cost, loss and accuracy"
+                    } else {
+                        "weights as images"
+                    }
+                ),
+            )
+        })
+        .collect()
+}
+
+fn run_blocks(dir: &Path) -> Result<Vec<Block>> {
+    let r: RunResult = read_json(&dir.join("result.json"))?;
+    let c: crate::train::output::SavedConfig = read_json(&dir.join("config.json"))?;
+    let mut b = vec![Block::Heading(
+        1,
+        format!("{}: {}", r.name, c.config.describe()),
+    )];
+    b.push(Block::Para(format!(
+        "Train {}%, validation {}%, **test {}%** after {} steps ({:.1} s, {:.3} ms per step); {:?}.",
+        pct(r.train_acc),
+        pct(r.val_acc),
+        pct(r.test_acc),
+        r.steps,
+        r.wall_s,
+        r.ms_per_step,
+        r.status
+    )));
+    b.push(Block::Images(run_images(dir, Path::new(""))));
+    b.push(Block::Heading(2, "Settings".into()));
+    b.push(Block::Pre(serde_json::to_string_pretty(&c)?));
+    Ok(b)
+}
+
+/// The experiment's headline numbers against the assignments' references.
+fn headline(dir: &Path, timings: Option<&Timings>) -> Vec<Block> {
+    let mut rows = Vec::new();
+    let refs_a1 = ["28-29.5", "39.1", "39.0", "37.5"];
+    let refs_a2 = ["46", "47.5"];
+    for (file, what, refs) in [
+        ("a1/summary.json", "A1", &refs_a1[..]),
+        ("a2/summary.json", "A2", &refs_a2[..]),
+    ] {
+        if let Ok(s) = read_json::<Summary>(&dir.join(file)) {
+            for (r, reference) in s.runs.iter().zip(refs) {
+                rows.push(vec![
+                    format!(
+                        "{what} lambda {}, {}",
+                        crate::util::short_number(r.lambda),
+                        r.schedule
+                    ),
+                    pct(r.test_acc),
+                    format!("{reference}%"),
+                ]);
+            }
+        }
+    }
+    if let Ok(s) = read_json::<SearchSummary>(&dir.join("search/summary.json")) {
+        if let Some((r, v)) = s.best_final() {
+            rows.push(vec![
+                format!(
+                    "search: best {} {}, {} steps on 49,000 images",
+                    s.axis,
+                    crate::util::short_number(v),
+                    r.steps
+                ),
+                pct(r.test_acc),
+                "51.5-52%".into(),
+            ]);
+        }
+    }
+    let mut b = Vec::new();
+    if rows.is_empty() {
+        return b;
+    }
+    b.push(Block::Heading(2, "Summary".into()));
+    let total = timings.map_or(String::new(), |t| {
+        format!(
+            " Everything below took {:.1} s on {} ({} cores).",
+            t.total_s, t.cpu, t.cores
+        )
+    });
+    b.push(Block::Para(format!(
+        "Test accuracy of each experiment against the assignments' reference figures.{total}"
+    )));
+    b.push(Block::Table(
+        ["run", "test accuracy %", "reference"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    ));
+    b
+}
+
+fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
     let mut b: Vec<Block> = vec![Block::Heading(
         1,
         "shallow: Assignments 1 and 2 on CIFAR-10".into(),
     )];
     let timings: Option<Timings> = read_json(&dir.join("timings.json")).ok();
+    b.extend(headline(dir, timings.as_ref()));
     let mut found = 0;
+
+    // Assignment 1.
+    if let Ok(a1) = read_json::<Summary>(&dir.join("a1/summary.json")) {
+        found += 1;
+        b.push(Block::Heading(
+            2,
+            "Assignment 1: one-layer softmax classifier".into(),
+        ));
+        b.push(Block::Para(
+            "Mini-batch gradient descent, batch 100, 40 epochs, trained on data_batch_1, validated on data_batch_2, \
+             tested on test_batch; W initialised from N(0, 0.01^2)."
+                .into(),
+        ));
+        b.push(summary_table(&a1));
+        for r in &a1.runs {
+            b.push(Block::Heading(
+                3,
+                format!(
+                    "lambda = {}, eta = {}: test accuracy {}%",
+                    r.lambda,
+                    r.eta,
+                    pct(r.test_acc)
+                ),
+            ));
+            b.push(Block::Images(run_images(
+                dir,
+                &Path::new("a1").join(&r.name),
+            )));
+        }
+    }
+
+    // Assignment 2.
+    if let Ok(a2) = read_json::<Summary>(&dir.join("a2/summary.json")) {
+        found += 1;
+        b.push(Block::Heading(
+            2,
+            "Assignment 2: two-layer network with cyclical learning rates".into(),
+        ));
+        b.push(Block::Para("m = 50, lambda = 0.01, batch 100, eta cycling between 1e-5 and 1e-1, split as in Assignment 1.".into()));
+        b.push(summary_table(&a2));
+        for r in &a2.runs {
+            b.push(Block::Heading(
+                3,
+                format!("{}: test accuracy {}%", r.name, pct(r.test_acc)),
+            ));
+            b.push(Block::Images(run_images(
+                dir,
+                &Path::new("a2").join(&r.name),
+            )));
+        }
+    }
+
+    // Lambda search.
+    if let Ok(summary) = read_json::<SearchSummary>(&dir.join("search/summary.json")) {
+        found += 1;
+        draw_search_summary(&dir.join("search"), &summary)?;
+        b.push(Block::Heading(
+            2,
+            format!("Coarse-to-fine {} search", summary.axis),
+        ));
+        b.extend(search_section(&summary, Path::new("search")));
+    }
 
     // Gradient checks.
     if let Ok(reports) = read_json::<Vec<gradcheck::Report>>(&dir.join("gradcheck.json")) {
@@ -179,113 +576,12 @@ pub fn build(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         }
     }
 
-    // Assignment 1.
-    if let Ok(a1) = read_json::<Summary>(&dir.join("a1/summary.json")) {
-        found += 1;
-        b.push(Block::Heading(
-            2,
-            "Assignment 1: one-layer softmax classifier".into(),
-        ));
-        b.push(Block::Para(
-            "Mini-batch gradient descent, batch 100, 40 epochs, trained on data_batch_1, validated on data_batch_2, \
-             tested on test_batch; W initialised from N(0, 0.01^2)."
-                .into(),
-        ));
-        b.push(summary_table(&a1));
-        for r in &a1.runs {
-            b.push(Block::Heading(
-                3,
-                format!(
-                    "lambda = {}, eta = {}: test accuracy {}%",
-                    r.lambda,
-                    r.eta,
-                    pct(r.test_acc)
-                ),
-            ));
-            b.push(Block::Images(run_images(
-                dir,
-                &Path::new("a1").join(&r.name),
-            )));
-        }
-    }
-
-    // Assignment 2.
-    if let Ok(a2) = read_json::<Summary>(&dir.join("a2/summary.json")) {
-        found += 1;
-        b.push(Block::Heading(
-            2,
-            "Assignment 2: two-layer network with cyclical learning rates".into(),
-        ));
-        b.push(Block::Para("m = 50, lambda = 0.01, batch 100, eta cycling between 1e-5 and 1e-1, split as in Assignment 1.".into()));
-        b.push(summary_table(&a2));
-        for r in &a2.runs {
-            b.push(Block::Heading(
-                3,
-                format!("{}: test accuracy {}%", r.name, pct(r.test_acc)),
-            ));
-            b.push(Block::Images(run_images(
-                dir,
-                &Path::new("a2").join(&r.name),
-            )));
-        }
-    }
-
-    // Lambda search.
-    if let Ok(s) = read_json::<SearchSummary>(&dir.join("search/summary.json")) {
-        found += 1;
-        b.push(Block::Heading(2, "Coarse-to-fine lambda search".into()));
-        b.push(Block::Para(format!(
-            "Coarse: {} lambdas log-uniform at random, {} steps each on 45,000 training images (5,000 validate). \
-             Fine: {} lambdas in {:.2e}..{:.2e}. Best lambda: **{:.3e}**.",
-            s.coarse.len(),
-            s.coarse.first().map_or(0, |r| r.steps),
-            s.fine.len(),
-            s.fine_range.0,
-            s.fine_range.1,
-            s.best_lambda
-        )));
-        if dir.join("search/lambda.png").exists() {
-            b.push(Block::Images(vec![(
-                PathBuf::from("search/lambda.png"),
-                "validation accuracy against lambda".into(),
-            )]));
-        }
-        for (stage, results) in [("coarse", &s.coarse), ("fine", &s.fine)] {
-            b.push(Block::Heading(
-                3,
-                format!("{stage} sweep, sorted by validation accuracy"),
-            ));
-            b.push(sweep_table(results));
-            if let Some(&best) = ranking(results).first() {
-                b.push(Block::Images(run_images(
-                    dir,
-                    &Path::new("search").join(stage).join(&results[best].name),
-                )));
-            }
-        }
-        let f = &s.final_run;
-        b.push(Block::Heading(
-            3,
-            format!(
-                "Final training with lambda {:.3e}: test accuracy {}%",
-                f.lambda,
-                pct(f.test_acc)
-            ),
-        ));
-        b.push(Block::Para(format!(
-            "Trained on 49,000 images (1,000 validate), {} steps: train {}%, validation {}%, **test {}%**.",
-            f.steps,
-            pct(f.train_acc),
-            pct(f.val_acc),
-            pct(f.test_acc)
-        )));
-        b.push(Block::Images(run_images(
-            dir,
-            &Path::new("search/final").join(&f.name),
-        )));
-    }
     if found == 0 {
-        bail!("{} holds no results of `shallow experiment`: run `shallow experiment all --out {}` first", dir.display(), dir.display());
+        bail!(
+            "{} holds no results of `shallow experiment`: run `shallow experiment all --out {}` first",
+            dir.display(),
+            dir.display()
+        );
     }
 
     // Environment.
@@ -316,11 +612,7 @@ pub fn build(dir: &Path) -> Result<(PathBuf, PathBuf)> {
             crate::nn::blas::describe()
         )));
     }
-    let md = dir.join("report.md");
-    let page = dir.join("report.html");
-    write_atomic(&md, markdown(&b).as_bytes())?;
-    write_atomic(&page, html("shallow report", &b, dir).as_bytes())?;
-    Ok((md, page))
+    Ok(b)
 }
 
 fn summary_table(s: &Summary) -> Block {

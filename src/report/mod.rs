@@ -7,6 +7,7 @@ pub mod doc;
 pub mod plot;
 pub mod png;
 pub mod run;
+pub mod summary;
 pub mod weights;
 
 pub use run::run_pictures;

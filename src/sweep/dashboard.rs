@@ -511,7 +511,8 @@ impl Observer for Dashboard {
 mod tests {
     use super::*;
     use crate::nn::net::Eval;
-    use crate::sweep::{LambdaSpec, SweepSpec};
+    use crate::sweep::{log_range, SweepSpec};
+    use crate::train::TrainSettings;
     use indicatif::InMemoryTerm;
 
     fn eval(acc: f64) -> Eval {
@@ -527,11 +528,9 @@ mod tests {
     #[test]
     fn lines_fit_an_80_column_terminal() {
         // Four runs named as Assignment 1's are, its longest names.
-        let mut configs = SweepSpec {
-            lambdas: LambdaSpec::List(vec![0.0, 0.0, 0.1, 1.0]),
-            ..SweepSpec::default()
-        }
-        .configs();
+        let mut configs = SweepSpec::lambdas(TrainSettings::sweep_default(), &[0.0, 0.0, 0.1, 1.0])
+            .configs()
+            .unwrap();
         for (c, name) in configs.iter_mut().zip([
             "a1_lambda0_eta0.1",
             "a1_lambda0_eta0.001",
@@ -597,15 +596,9 @@ mod tests {
     }
 
     fn configs(n: usize) -> Vec<RunConfig> {
-        SweepSpec {
-            lambdas: LambdaSpec::Grid {
-                lo: 1e-5,
-                hi: 1e-1,
-                n,
-            },
-            ..SweepSpec::default()
-        }
-        .configs()
+        SweepSpec::lambdas(TrainSettings::sweep_default(), &log_range(1e-5, 1e-1, n))
+            .configs()
+            .unwrap()
     }
 
     fn live(configs: &[RunConfig], size: TermSize) -> (Dashboard, InMemoryTerm) {

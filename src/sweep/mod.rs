@@ -8,6 +8,6 @@ pub mod runner;
 
 pub use dashboard::{Dashboard, DisplayMode};
 pub use plan::{
-    group_by_key, group_configs, lambda_values, LambdaSpec, SweepSpec, DEFAULT_MAX_GROUP,
+    group_by_key, group_configs, log_range, AxisValues, SweepSettings, SweepSpec, DEFAULT_MAX_GROUP,
 };
 pub use runner::{run_configs, run_plan, RunnerOptions};

@@ -1,5 +1,6 @@
-//! The plan of a sweep: lambda values (list, log grid or log-uniform random) and
-//! the grouping of configurations into lockstep groups.
+//! The plan of a sweep: fixed settings, the axes it varies (grids, ranges and
+//! random draws over any training hyperparameter), the configurations they
+//! make, and the grouping of those configurations into lockstep groups.
 
 use std::collections::BTreeMap;
 
@@ -8,88 +9,337 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
+use crate::train::settings::{Axis, ScheduleKind, TrainSettings, Value};
 use crate::train::RunConfig;
 
-/// How the lambdas of a sweep are chosen.
+/// The values one axis takes: every value of a grid axis, or one value per
+/// draw of a random axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LambdaSpec {
-    /// Explicit values.
-    List(Vec<f64>),
-    /// `n` values log-spaced from `lo` to `hi` inclusive.
-    Grid {
-        /// Lowest lambda.
-        lo: f64,
-        /// Highest lambda.
-        hi: f64,
-        /// Number of values.
-        n: usize,
-    },
-    /// `n` values 10^l with l uniform in [log10 lo, log10 hi] (Assignment 2), seeded.
-    Random {
-        /// Lowest lambda.
-        lo: f64,
-        /// Highest lambda.
-        hi: f64,
-        /// Number of values.
-        n: usize,
-        /// Seed of the draw.
-        seed: u64,
-    },
+pub struct AxisValues {
+    /// Which setting.
+    pub axis: Axis,
+    /// Its values, in order.
+    pub values: Vec<Value>,
 }
 
-impl LambdaSpec {
-    /// Parses `lo:hi:n` (for `--lambda-grid` and `--lambda-random`).
-    pub fn parse_range(s: &str, flag: &str) -> Result<(f64, f64, usize)> {
-        let parts: Vec<&str> = s.split(':').collect();
-        let bad = || format!("{flag} {s}: expected LO:HI:N, e.g. 1e-5:1e-1:8");
-        if parts.len() != 3 {
-            bail!(bad());
-        }
-        let lo: f64 = parts[0].trim().parse().with_context(bad)?;
-        let hi: f64 = parts[1].trim().parse().with_context(bad)?;
-        let n: usize = parts[2].trim().parse().with_context(bad)?;
-        if !(lo > 0.0 && hi >= lo && hi.is_finite()) || n == 0 {
-            bail!("{flag} {s}: need 0 < LO <= HI and N >= 1 (lambdas are spaced on a log scale)");
-        }
-        Ok((lo, hi, n))
+/// A sweep: fixed settings, grid axes (every combination, the first axis
+/// outermost) and random axes (drawn jointly, one value of each per draw; the
+/// draws are the innermost loop). What `sweep.json` records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepSpec {
+    /// Name prefix of the runs.
+    pub prefix: String,
+    /// Every setting the axes do not vary.
+    pub base: TrainSettings,
+    /// Grid axes.
+    pub grid: Vec<AxisValues>,
+    /// Random axes, all with the same number of values (the draws).
+    pub random: Vec<AxisValues>,
+}
+
+impl Default for SweepSpec {
+    /// Eight log-spaced lambdas from 1e-5 to 1e-1 over the sweep defaults.
+    fn default() -> Self {
+        SweepSpec::lambdas(TrainSettings::sweep_default(), &log_range(1e-5, 1e-1, 8))
     }
 }
 
-/// The lambda values of a spec, in order.
-pub fn lambda_values(spec: &LambdaSpec) -> Vec<f64> {
-    match *spec {
-        LambdaSpec::List(ref v) => v.clone(),
-        LambdaSpec::Grid { lo, hi, n } => {
-            let (a, b) = (lo.log10(), hi.log10());
-            (0..n)
-                .map(|i| {
-                    10f64.powf(if n == 1 {
-                        a
-                    } else {
-                        a + (b - a) * i as f64 / (n - 1) as f64
+/// `n` values log-spaced from `lo` to `hi` inclusive.
+pub fn log_range(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let (a, b) = (lo.log10(), hi.log10());
+    (0..n)
+        .map(|i| {
+            10f64.powf(if n == 1 {
+                a
+            } else {
+                a + (b - a) * i as f64 / (n - 1) as f64
+            })
+        })
+        .collect()
+}
+
+/// `n` values evenly spaced from `lo` to `hi` inclusive.
+pub fn lin_range(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            if n == 1 {
+                lo
+            } else {
+                lo + (hi - lo) * i as f64 / (n - 1) as f64
+            }
+        })
+        .collect()
+}
+
+/// Parses a range `LO:HI:N[:log|lin]` (`with_n`) or `LO:HI[:log|lin]`; the
+/// spacing defaults to log on scale axes. Returns (lo, hi, n, log).
+fn parse_range(axis: Axis, s: &str, with_n: bool) -> Result<(f64, f64, usize, bool)> {
+    let parts: Vec<&str> = s.split(':').map(str::trim).collect();
+    let form = if with_n {
+        "LO:HI:N[:log|lin]"
+    } else {
+        "LO:HI[:log|lin]"
+    };
+    let example = if with_n {
+        "1e-5:1e-1:8:log"
+    } else {
+        "1e-5:1e-1"
+    };
+    let bad = || {
+        anyhow::anyhow!(
+            "{} = {s}: expected {form}, e.g. {}={example}",
+            axis.name(),
+            axis.name()
+        )
+    };
+    let need = if with_n { 3 } else { 2 };
+    if parts.len() != need && parts.len() != need + 1 {
+        return Err(bad());
+    }
+    let lo: f64 = parts[0].parse().map_err(|_| bad())?;
+    let hi: f64 = parts[1].parse().map_err(|_| bad())?;
+    let n: usize = if with_n {
+        parts[2].parse().map_err(|_| bad())?
+    } else {
+        1
+    };
+    let log = match parts.get(need) {
+        None => axis.is_scale(),
+        Some(&"log") => true,
+        Some(&"lin") => false,
+        Some(_) => return Err(bad()),
+    };
+    if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi >= lo) || n == 0 {
+        bail!(
+            "{} = {s}: need 0 <= LO <= HI{}",
+            axis.name(),
+            if with_n { " and N >= 1" } else { "" }
+        );
+    }
+    if log && lo <= 0.0 {
+        bail!(
+            "{} = {s}: a log range needs LO > 0 (or add :lin)",
+            axis.name()
+        );
+    }
+    Ok((lo, hi, n, log))
+}
+
+fn whole(axis: Axis, v: f64) -> f64 {
+    if axis.is_integer() || axis == Axis::Hidden {
+        v.round()
+    } else {
+        v
+    }
+}
+
+/// The values of a grid axis from its text: a list (`0.01,0.1`, `50,100x50`,
+/// `ce,bce`) or a range `LO:HI:N[:log|lin]` (whole-number axes are rounded and
+/// repeats dropped).
+pub fn grid_values(axis: Axis, spec: &str) -> Result<Vec<Value>> {
+    let values: Vec<Value> = if spec.contains(':') {
+        if matches!(axis, Axis::Loss) {
+            bail!("loss = {spec}: list the losses, e.g. loss=ce,bce");
+        }
+        let (lo, hi, n, log) = parse_range(axis, spec, true)?;
+        let raw = if log {
+            log_range(lo, hi, n)
+        } else {
+            lin_range(lo, hi, n)
+        };
+        let mut out: Vec<Value> = Vec::new();
+        for v in raw {
+            let v = whole(axis, v);
+            let value = axis.parse_value(&format!("{v}"))?;
+            if !out.contains(&value) {
+                out.push(value);
+            }
+        }
+        out
+    } else {
+        spec.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| axis.parse_value(p))
+            .collect::<Result<_>>()?
+    };
+    if values.is_empty() {
+        bail!("{} = {spec}: give at least one value", axis.name());
+    }
+    Ok(values)
+}
+
+/// `draws` random values of each axis in `ranges` (`LO:HI[:log|lin]`), drawn
+/// jointly from `seed`: log-uniform on scale axes, uniform otherwise.
+pub fn random_values(
+    ranges: &[(Axis, String)],
+    draws: usize,
+    seed: u64,
+) -> Result<Vec<AxisValues>> {
+    let parsed: Vec<(Axis, f64, f64, bool)> = ranges
+        .iter()
+        .map(|(axis, s)| {
+            if matches!(axis, Axis::Loss) {
+                bail!("loss cannot be drawn at random: put it in the grid (loss=ce,bce)");
+            }
+            let (lo, hi, _, log) = parse_range(*axis, s, false)?;
+            Ok((*axis, lo, hi, log))
+        })
+        .collect::<Result<_>>()?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut out: Vec<AxisValues> = parsed
+        .iter()
+        .map(|p| AxisValues {
+            axis: p.0,
+            values: Vec::with_capacity(draws),
+        })
+        .collect();
+    for _ in 0..draws {
+        for (k, &(axis, lo, hi, log)) in parsed.iter().enumerate() {
+            let u = rng.random::<f64>();
+            let v = if log {
+                let (a, b) = (lo.log10(), hi.log10());
+                10f64.powf(a + (b - a) * u)
+            } else {
+                lo + (hi - lo) * u
+            };
+            out[k]
+                .values
+                .push(axis.parse_value(&format!("{}", whole(axis, v)))?);
+        }
+    }
+    Ok(out)
+}
+
+impl SweepSpec {
+    /// A sweep over `lambdas` with the rest fixed by `base`.
+    pub fn lambdas(base: TrainSettings, lambdas: &[f64]) -> Self {
+        SweepSpec {
+            prefix: "lambda".into(),
+            base,
+            grid: vec![AxisValues {
+                axis: Axis::Lambda,
+                values: lambdas.iter().map(|&l| Value::Num(l)).collect(),
+            }],
+            random: vec![],
+        }
+    }
+
+    /// The axes, grid first, in order.
+    pub fn axes(&self) -> Vec<Axis> {
+        self.grid
+            .iter()
+            .chain(&self.random)
+            .map(|a| a.axis)
+            .collect()
+    }
+
+    /// Each configuration's axis values, in plan order.
+    pub fn points(&self) -> Vec<Vec<(Axis, Value)>> {
+        let mut points: Vec<Vec<(Axis, Value)>> = vec![vec![]];
+        for a in &self.grid {
+            points = points
+                .into_iter()
+                .flat_map(|p| {
+                    a.values.iter().map(move |v| {
+                        let mut q = p.clone();
+                        q.push((a.axis, v.clone()));
+                        q
                     })
                 })
-                .collect()
+                .collect();
         }
-        LambdaSpec::Random { lo, hi, n, seed } => {
-            let (a, b) = (lo.log10(), hi.log10());
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-            (0..n)
-                .map(|_| 10f64.powf(a + (b - a) * rng.random::<f64>()))
-                .collect()
+        let draws = self.random.first().map_or(0, |a| a.values.len());
+        if draws > 0 {
+            points = points
+                .into_iter()
+                .flat_map(|p| {
+                    (0..draws).map(move |d| {
+                        let mut q = p.clone();
+                        q.extend(self.random.iter().map(|a| (a.axis, a.values[d].clone())));
+                        q
+                    })
+                })
+                .collect();
+        }
+        points
+    }
+
+    /// The name of the configuration at `point`, `i` counting from 0:
+    /// `lambda03_1.000e-3` for a lambda-only sweep, else
+    /// `run03_eta_max0.1_hidden100`.
+    pub fn name(&self, i: usize, point: &[(Axis, Value)]) -> String {
+        if let [(Axis::Lambda, Value::Num(l))] = point {
+            return format!("{}{:02}_{l:.3e}", self.prefix, i + 1);
+        }
+        let mut name = format!("{}{:02}", self.prefix, i + 1);
+        for (axis, v) in point {
+            name.push('_');
+            name.push_str(axis.name());
+            name.push_str(&v.label());
+        }
+        name
+    }
+
+    /// The settings of every configuration, in plan order, with their names.
+    pub fn settings(&self) -> Result<Vec<(String, TrainSettings)>> {
+        self.points()
+            .iter()
+            .enumerate()
+            .map(|(i, point)| {
+                let mut s = self.base.clone();
+                for (axis, v) in point {
+                    s.set(*axis, v)?;
+                }
+                Ok((self.name(i, point), s))
+            })
+            .collect()
+    }
+
+    /// One configuration per point of the plan.
+    pub fn configs(&self) -> Result<Vec<RunConfig>> {
+        self.settings()?
+            .iter()
+            .map(|(name, s)| s.run_config(name))
+            .collect()
+    }
+
+    /// "lambda 1e-5..0.1 (8, log grid) x hidden 50, 100" and the like.
+    pub fn describe_axes(&self) -> String {
+        let mut parts = Vec::new();
+        for (a, kind) in self
+            .grid
+            .iter()
+            .map(|a| (a, "grid"))
+            .chain(self.random.iter().map(|a| (a, "random")))
+        {
+            let labels: Vec<String> = a.values.iter().map(Value::label).collect();
+            if labels.len() > 4 {
+                let nums: Vec<f64> = a.values.iter().filter_map(Value::as_number).collect();
+                let (lo, hi) = nums
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |m, &v| {
+                        (m.0.min(v), m.1.max(v))
+                    });
+                parts.push(format!(
+                    "{} {}..{} ({} values, {kind})",
+                    a.axis.name(),
+                    crate::util::short_number(lo),
+                    crate::util::short_number(hi),
+                    labels.len()
+                ));
+            } else {
+                parts.push(format!("{} {} ({kind})", a.axis.name(), labels.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            "one configuration".into()
+        } else {
+            parts.join(" x ")
         }
     }
 }
 
-/// Default logged points per cycle of a sweep. With [`SWEEP_EVAL_TRAIN`] the
-/// curves cost about 9% of the training's GEMM work (each point evaluates the
-/// 5,000 validation images and 1,000 training images per configuration, against
-/// 2 x 100 images per training step): 16 points over 3 cycles of n_s 900.
-pub const SWEEP_LOG_POINTS: usize = 5;
-
-/// Default `--eval-train` of a sweep: 1,000 training images at intermediate points.
-pub const SWEEP_EVAL_TRAIN: crate::train::EvalTrain = crate::train::EvalTrain::Sample(1000);
+pub use crate::train::settings::{SWEEP_EVAL_TRAIN, SWEEP_LOG_POINTS};
 
 /// Default of `--max-group`: the most configurations one lockstep group stacks.
 /// It decides the groups, and so the GEMM shapes and the numbers' last bits.
@@ -120,177 +370,52 @@ pub fn group_by_key(keys: &[String], max_group: usize) -> Vec<Vec<usize>> {
     groups
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grids_and_random_draws() {
-        let g = lambda_values(&LambdaSpec::Grid {
-            lo: 1e-5,
-            hi: 1e-1,
-            n: 5,
-        });
-        let want = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1];
-        for (a, b) in g.iter().zip(want) {
-            assert!((a / b - 1.0).abs() < 1e-12);
-        }
-        let r = lambda_values(&LambdaSpec::Random {
-            lo: 1e-5,
-            hi: 1e-1,
-            n: 100,
-            seed: 3,
-        });
-        assert!(r.iter().all(|&v| (1e-5..=1e-1).contains(&v)));
-        assert!(
-            r.iter().any(|&v| v < 1e-4) && r.iter().any(|&v| v > 1e-2),
-            "log-uniform covers the decades"
-        );
-        assert_eq!(
-            r,
-            lambda_values(&LambdaSpec::Random {
-                lo: 1e-5,
-                hi: 1e-1,
-                n: 100,
-                seed: 3
-            })
-        );
-        assert!(LambdaSpec::parse_range("1e-5:1e-1", "--lambda-grid").is_err());
-        assert_eq!(
-            LambdaSpec::parse_range("1e-5:1e-1:8", "--x").unwrap(),
-            (1e-5, 1e-1, 8)
-        );
-    }
-}
-
-/// A sweep over lambda of one architecture and cyclical schedule: the flat
-/// description that `--config sweep.toml` and the flags fill in. More axes can be
-/// added as further lists whose product builds the configurations.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepSpec {
-    /// Name prefix of the runs.
-    pub prefix: String,
-    /// The lambda values.
-    pub lambdas: LambdaSpec,
-    /// Hidden widths (empty: linear).
-    pub hidden: Vec<usize>,
-    /// Output loss.
-    pub loss: crate::nn::Loss,
-    /// Number of cycles of the cyclical schedule.
-    pub cycles: usize,
-    /// Half-cycle steps (0: 2 floor(n_train / batch)).
-    pub ns: usize,
-    /// Lowest learning rate.
-    pub eta_min: f64,
-    /// Highest learning rate.
-    pub eta_max: f64,
-    /// Mini-batch size.
-    pub batch: usize,
-    /// Data split.
-    pub split: crate::data::SplitSpec,
-    /// Base seed.
-    pub seed: u64,
-    /// Logged points per cycle (0: only the start and the end).
-    pub log_points: usize,
-    /// Reshuffle every epoch.
-    pub shuffle: bool,
-    /// Precision.
-    pub precision: crate::nn::Precision,
-    /// Training images the intermediate logged points evaluate.
-    #[serde(default)]
-    pub eval_train: crate::train::EvalTrain,
-}
-
-impl Default for SweepSpec {
-    fn default() -> Self {
-        SweepSpec {
-            prefix: "lambda".into(),
-            lambdas: LambdaSpec::Grid {
-                lo: 1e-5,
-                hi: 1e-1,
-                n: 8,
-            },
-            hidden: vec![50],
-            loss: crate::nn::Loss::Ce,
-            cycles: 2,
-            ns: 0,
-            eta_min: 1e-5,
-            eta_max: 1e-1,
-            batch: 100,
-            split: crate::data::SplitSpec {
-                kind: crate::data::SplitKind::Full,
-                ..Default::default()
-            },
-            seed: 1,
-            log_points: SWEEP_LOG_POINTS,
-            shuffle: false,
-            precision: crate::nn::Precision::F32,
-            eval_train: SWEEP_EVAL_TRAIN,
-        }
-    }
-}
-
-impl SweepSpec {
-    /// Half-cycle length in steps, resolving `ns = 0`.
-    pub fn resolved_ns(&self) -> usize {
-        if self.ns == 0 {
-            2 * (self.split.train_len() / self.batch.max(1)).max(1)
-        } else {
-            self.ns
-        }
-    }
-
-    /// One configuration per lambda, named `<prefix>_<lambda>`.
-    pub fn configs(&self) -> Vec<RunConfig> {
-        let ns = self.resolved_ns();
-        let steps = 2 * ns * self.cycles;
-        let log_every = (2 * ns)
-            .checked_div(self.log_points)
-            .map_or(0, |e| e.max(1));
-        lambda_values(&self.lambdas)
-            .into_iter()
-            .enumerate()
-            .map(|(i, lambda)| RunConfig {
-                name: format!("{}{:02}_{lambda:.3e}", self.prefix, i + 1),
-                hidden: self.hidden.clone(),
-                loss: self.loss,
-                lambda,
-                schedule: crate::train::Schedule::Cyclic {
-                    eta_min: self.eta_min,
-                    eta_max: self.eta_max,
-                    ns,
-                },
-                batch: self.batch,
-                steps,
-                shuffle: self.shuffle,
-                seed: self.seed,
-                split: self.split,
-                precision: self.precision,
-                log_every,
-                save_weights: false,
-                eval_train: self.eval_train,
-            })
-            .collect()
-    }
-}
-
 /// Sweep settings that may each be absent: what a sweep file (`--config`, TOML,
-/// the same names as the flags) or the command line says. Layers combine with
-/// [`Self::over`] (flags over file), then [`Self::spec`] fills the rest from
-/// [`SweepSpec::default`]. Further swept axes become further fields here.
+/// the same names as the flags) or the command line says. Every `shallow train`
+/// setting may be fixed; `grid` and `random` tables vary axes. Layers combine
+/// with [`Self::over`] (flags over file), then [`Self::spec`] fills the rest
+/// from a command's defaults.
+///
+/// ```toml
+/// eta_max = 0.1            # fixed settings, as the flags name them
+/// cycles = 3
+/// [grid]                   # every combination, first axis outermost
+/// lambda = "1e-5:1e-1:8:log"
+/// hidden = [50, 100, 200]
+/// [random]                 # `draws` joint draws, log-uniform on scale axes
+/// eta_min = "1e-6:1e-4"
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSettings {
-    /// Explicit lambdas.
+    /// Explicit lambdas (shorthand for `grid lambda=...`).
     pub lambdas: Option<Vec<f64>>,
-    /// `LO:HI:N` log-spaced lambdas.
+    /// `LO:HI:N` log-spaced lambdas (shorthand for `grid lambda=LO:HI:N:log`).
     pub lambda_grid: Option<String>,
-    /// `LO:HI:N` log-uniform random lambdas (seeded with `seed`).
+    /// `LO:HI:N` log-uniform random lambdas (shorthand for `random lambda=LO:HI`, N draws).
     pub lambda_random: Option<String>,
+    /// Grid axes: name = list, range `LO:HI:N[:log|lin]`, or a TOML array.
+    pub grid: Option<toml::Table>,
+    /// Random axes: name = `LO:HI[:log|lin]`.
+    pub random: Option<toml::Table>,
+    /// Number of random draws.
+    pub draws: Option<usize>,
     /// Network kind (linear ignores `hidden`).
     pub model: Option<crate::nn::ModelKind>,
     /// Hidden widths of the MLP.
     pub hidden: Option<Vec<usize>>,
+    /// Output loss.
+    pub loss: Option<crate::nn::Loss>,
+    /// L2 penalty (fixed).
+    pub lambda: Option<f64>,
+    /// Schedule: fixed, decay or cyclic (else inferred from the settings given).
+    pub schedule: Option<ScheduleKind>,
+    /// Fixed learning rate.
+    pub eta: Option<f64>,
+    /// Step decay factor.
+    pub decay_factor: Option<f64>,
+    /// Epochs between decays.
+    pub decay_every: Option<usize>,
     /// Cycles of the cyclical schedule.
     pub cycles: Option<usize>,
     /// Half-cycle steps (0: 2 floor(n_train / batch)).
@@ -299,6 +424,10 @@ pub struct SweepSettings {
     pub eta_min: Option<f64>,
     /// Highest learning rate.
     pub eta_max: Option<f64>,
+    /// Epochs (fixed and decay schedules).
+    pub epochs: Option<usize>,
+    /// Update steps (overrides epochs and cycles).
+    pub steps: Option<usize>,
     /// Mini-batch size.
     pub batch: Option<usize>,
     /// Data split: "a1" or "full".
@@ -321,6 +450,28 @@ pub struct SweepSettings {
     pub precision: Option<crate::nn::Precision>,
     /// Training images of the intermediate logged points: a number, or "all".
     pub eval_train: Option<crate::train::EvalTrain>,
+    /// Save every run's weights as .npy.
+    pub save_weights: Option<bool>,
+}
+
+/// A TOML axis value as the text the flags take: arrays join with commas,
+/// nested arrays (several hidden layers) with `x`.
+fn toml_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                toml::Value::Array(inner) => {
+                    inner.iter().map(toml_text).collect::<Vec<_>>().join("x")
+                }
+                other => toml_text(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        toml::Value::Float(f) => format!("{f}"),
+        other => other.to_string(),
+    }
 }
 
 impl SweepSettings {
@@ -331,70 +482,201 @@ impl SweepSettings {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep file {}: {e}", path.display()))
     }
 
-    /// These settings over `lower`: each field from `self` when set. The lambdas
-    /// count as one setting: any lambda option here replaces all of `lower`'s.
-    pub fn over(self, lower: SweepSettings) -> SweepSettings {
-        let own_lambdas =
-            self.lambdas.is_some() || self.lambda_grid.is_some() || self.lambda_random.is_some();
-        let (lambdas, lambda_grid, lambda_random) = if own_lambdas {
-            (self.lambdas, self.lambda_grid, self.lambda_random)
-        } else {
-            (lower.lambdas, lower.lambda_grid, lower.lambda_random)
-        };
-        SweepSettings {
-            lambdas,
-            lambda_grid,
-            lambda_random,
-            model: self.model.or(lower.model),
-            hidden: self.hidden.or(lower.hidden),
-            cycles: self.cycles.or(lower.cycles),
-            ns: self.ns.or(lower.ns),
-            eta_min: self.eta_min.or(lower.eta_min),
-            eta_max: self.eta_max.or(lower.eta_max),
-            batch: self.batch.or(lower.batch),
-            split: self.split.or(lower.split),
-            n_val: self.n_val.or(lower.n_val),
-            n_train: self.n_train.or(lower.n_train),
-            whiten: self.whiten.or(lower.whiten),
-            whiten_eps: self.whiten_eps.or(lower.whiten_eps),
-            seed: self.seed.or(lower.seed),
-            log_points: self.log_points.or(lower.log_points),
-            shuffle: self.shuffle.or(lower.shuffle),
-            precision: self.precision.or(lower.precision),
-            eval_train: self.eval_train.or(lower.eval_train),
+    /// The lambda shorthands turned into `grid`/`random` entries.
+    fn normalised(mut self) -> Result<Self> {
+        let mut grid = self.grid.take().unwrap_or_default();
+        let mut random = self.random.take().unwrap_or_default();
+        if let Some(v) = self.lambdas.take() {
+            if v.is_empty() {
+                bail!("--lambdas: give at least one value");
+            }
+            let text: Vec<String> = v.iter().map(|l| format!("{l:e}")).collect();
+            grid.insert("lambda".into(), toml::Value::String(text.join(",")));
         }
+        if let Some(g) = self.lambda_grid.take() {
+            if g.split(':').count() != 3 {
+                bail!("--lambda-grid {g}: expected LO:HI:N, e.g. 1e-5:1e-1:8");
+            }
+            grid.insert("lambda".into(), toml::Value::String(format!("{g}:log")));
+        }
+        if let Some(r) = self.lambda_random.take() {
+            let parts: Vec<&str> = r.split(':').collect();
+            let n = match parts.as_slice() {
+                [_, _, n] => n.trim().parse::<usize>().ok().filter(|&n| n > 0),
+                _ => None,
+            };
+            let Some(n) = n else {
+                bail!("--lambda-random {r}: expected LO:HI:N, e.g. 1e-5:1e-1:8");
+            };
+            if self.draws.is_some_and(|d| d != n) {
+                bail!(
+                    "--lambda-random {r} asks for {n} draws but --draws says {}: give one",
+                    self.draws.unwrap_or(0)
+                );
+            }
+            self.draws = Some(n);
+            random.insert(
+                "lambda".into(),
+                toml::Value::String(format!("{}:{}:log", parts[0], parts[1])),
+            );
+        }
+        self.grid = (!grid.is_empty()).then_some(grid);
+        self.random = (!random.is_empty()).then_some(random);
+        Ok(self)
     }
 
-    /// The sweep these settings describe over `base` (usually [`SweepSpec::default`]).
-    pub fn spec(&self, base: SweepSpec) -> Result<SweepSpec> {
-        let d = base;
-        let seed = self.seed.unwrap_or(d.seed);
-        let lambdas = if let Some(v) = &self.lambdas {
-            if v.is_empty() || v.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
-                bail!("lambdas {v:?}: give finite values >= 0");
+    /// Names of the axes these settings fix or vary (lambda, eta_max, ...).
+    fn named_axes(&self) -> Vec<Axis> {
+        let mut out: Vec<Axis> = Vec::new();
+        for t in [&self.grid, &self.random].into_iter().flatten() {
+            out.extend(t.keys().filter_map(|k| Axis::parse(k).ok()));
+        }
+        let fixed = [
+            (self.lambda.is_some(), Axis::Lambda),
+            (self.eta.is_some(), Axis::Eta),
+            (self.eta_min.is_some(), Axis::EtaMin),
+            (self.eta_max.is_some(), Axis::EtaMax),
+            (self.decay_factor.is_some(), Axis::DecayFactor),
+            (self.ns.is_some(), Axis::Ns),
+            (self.cycles.is_some(), Axis::Cycles),
+            (self.epochs.is_some(), Axis::Epochs),
+            (self.steps.is_some(), Axis::Steps),
+            (self.decay_every.is_some(), Axis::DecayEvery),
+            (self.hidden.is_some(), Axis::Hidden),
+            (self.batch.is_some(), Axis::Batch),
+            (self.loss.is_some(), Axis::Loss),
+            (self.seed.is_some(), Axis::Seed),
+        ];
+        out.extend(fixed.iter().filter(|f| f.0).map(|f| f.1));
+        out
+    }
+
+    /// These settings over `lower`: each field from `self` when set. A setting
+    /// that `self` fixes or varies replaces `lower`'s axis of the same name
+    /// (flags' `--lambda-grid` replace a file's `[grid] lambda`).
+    pub fn over(self, lower: SweepSettings) -> Result<SweepSettings> {
+        let upper = self.normalised()?;
+        let mut lower = lower.normalised()?;
+        let mine = upper.named_axes();
+        for t in [&mut lower.grid, &mut lower.random].into_iter().flatten() {
+            t.retain(|k, _| Axis::parse(k).map_or(true, |a| !mine.contains(&a)));
+        }
+        let merge = |a: Option<toml::Table>, b: Option<toml::Table>| -> Option<toml::Table> {
+            let mut t = b.unwrap_or_default();
+            for (k, v) in a.unwrap_or_default() {
+                t.insert(k, v);
             }
-            LambdaSpec::List(v.clone())
-        } else if let Some(g) = &self.lambda_grid {
-            let (lo, hi, n) = LambdaSpec::parse_range(g, "--lambda-grid")?;
-            LambdaSpec::Grid { lo, hi, n }
-        } else if let Some(r) = &self.lambda_random {
-            let (lo, hi, n) = LambdaSpec::parse_range(r, "--lambda-random")?;
-            LambdaSpec::Random { lo, hi, n, seed }
-        } else {
-            d.lambdas.clone()
+            (!t.is_empty()).then_some(t)
         };
-        let hidden = match self.model {
-            Some(crate::nn::ModelKind::Linear) => vec![],
-            _ => self.hidden.clone().unwrap_or(d.hidden.clone()),
+        Ok(SweepSettings {
+            lambdas: None,
+            lambda_grid: None,
+            lambda_random: None,
+            grid: merge(upper.grid, lower.grid),
+            random: merge(upper.random, lower.random),
+            draws: upper.draws.or(lower.draws),
+            model: upper.model.or(lower.model),
+            hidden: upper.hidden.or(lower.hidden),
+            loss: upper.loss.or(lower.loss),
+            lambda: upper.lambda.or(lower.lambda),
+            schedule: upper.schedule.or(lower.schedule),
+            eta: upper.eta.or(lower.eta),
+            decay_factor: upper.decay_factor.or(lower.decay_factor),
+            decay_every: upper.decay_every.or(lower.decay_every),
+            cycles: upper.cycles.or(lower.cycles),
+            ns: upper.ns.or(lower.ns),
+            eta_min: upper.eta_min.or(lower.eta_min),
+            eta_max: upper.eta_max.or(lower.eta_max),
+            epochs: upper.epochs.or(lower.epochs),
+            steps: upper.steps.or(lower.steps),
+            batch: upper.batch.or(lower.batch),
+            split: upper.split.or(lower.split),
+            n_val: upper.n_val.or(lower.n_val),
+            n_train: upper.n_train.or(lower.n_train),
+            whiten: upper.whiten.or(lower.whiten),
+            whiten_eps: upper.whiten_eps.or(lower.whiten_eps),
+            seed: upper.seed.or(lower.seed),
+            log_points: upper.log_points.or(lower.log_points),
+            shuffle: upper.shuffle.or(lower.shuffle),
+            precision: upper.precision.or(lower.precision),
+            eval_train: upper.eval_train.or(lower.eval_train),
+            save_weights: upper.save_weights.or(lower.save_weights),
+        })
+    }
+
+    /// The schedule the settings ask for: `schedule` when given, else the one
+    /// the schedule-specific settings and axes belong to, else `default`.
+    /// Settings of two schedules at once are refused, naming them.
+    pub fn schedule_kind(&self, default: ScheduleKind) -> Result<ScheduleKind> {
+        let axes = self.named_axes();
+        let hint = |k: ScheduleKind| -> Vec<&'static str> {
+            axes.iter()
+                .filter(|a| a.schedule() == Some(k))
+                .map(|a| a.name())
+                .collect()
         };
-        Ok(SweepSpec {
-            lambdas,
-            hidden,
+        let (fixed, decay, cyclic) = (
+            hint(ScheduleKind::Fixed),
+            hint(ScheduleKind::Decay),
+            hint(ScheduleKind::Cyclic),
+        );
+        let kind = match self.schedule {
+            Some(k) => k,
+            None if !cyclic.is_empty() => ScheduleKind::Cyclic,
+            None if !decay.is_empty() => ScheduleKind::Decay,
+            None if !fixed.is_empty() => ScheduleKind::Fixed,
+            None => default,
+        };
+        let foreign: Vec<&str> = match kind {
+            ScheduleKind::Cyclic => fixed.iter().chain(&decay).copied().collect(),
+            ScheduleKind::Fixed => decay.iter().chain(&cyclic).copied().collect(),
+            ScheduleKind::Decay => cyclic.clone(),
+        };
+        if !foreign.is_empty() {
+            let what = match kind {
+                ScheduleKind::Cyclic => "the cyclical schedule (eta_min, eta_max, ns, cycles)",
+                ScheduleKind::Fixed => "a fixed eta (eta, epochs)",
+                ScheduleKind::Decay => "step decay (eta, epochs, decay_factor, decay_every)",
+            };
+            bail!(
+                "{} do{} not belong to {what}: drop {}, or choose the schedule with --schedule fixed|decay|cyclic",
+                foreign.join(", "),
+                if foreign.len() == 1 { "es" } else { "" },
+                if foreign.len() == 1 { "it" } else { "them" }
+            );
+        }
+        Ok(kind)
+    }
+
+    /// The fixed settings over `base`, with the schedule resolved (`base`'s
+    /// schedule is the default when nothing says which).
+    pub fn train_settings(&self, base: TrainSettings) -> Result<TrainSettings> {
+        let d = base;
+        let schedule = self.schedule_kind(d.schedule)?;
+        Ok(TrainSettings {
+            model: self.model.unwrap_or(if self.hidden.is_some() {
+                crate::nn::ModelKind::Mlp
+            } else {
+                d.model
+            }),
+            hidden: self.hidden.clone().unwrap_or(d.hidden),
+            loss: self.loss.unwrap_or(d.loss),
+            lambda: self.lambda.unwrap_or(d.lambda),
+            schedule,
+            eta: self.eta.unwrap_or(d.eta),
+            decay_factor: self.decay_factor.unwrap_or(d.decay_factor),
+            decay_every: self.decay_every.unwrap_or(d.decay_every),
             cycles: self.cycles.unwrap_or(d.cycles),
-            ns: self.ns.unwrap_or(d.ns),
             eta_min: self.eta_min.unwrap_or(d.eta_min),
             eta_max: self.eta_max.unwrap_or(d.eta_max),
+            ns: self.ns.unwrap_or(d.ns),
+            epochs: self.epochs.unwrap_or(d.epochs),
+            steps: self.steps.or(d.steps),
+            log_points: self.log_points.unwrap_or(d.log_points),
+            eval_train: self.eval_train.unwrap_or(d.eval_train),
             batch: self.batch.unwrap_or(d.batch),
+            shuffle: self.shuffle.unwrap_or(d.shuffle),
+            seed: self.seed.unwrap_or(d.seed),
             split: crate::data::SplitSpec {
                 kind: self.split.unwrap_or(d.split.kind),
                 n_val: self.n_val.unwrap_or(d.split.n_val),
@@ -402,13 +684,65 @@ impl SweepSettings {
                 whiten: self.whiten.unwrap_or(d.split.whiten),
                 whiten_eps: self.whiten_eps.unwrap_or(d.split.whiten_eps),
             },
-            seed,
-            log_points: self.log_points.unwrap_or(d.log_points),
-            shuffle: self.shuffle.unwrap_or(d.shuffle),
             precision: self.precision.unwrap_or(d.precision),
-            eval_train: self.eval_train.unwrap_or(d.eval_train),
-            ..d
+            save_weights: self.save_weights.unwrap_or(d.save_weights),
         })
+    }
+
+    /// The sweep these settings describe over `base` (the command's defaults):
+    /// with no axis at all, the defaults' eight log-spaced lambdas.
+    pub fn spec(&self, base: TrainSettings) -> Result<SweepSpec> {
+        let s = self.clone().normalised()?;
+        let settings = s.train_settings(base)?;
+        let mut grid = Vec::new();
+        let mut seen: Vec<Axis> = Vec::new();
+        for (name, v) in s.grid.iter().flatten() {
+            let axis = Axis::parse(name)?;
+            if seen.contains(&axis) {
+                bail!("axis {name} is given twice");
+            }
+            seen.push(axis);
+            grid.push(AxisValues {
+                axis,
+                values: grid_values(axis, &toml_text(v))?,
+            });
+        }
+        let mut ranges = Vec::new();
+        for (name, v) in s.random.iter().flatten() {
+            let axis = Axis::parse(name)?;
+            if seen.contains(&axis) {
+                bail!("axis {name} is both in the grid and drawn at random: keep one");
+            }
+            seen.push(axis);
+            ranges.push((axis, toml_text(v)));
+        }
+        let random = if ranges.is_empty() {
+            if s.draws.is_some() {
+                bail!("--draws without a random axis: add --random NAME=LO:HI");
+            }
+            vec![]
+        } else {
+            let draws = s.draws.unwrap_or(8);
+            if draws == 0 {
+                bail!("--draws 0: draw at least one configuration");
+            }
+            random_values(&ranges, draws, settings.seed)?
+        };
+        let only_lambda = seen == [Axis::Lambda];
+        let mut spec = SweepSpec {
+            prefix: if only_lambda || seen.is_empty() {
+                "lambda".into()
+            } else {
+                "run".into()
+            },
+            base: settings.clone(),
+            grid,
+            random,
+        };
+        if seen.is_empty() && s.lambda.is_none() {
+            spec.grid = SweepSpec::default().grid;
+        }
+        Ok(spec)
     }
 }
 
@@ -416,43 +750,134 @@ impl SweepSettings {
 mod settings_tests {
     use super::*;
 
+    fn spec(file: &str, flags: SweepSettings) -> Result<SweepSpec> {
+        let file: SweepSettings = toml::from_str(file).unwrap();
+        flags.over(file)?.spec(TrainSettings::sweep_default())
+    }
+
     #[test]
     fn flags_over_file_over_defaults() {
-        let file: SweepSettings = toml::from_str(
-            "lambdas = [0.1, 0.2]\ncycles = 3\nmodel = \"linear\"\nhidden = [20]\nprecision = \"f64\"\n",
-        )
-        .unwrap();
         let flags = SweepSettings {
             lambda_grid: Some("1e-4:1e-2:3".into()),
             cycles: Some(1),
             ..Default::default()
         };
-        let spec = flags.over(file).spec(SweepSpec::default()).unwrap();
+        let s = spec(
+            "lambdas = [0.1, 0.2]\ncycles = 3\nmodel = \"linear\"\nhidden = [20]\nprecision = \"f64\"\n",
+            flags,
+        )
+        .unwrap();
         // The flags' lambdas replace the file's; other fields merge one by one.
-        assert_eq!(
-            spec.lambdas,
-            LambdaSpec::Grid {
-                lo: 1e-4,
-                hi: 1e-2,
-                n: 3
-            }
-        );
-        assert_eq!(spec.cycles, 1);
-        assert!(spec.hidden.is_empty(), "linear has no hidden layer");
-        assert_eq!(spec.precision, crate::nn::Precision::F64);
-        assert_eq!(spec.batch, SweepSpec::default().batch);
+        assert_eq!(s.axes(), vec![Axis::Lambda]);
+        let configs = s.configs().unwrap();
+        let l: Vec<f64> = configs.iter().map(|c| c.lambda).collect();
+        assert_eq!(l.len(), 3);
+        assert!((l[0] / 1e-4 - 1.0).abs() < 1e-12 && (l[2] / 1e-2 - 1.0).abs() < 1e-12);
+        assert_eq!(s.base.cycles, 1);
+        assert!(configs[0].hidden.is_empty(), "linear has no hidden layer");
+        assert_eq!(s.base.precision, crate::nn::Precision::F64);
+        assert_eq!(configs[0].name, "lambda01_1.000e-4");
     }
 
     #[test]
-    fn unknown_keys_and_values_are_errors() {
+    fn two_axis_grids_from_toml_and_flags_make_every_combination() {
+        let toml = "[grid]\neta_max = [0.05, 0.1]\nhidden = \"50,100x50\"\n";
+        let s = spec(toml, SweepSettings::default()).unwrap();
+        let c = s.configs().unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[0].name, "run01_eta_max0.05_hidden50");
+        assert_eq!(c[3].hidden, vec![100, 50]);
+        assert_eq!(c[3].schedule.eta_peak(), 0.1);
+        // The flag form gives the same plan.
+        let mut grid = toml::Table::new();
+        grid.insert("eta_max".into(), "0.05,0.1".into());
+        grid.insert("hidden".into(), "50,100x50".into());
+        let f = spec(
+            "",
+            SweepSettings {
+                grid: Some(grid),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(f.configs().unwrap(), c);
+        // eta_max differs within a group; hidden widths make their own groups.
+        let groups = group_configs(&c, 4);
+        assert_eq!(groups.len(), 2);
+    }
+
+    #[test]
+    fn a_fixed_eta_lambda_grid_is_assignment_one_style() {
+        let s = spec(
+            "model = \"linear\"\nepochs = 40\nsplit = \"a1\"\n[grid]\nlambda = \"0,0.1,1\"\neta = \"0.1,0.001\"\n",
+            SweepSettings::default(),
+        )
+        .unwrap();
+        let c = s.configs().unwrap();
+        assert_eq!(c.len(), 6);
+        assert!(c.iter().all(|c| c.steps == 4000 && c.log_every == 100));
+        assert_eq!(c[1].schedule, crate::train::Schedule::Fixed { eta: 0.001 });
+        assert_eq!(
+            group_configs(&c, 8).len(),
+            1,
+            "eta and lambda may differ in lockstep"
+        );
+    }
+
+    #[test]
+    fn ranges_and_random_draws() {
+        let v = grid_values(Axis::Lambda, "1e-5:1e-1:5").unwrap();
+        let want = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a.as_number().unwrap() / b - 1.0).abs() < 1e-12);
+        }
+        let v = grid_values(Axis::Hidden, "50:200:4:lin").unwrap();
+        assert_eq!(
+            v.iter().map(Value::label).collect::<Vec<_>>(),
+            ["50", "100", "150", "200"]
+        );
+        let v = grid_values(Axis::Batch, "10:12:5:lin").unwrap();
+        assert_eq!(v.len(), 3, "rounded repeats are dropped");
+        let r = random_values(&[(Axis::Lambda, "1e-5:1e-1".into())], 100, 3).unwrap();
+        let l: Vec<f64> = r[0].values.iter().filter_map(Value::as_number).collect();
+        assert!(l.iter().all(|&v| (1e-5..=1e-1).contains(&v)));
+        assert!(
+            l.iter().any(|&v| v < 1e-4) && l.iter().any(|&v| v > 1e-2),
+            "log-uniform covers the decades"
+        );
+        assert_eq!(
+            r,
+            random_values(&[(Axis::Lambda, "1e-5:1e-1".into())], 100, 3).unwrap()
+        );
+        // --lambda-random is the same draw.
+        let s = spec(
+            "",
+            SweepSettings {
+                lambda_random: Some("1e-5:1e-1:100".into()),
+                seed: Some(3),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.random, r);
+    }
+
+    #[test]
+    fn unknown_keys_axes_and_values_are_errors() {
         let e = toml::from_str::<SweepSettings>("cylces = 3").unwrap_err();
         assert!(e.to_string().contains("cylces"), "{e}");
         let e = toml::from_str::<SweepSettings>("model = \"cnn\"").unwrap_err();
         assert!(e.to_string().contains("linear"), "{e}");
-        let bad = SweepSettings {
-            lambdas: Some(vec![-1.0]),
-            ..Default::default()
+        let bad = |toml: &str| {
+            spec(toml, SweepSettings::default())
+                .unwrap_err()
+                .to_string()
         };
-        assert!(bad.spec(SweepSpec::default()).is_err());
+        assert!(bad("lambdas = [-1.0]").contains("lambda"));
+        assert!(bad("[grid]\nwidth = \"50\"").contains("unknown sweep axis `width`"));
+        assert!(bad("[grid]\nlambda = \"1e-5:1e-1\"").contains("LO:HI:N"));
+        let e = bad("eta = 0.01\n[grid]\neta_max = \"0.1,0.2\"");
+        assert!(e.contains("eta do") && e.contains("--schedule"), "{e}");
+        assert!(bad("[random]\nlambda = \"0:1e-1\"").contains("LO > 0"));
     }
 }

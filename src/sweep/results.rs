@@ -41,22 +41,58 @@ fn pct(v: f64) -> String {
     }
 }
 
-/// Markdown table sorted by validation accuracy, best marked with a star.
-pub fn markdown(results: &[RunResult]) -> String {
-    let header = [
-        "",
-        "run",
-        "lambda",
-        "eta",
-        "train acc %",
-        "val acc %",
-        "test acc %",
-        "train cost",
-        "steps",
-        "seconds",
-        "status",
-    ];
-    let rows: Vec<Vec<String>> = ranking(results)
+/// Extra columns of a results table, each a header and one cell per result
+/// in plan order: a sweep's axis values ([`axis_columns`]).
+pub type Columns = Vec<(String, Vec<String>)>;
+
+/// One column per axis of `spec`, its values' labels in plan order.
+pub fn axis_columns(spec: &crate::sweep::SweepSpec) -> Columns {
+    let points = spec.points();
+    spec.axes()
+        .iter()
+        .enumerate()
+        .map(|(k, axis)| {
+            (
+                axis.name().to_string(),
+                points.iter().map(|p| p[k].1.label()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The table of `results` sorted by validation accuracy, best first and
+/// marked with a star: the run, `columns` (else lambda), the schedule, the
+/// accuracies, cost, steps, seconds and status. `with_names` adds the run
+/// name (the files' tables; the terminal's has the axes instead).
+pub fn table(
+    results: &[RunResult],
+    columns: &Columns,
+    with_names: bool,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let lambda_col: Columns = vec![(
+        "lambda".into(),
+        results
+            .iter()
+            .map(|r| crate::util::short_number(r.lambda))
+            .collect(),
+    )];
+    let columns = if columns.is_empty() {
+        &lambda_col
+    } else {
+        columns
+    };
+    let mut header: Vec<String> = vec!["".into()];
+    if with_names {
+        header.push("run".into());
+    }
+    header.extend(columns.iter().map(|c| c.0.clone()));
+    header.extend(
+        [
+            "schedule", "train %", "val %", "test %", "cost", "steps", "s", "status",
+        ]
+        .map(String::from),
+    );
+    let rows = ranking(results)
         .iter()
         .enumerate()
         .map(|(rank, &i)| {
@@ -71,83 +107,81 @@ pub fn markdown(results: &[RunResult]) -> String {
             } else {
                 "-".into()
             };
-            vec![
-                star.to_string(),
-                r.name.clone(),
-                format!("{:.3e}", r.lambda),
+            let mut row = vec![star.to_string()];
+            if with_names {
+                row.push(r.name.clone());
+            }
+            row.extend(
+                columns
+                    .iter()
+                    .map(|c| c.1.get(i).cloned().unwrap_or_default()),
+            );
+            row.extend([
                 r.schedule.clone(),
                 pct(r.train_acc),
                 pct(r.val_acc),
                 pct(r.test_acc),
                 cost,
                 r.steps.to_string(),
-                format!("{:.2}", r.wall_s),
-                format!("{:?}", r.status),
-            ]
+                format!("{:.1}", r.wall_s),
+                format!("{:?}", r.status).to_lowercase(),
+            ]);
+            row
         })
         .collect();
+    (header, rows)
+}
+
+/// Markdown table (results.md), see [`table`].
+pub fn markdown(results: &[RunResult], columns: &Columns) -> String {
+    let (header, rows) = table(results, columns, true);
     crate::util::markdown_table(&header, &rows)
 }
 
-/// Plain-text table for a terminal (under 80 columns), sorted like [`markdown`].
-pub fn text_table(results: &[RunResult]) -> String {
-    let mut s = format!(
-        "{:2}{:>9} {:>8} {:>7} {:>7} {:>8} {:>6} {:>7}  status\n",
-        "", "lambda", "train %", "val %", "test %", "cost", "steps", "s"
-    );
-    for (rank, &i) in ranking(results).iter().enumerate() {
-        let r = &results[i];
-        let star = if rank == 0 && r.status == Status::Done {
-            "★"
-        } else {
-            ""
-        };
-        let cost = if r.train_cost.is_finite() {
-            format!("{:.4}", r.train_cost)
-        } else {
-            "-".into()
-        };
-        s.push_str(&format!(
-            "{star:2}{:>9.3e} {:>8} {:>7} {:>7} {cost:>8} {:>6} {:>7.2}  {}\n",
-            r.lambda,
-            pct(r.train_acc),
-            pct(r.val_acc),
-            pct(r.test_acc),
-            r.steps,
-            r.wall_s,
-            format!("{:?}", r.status).to_lowercase()
-        ));
-    }
-    s
+/// Aligned plain-text table for a terminal, see [`table`].
+pub fn text_table(results: &[RunResult], columns: &Columns) -> String {
+    let (header, rows) = table(results, columns, false);
+    crate::util::text_table(&header, &rows)
 }
 
-/// Writes `results.csv`, `results.jsonl` and `results.md` into `dir`.
-pub fn write_tables(dir: &Path, results: &[RunResult]) -> Result<()> {
+/// Writes `results.csv`, `results.jsonl` and `results.md` into `dir`;
+/// `columns` (a sweep's axes) join the CSV and Markdown tables.
+pub fn write_tables(dir: &Path, results: &[RunResult], columns: &Columns) -> Result<()> {
     let order = ranking(results);
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "rank",
-        "name",
-        "status",
-        "lambda",
-        "eta",
-        "schedule",
-        "train_acc",
-        "val_acc",
-        "test_acc",
-        "train_cost",
-        "val_cost",
-        "steps",
-        "wall_s",
-        "ms_per_step",
-    ])?;
+    let mut header: Vec<String> = ["rank", "name", "status"].map(String::from).to_vec();
+    header.extend(columns.iter().map(|c| c.0.clone()));
+    header.extend(
+        [
+            "lambda",
+            "eta",
+            "schedule",
+            "train_acc",
+            "val_acc",
+            "test_acc",
+            "train_cost",
+            "val_cost",
+            "steps",
+            "wall_s",
+            "ms_per_step",
+        ]
+        .map(String::from),
+    );
+    w.write_record(&header)?;
     let mut jsonl = String::new();
     for (rank, &i) in order.iter().enumerate() {
         let r = &results[i];
-        w.write_record(&[
+        let mut row = vec![
             (rank + 1).to_string(),
             r.name.clone(),
             format!("{:?}", r.status).to_lowercase(),
+        ];
+        row.extend(
+            columns
+                .iter()
+                .map(|c| c.1.get(i).cloned().unwrap_or_default()),
+        );
+        row.extend([
             r.lambda.to_string(),
             r.eta.to_string(),
             r.schedule.clone(),
@@ -159,7 +193,8 @@ pub fn write_tables(dir: &Path, results: &[RunResult]) -> Result<()> {
             r.steps.to_string(),
             r.wall_s.to_string(),
             r.ms_per_step.to_string(),
-        ])?;
+        ]);
+        w.write_record(&row)?;
         jsonl.push_str(&serde_json::to_string(r)?);
         jsonl.push('\n');
     }
@@ -168,8 +203,62 @@ pub fn write_tables(dir: &Path, results: &[RunResult]) -> Result<()> {
         &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?,
     )?;
     write_atomic(&dir.join("results.jsonl"), jsonl.as_bytes())?;
-    write_atomic(&dir.join("results.md"), markdown(results).as_bytes())?;
+    write_atomic(
+        &dir.join("results.md"),
+        markdown(results, columns).as_bytes(),
+    )?;
     Ok(())
+}
+
+/// File name of [`RunInfo`] in a sweep or search folder.
+pub const RUN_INFO: &str = "run.json";
+
+/// What was run, where and when: the command line, the date, the machine and
+/// the BLAS kernel, written beside a sweep's or search's results for its report.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// sweep, search or experiment.
+    pub kind: String,
+    /// The command line, as typed.
+    pub command: String,
+    /// UTC date and time, e.g. `2026-12-02 18:40 UTC`.
+    pub date: String,
+    /// CPU model.
+    pub cpu: String,
+    /// Cores used.
+    pub cores: usize,
+    /// BLAS build and kernel.
+    pub blas: String,
+    /// shallow's version.
+    pub version: String,
+    /// Wall seconds of the whole command.
+    pub wall_s: f64,
+}
+
+impl RunInfo {
+    /// The record of the command running now.
+    pub fn now(kind: &str, cores: usize, wall_s: f64) -> Self {
+        let command = std::env::args()
+            .map(|a| {
+                if a.is_empty() || a.contains([' ', '"', '\'', '*', '$']) {
+                    format!("'{a}'")
+                } else {
+                    a
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        RunInfo {
+            kind: kind.into(),
+            command,
+            date: crate::util::utc_now(),
+            cpu: crate::util::cpu_model(),
+            cores,
+            blas: crate::linalg::blas::describe(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            wall_s,
+        }
+    }
 }
 
 /// One row of an experiment's summary (accuracies as fractions 0-1).
@@ -181,6 +270,9 @@ pub struct SummaryRow {
     pub lambda: f64,
     /// Peak learning rate.
     pub eta: f64,
+    /// The schedule, e.g. `eta 0.001` or `cyclic 1e-5..0.1, ns 500`.
+    #[serde(default)]
+    pub schedule: String,
     /// Final training accuracy.
     pub train_acc: f64,
     /// Final validation accuracy.
@@ -213,6 +305,7 @@ impl Summary {
                 name: r.name.clone(),
                 lambda: r.lambda,
                 eta: r.eta,
+                schedule: r.schedule.clone(),
                 train_acc: r.train_acc,
                 val_acc: r.val_acc,
                 test_acc: r.test_acc,
@@ -242,7 +335,7 @@ impl Summary {
         let header = [
             "run",
             "lambda",
-            "eta",
+            "schedule",
             "train acc %",
             "val acc %",
             "test acc %",
@@ -255,8 +348,12 @@ impl Summary {
             .map(|r| {
                 vec![
                     r.name.clone(),
-                    r.lambda.to_string(),
-                    r.eta.to_string(),
+                    crate::util::short_number(r.lambda),
+                    if r.schedule.is_empty() {
+                        format!("eta {}", crate::util::short_number(r.eta))
+                    } else {
+                        r.schedule.clone()
+                    },
                     pct(r.train_acc),
                     pct(r.val_acc),
                     pct(r.test_acc),
@@ -278,79 +375,119 @@ impl Summary {
 /// What a search found, written as `summary.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SearchSummary {
+    /// The axis searched, e.g. `lambda`.
+    pub axis: String,
+    /// Coarse values of the axis, in plan order.
+    pub coarse_values: Vec<f64>,
+    /// Fine values of the axis, in plan order.
+    pub fine_values: Vec<f64>,
+    /// The values trained in the final stage, best first.
+    pub final_values: Vec<f64>,
     /// Coarse results in plan order.
     pub coarse: Vec<RunResult>,
     /// Fine results in plan order.
     pub fine: Vec<RunResult>,
-    /// The final run.
-    pub final_run: RunResult,
-    /// Best lambda of the coarse sweep.
-    pub best_coarse_lambda: f64,
+    /// The final runs, in the order of `final_values`.
+    pub finals: Vec<RunResult>,
+    /// Best value of the coarse stage: the centre of the fine range.
+    pub best_coarse_value: f64,
     /// Fine range searched.
     pub fine_range: (f64, f64),
-    /// Best lambda of the fine sweep, used in the final run.
-    pub best_lambda: f64,
     /// Wall seconds per stage: coarse, fine, final.
     pub stage_s: [f64; 3],
 }
 
 impl SearchSummary {
-    fn table(&self) -> ([&'static str; 5], Vec<Vec<String>>) {
-        let f = &self.final_run;
-        let best_val = |rs: &[RunResult]| 100.0 * best(rs).map_or(f64::NAN, |r| r.val_acc);
-        let rows = vec![
+    /// The final run with the best validation accuracy: the search's answer.
+    pub fn best_final(&self) -> Option<(&RunResult, f64)> {
+        ranking(&self.finals)
+            .first()
+            .map(|&i| (&self.finals[i], self.final_values[i]))
+            .filter(|r| r.0.status == Status::Done)
+    }
+
+    fn table(&self) -> ([String; 5], Vec<Vec<String>>) {
+        use crate::util::short_number as n;
+        let best_of = |rs: &[RunResult], vs: &[f64]| -> (String, String) {
+            match ranking(rs)
+                .first()
+                .filter(|&&i| rs[i].status == Status::Done)
+            {
+                Some(&i) => (n(vs[i]), pct(rs[i].val_acc)),
+                None => ("-".into(), "-".into()),
+            }
+        };
+        let (cv, ca) = best_of(&self.coarse, &self.coarse_values);
+        let (fv, fa) = best_of(&self.fine, &self.fine_values);
+        let mut rows = vec![
             vec![
-                "coarse".to_string(),
+                "coarse".into(),
                 self.coarse.len().to_string(),
-                format!("{:.3e}", self.best_coarse_lambda),
-                format!("{:.2}", best_val(&self.coarse)),
+                cv,
+                ca,
                 format!("{:.1}", self.stage_s[0]),
             ],
             vec![
-                format!(
-                    "fine ({:.2e}..{:.2e})",
-                    self.fine_range.0, self.fine_range.1
-                ),
+                format!("fine ({}..{})", n(self.fine_range.0), n(self.fine_range.1)),
                 self.fine.len().to_string(),
-                format!("{:.3e}", self.best_lambda),
-                format!("{:.2}", best_val(&self.fine)),
+                fv,
+                fa,
                 format!("{:.1}", self.stage_s[1]),
             ],
-            vec![
-                "final".to_string(),
-                "1".to_string(),
-                format!("{:.3e}", f.lambda),
-                format!("{:.2}", 100.0 * f.val_acc),
-                format!("{:.1}", self.stage_s[2]),
-            ],
         ];
-        let header = ["stage", "runs", "best lambda", "best val acc %", "seconds"];
+        for (k, (r, v)) in self.finals.iter().zip(&self.final_values).enumerate() {
+            rows.push(vec![
+                format!("final {}", k + 1),
+                "1".into(),
+                n(*v),
+                format!("{} (test {})", pct(r.val_acc), pct(r.test_acc)),
+                if k == 0 {
+                    format!("{:.1}", self.stage_s[2])
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+        let header = [
+            "stage".to_string(),
+            "runs".into(),
+            format!("best {}", self.axis),
+            "val acc %".into(),
+            "seconds".into(),
+        ];
         (header, rows)
     }
 
-    /// Markdown summary: the stages' table and the final test accuracy.
+    fn answer(&self) -> String {
+        match self.best_final() {
+            Some((r, v)) => format!(
+                "{} {} (best validation accuracy of the final runs): test accuracy {}% after {} steps",
+                self.axis,
+                crate::util::short_number(v),
+                pct(r.test_acc),
+                r.steps
+            ),
+            None => "every final run diverged".into(),
+        }
+    }
+
+    /// Markdown summary: the stages' table and the chosen final run.
     pub fn markdown(&self) -> String {
         let (header, rows) = self.table();
-        let f = &self.final_run;
         format!(
-            "{}\nFinal test accuracy: **{:.2}%** (lambda {:.3e}, {} steps).\n",
+            "{}\nChosen: **{}**.\n",
             crate::util::markdown_table(&header, &rows),
-            100.0 * f.test_acc,
-            f.lambda,
-            f.steps
+            self.answer()
         )
     }
 
     /// The same summary for a terminal, without Markdown.
     pub fn text(&self) -> String {
         let (header, rows) = self.table();
-        let f = &self.final_run;
         format!(
-            "{}\nfinal test accuracy {:.2}% (lambda {:.3e}, {} steps)",
+            "{}\nchosen: {}",
             crate::util::text_table(&header, &rows),
-            100.0 * f.test_acc,
-            f.lambda,
-            f.steps
+            self.answer()
         )
     }
 }

@@ -225,7 +225,7 @@ impl RunConfig {
         };
         format!(
             "{model}, lambda {}, {}, batch {}{whiten}",
-            self.lambda,
+            crate::util::short_number(self.lambda),
             self.schedule.describe(),
             self.batch
         )

@@ -7,6 +7,9 @@ pub mod group;
 pub mod output;
 pub mod schedule;
 
+pub mod settings;
+
 pub use config::{EvalTrain, RunConfig, DEFAULT_EVAL_TRAIN};
 pub use group::{train_group, Control, GroupOutcome, LogPoint, Observer, RunOutcome, Status};
 pub use schedule::Schedule;
+pub use settings::{Axis, ScheduleKind, TrainSettings, Value};

@@ -98,22 +98,24 @@ impl Schedule {
         }
     }
 
-    /// Short description, e.g. `eta 0.001` or `cyclic 1e-5..1e-1, ns 500`.
+    /// Short description with 3 significant digits, e.g. `eta 0.001`,
+    /// `eta 0.1 x0.9 every 1000 steps` or `cyclic 1e-5..0.1, ns 500`.
     pub fn describe(&self) -> String {
+        use crate::util::short_number as n;
         match *self {
-            Schedule::Fixed { eta } => format!("eta {eta}"),
+            Schedule::Fixed { eta } => format!("eta {}", n(eta)),
             Schedule::StepDecay {
                 eta,
                 factor,
                 every_steps,
             } => {
-                format!("eta {eta} x{factor} every {every_steps} steps")
+                format!("eta {} x{} every {every_steps} steps", n(eta), n(factor))
             }
             Schedule::Cyclic {
                 eta_min,
                 eta_max,
                 ns,
-            } => format!("cyclic eta {eta_min:e}..{eta_max:e}, ns {ns}"),
+            } => format!("cyclic {}..{}, ns {ns}", n(eta_min), n(eta_max)),
         }
     }
 }
