@@ -34,15 +34,21 @@ enum Command {
     Train(app::train::TrainArgs),
     /// Reproduce an assignment's experiments (a1, a2).
     Experiment(app::experiment::ExperimentArgs),
-    /// Train many lambdas in parallel lockstep groups, with a live dashboard.
+    /// Train a grid or random draws over any settings in parallel lockstep
+    /// groups, with a live dashboard, summary.png and a report.
     Sweep(app::sweep::SweepArgs),
-    /// Coarse-to-fine lambda search, then a final run with the best lambda.
+    /// Coarse-to-fine search on lambda (or another scale axis), then the best
+    /// values trained on more data.
     Search(app::search::SearchArgs),
+    /// Learning-rate range test: eta grown exponentially over one short run,
+    /// accuracy and loss against eta, suggested eta_min and eta_max.
+    LrRange(app::lr_range::LrRangeArgs),
     /// Measure GEMM roofline, step speed, phase profile and sweep throughput.
     Bench(app::bench::BenchArgs),
-    /// Rebuild report.md and report.html from an `experiment all` folder.
+    /// Rebuild report.md and report.html (and summary.png) of an experiment,
+    /// sweep, search or train folder.
     Report {
-        /// The folder `shallow experiment all --out` wrote.
+        /// The folder the command's --out named.
         dir: PathBuf,
     },
 }
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Command::Experiment(a) => app::experiment::run(a, &CONTROL),
         Command::Sweep(a) => app::sweep::run(a, &CONTROL),
         Command::Search(a) => app::search::run(a, &CONTROL),
+        Command::LrRange(a) => app::lr_range::run(a, &CONTROL),
         Command::Bench(a) => app::bench::run_command(a),
         Command::Report { dir } => app::report(dir),
     };

@@ -11,6 +11,7 @@ pub mod common;
 pub mod data;
 pub mod experiment;
 pub mod gradcheck;
+pub mod lr_range;
 pub mod search;
 pub mod sweep;
 pub mod train;

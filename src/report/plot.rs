@@ -169,80 +169,129 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// Draws validation accuracy against lambda (log scale) for the coarse and the
-/// fine sweep of a search: `series` is (label, [(lambda, val_acc 0-1)]).
-pub fn lambda_scatter(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
+/// Draws the learning-rate range test: accuracy (training and validation)
+/// and validation loss against eta on a log axis, with the suggested bounds
+/// as vertical lines. `points` are (eta, train acc, val acc, val loss).
+pub fn lr_range(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64, f64, f64)],
+    (eta_min, eta_max): (f64, f64),
+) -> Result<()> {
     super::png::register_font();
-    let (w, h) = (900u32, 520u32);
+    let (w, h) = (1300u32, 520u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let pts: Vec<(f64, f64)> = series
+        let (head, body) = root.split_vertically(44);
+        head.draw(&Text::new(
+            title.to_string(),
+            (16, 12),
+            ("sans-serif", 21).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+        let pts: Vec<&(f64, f64, f64, f64)> = points
             .iter()
-            .flat_map(|s| s.1.iter().copied())
-            .filter(|p| p.0 > 0.0 && p.1.is_finite())
-            .map(|(l, a)| (l.log10(), 100.0 * a))
+            .filter(|p| p.0 > 0.0 && p.2.is_finite())
             .collect();
         let (xl, xh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
-            (a.0.min(p.0), a.1.max(p.0))
-        });
-        let (yl, yh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
-            (a.0.min(p.1), a.1.max(p.1))
+            (a.0.min(p.0.log10()), a.1.max(p.0.log10()))
         });
         let (xl, xh) = if xl.is_finite() && xh > xl {
-            (xl - 0.2, xh + 0.2)
+            (xl, xh)
         } else {
-            (-6.0, 0.0)
+            (-5.0, 0.0)
         };
-        let (yl, yh) = if yl.is_finite() && yh > yl {
-            (yl - 1.0, yh + 1.0)
-        } else {
-            (0.0, 100.0)
-        };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xl..xh, yl..yh)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("lambda (log scale)")
-            .y_desc("validation accuracy (%)")
-            .x_label_formatter(&|v| format!("{:.0e}", 10f64.powf(*v)))
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
-        let colors = [TRAIN_COLOR, VAL_COLOR, RGBColor(44, 160, 44)];
-        for (i, (label, s)) in series.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            let p: Vec<(f64, f64)> = s
+        let panels = body.split_evenly((1, 2));
+        type Get = fn(&(f64, f64, f64, f64)) -> Vec<(f64, &'static str, RGBColor)>;
+        let specs: [(&str, Get); 2] = [
+            ("accuracy (%)", |p| {
+                vec![
+                    (100.0 * p.1, "training (sample)", TRAIN_COLOR),
+                    (100.0 * p.2, "validation", VAL_COLOR),
+                ]
+            }),
+            ("validation loss", |p| vec![(p.3, "validation", VAL_COLOR)]),
+        ];
+        for (panel, (name, get)) in panels.iter().zip(specs) {
+            let ys: Vec<f64> = pts
                 .iter()
-                .filter(|p| p.0 > 0.0 && p.1.is_finite())
-                .map(|(l, a)| (l.log10(), 100.0 * a))
+                .flat_map(|p| get(p).into_iter().map(|v| v.0))
+                .filter(|v| v.is_finite())
                 .collect();
+            let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
+            // The loss explodes at the end: cap the axis at 1.5 times its start.
+            let mut hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if name.contains("loss") {
+                if let Some(first) = pts.first().map(|p| p.3) {
+                    hi = hi.min(1.5 * first);
+                }
+            }
+            let (lo, hi) = if lo.is_finite() && hi > lo {
+                (lo, hi)
+            } else {
+                (0.0, 1.0)
+            };
+            let pad = 0.05 * (hi - lo);
+            let mut chart = ChartBuilder::on(panel)
+                .caption(name, ("sans-serif", 19))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(56)
+                .build_cartesian_2d(xl..xh, (lo - pad)..(hi + pad))
+                .map_err(err)?;
             chart
-                .draw_series(
-                    p.iter()
-                        .map(|&(x, y)| Circle::new((x, y), 6, color.filled())),
-                )
-                .map_err(err)?
-                .label(*label)
-                .legend(move |(x, y)| Circle::new((x + 10, y), 6, color.filled()));
+                .configure_mesh()
+                .x_desc("eta (log scale)")
+                .x_label_formatter(&|v| crate::util::short_number(10f64.powf(*v)))
+                .y_label_formatter(&|v| format!("{v:.2}"))
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 15))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(err)?;
+            let series = get(pts.first().copied().unwrap_or(&(1.0, 0.0, 0.0, 0.0)));
+            for (k, (_, label, color)) in series.into_iter().enumerate() {
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().filter_map(|p| {
+                            let v = get(p)[k].0;
+                            (v.is_finite() && v <= hi + pad).then_some((p.0.log10(), v))
+                        }),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            for (eta, label, color) in [
+                (eta_min, "suggested eta_min", RGBColor(44, 160, 44)),
+                (eta_max, "suggested eta_max", RGBColor(148, 103, 189)),
+            ] {
+                let x = eta.log10();
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, lo - pad), (x, hi + pad)],
+                        color.stroke_width(2),
+                    )))
+                    .map_err(err)?
+                    .label(format!("{label} {}", crate::util::short_number(eta)))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .label_font(("sans-serif", 14))
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(180, 180, 180))
+                .draw()
+                .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(err)?;
         root.present().map_err(err)?;
     }
     super::png::save_png(path, &buf, w, h)

@@ -31,6 +31,16 @@ pub enum Schedule {
         /// Half-cycle length in steps.
         ns: usize,
     },
+    /// eta grown exponentially from eta_lo at step 0 to eta_hi at step
+    /// `steps - 1`: the learning-rate range test (`shallow lr-range`).
+    Exponential {
+        /// First learning rate.
+        eta_lo: f64,
+        /// Last learning rate.
+        eta_hi: f64,
+        /// Steps of the range test.
+        steps: usize,
+    },
 }
 
 impl Schedule {
@@ -56,6 +66,14 @@ impl Schedule {
                 };
                 eta_min + frac * (eta_max - eta_min)
             }
+            Schedule::Exponential {
+                eta_lo,
+                eta_hi,
+                steps,
+            } => {
+                let frac = t.min(steps.saturating_sub(1)) as f64 / (steps.max(2) - 1) as f64;
+                eta_lo * (eta_hi / eta_lo).powf(frac)
+            }
         }
     }
 
@@ -66,6 +84,7 @@ impl Schedule {
             Schedule::Cyclic {
                 eta_max, eta_min, ..
             } => eta_max.max(eta_min),
+            Schedule::Exponential { eta_lo, eta_hi, .. } => eta_hi.max(eta_lo),
         }
     }
 
@@ -94,6 +113,12 @@ impl Schedule {
                 }
                 Ok(())
             }
+            Schedule::Exponential { eta_lo, eta_hi, .. } => {
+                if !ok(eta_lo) || !ok(eta_hi) || eta_lo >= eta_hi {
+                    bail!("--eta-lo {eta_lo} / --eta-hi {eta_hi}: need 0 < eta-lo < eta-hi < 100, e.g. 1e-5 and 1")
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -116,6 +141,15 @@ impl Schedule {
                 eta_max,
                 ns,
             } => format!("cyclic {}..{}, ns {ns}", n(eta_min), n(eta_max)),
+            Schedule::Exponential {
+                eta_lo,
+                eta_hi,
+                steps,
+            } => format!(
+                "exponential {}..{} over {steps} steps",
+                n(eta_lo),
+                n(eta_hi)
+            ),
         }
     }
 }
@@ -145,6 +179,19 @@ mod tests {
         // Formula of the assignment on the way down: eta_max - (t - (2l+1) ns)/ns (eta_max - eta_min).
         let t = 2 * 1000 + 500 + 123;
         assert!(close(s.eta(t), 1e-1 - 123.0 / 500.0 * (1e-1 - 1e-5)));
+    }
+
+    #[test]
+    fn exponential_range_test_goes_from_lo_to_hi() {
+        let s = Schedule::Exponential {
+            eta_lo: 1e-5,
+            eta_hi: 1.0,
+            steps: 101,
+        };
+        assert_eq!(s.eta(0), 1e-5);
+        assert!((s.eta(50) / 10f64.powf(-2.5) - 1.0).abs() < 1e-12);
+        assert!((s.eta(100) - 1.0).abs() < 1e-12);
+        assert!(s.validate().is_ok());
     }
 
     #[test]
