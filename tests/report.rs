@@ -49,6 +49,10 @@ fn experiment_all_writes_a_complete_report() {
             .collect()
     };
     let h2 = texts("h2");
+    assert_eq!(
+        h2[0], "Summary",
+        "the report opens with its summary: {h2:?}"
+    );
     for want in [
         "Gradient checks",
         "Assignment 1",
@@ -65,15 +69,15 @@ fn experiment_all_writes_a_complete_report() {
         .descendants()
         .filter(|n| n.has_tag_name("table"))
         .count();
-    // 4 gradient checks + A1 + A2 + coarse + fine + 2 environment tables.
-    assert_eq!(tables, 10, "tables");
+    // Summary + 4 gradient checks + A1 + A2 + final + coarse + fine + 2 environment tables.
+    assert_eq!(tables, 12, "tables");
     let images: Vec<&str> = doc
         .descendants()
         .filter(|n| n.has_tag_name("img"))
         .filter_map(|n| n.attribute("src"))
         .collect();
-    // A1: 4 runs x (curves + weights); A2: 2 curves; lambda plot; best coarse, best fine, final curves.
-    assert_eq!(images.len(), 14, "images");
+    // A1: 4 runs x (curves + weights); A2: 2 curves; the search's summary.png; the best final run's curves.
+    assert_eq!(images.len(), 12, "images");
     assert!(
         images
             .iter()
@@ -87,6 +91,13 @@ fn experiment_all_writes_a_complete_report() {
     assert!(
         cells.iter().filter(|c| *c == "pass").count() >= 10,
         "gradient check rows"
+    );
+    // The summary rows: 4 A1 runs, 2 A2 runs, the search, with references.
+    assert!(cells.iter().any(|c| c == "39.1%") && cells.iter().any(|c| c == "51.5-52%"));
+    assert!(
+        text.len() < 1_000_000,
+        "report.html is {} bytes",
+        text.len()
     );
     let md_text = std::fs::read_to_string(&md).unwrap();
     assert!(md_text.contains("![") && md_text.contains("a1/a1_lambda0.1_eta0.001/weights.png"));

@@ -289,14 +289,14 @@ fn search_blocks(dir: &Path) -> Result<Vec<Block>> {
         format!("Coarse-to-fine search over {}", s.axis),
     )];
     let seed = read_json::<SweepSpec>(&dir.join("coarse/sweep.json")).map_or(1, |c| c.base.seed);
-    b.extend(search_section(&s, Path::new("")));
+    b.extend(search_section(dir, &s, Path::new("")));
     b.push(Block::Heading(2, "What was run".into()));
     b.extend(run_info_blocks(dir, seed));
     Ok(b)
 }
 
 /// The blocks describing a search whose folder is `rel` inside the report's folder.
-fn search_section(s: &SearchSummary, rel: &Path) -> Vec<Block> {
+fn search_section(dir: &Path, s: &SearchSummary, rel: &Path) -> Vec<Block> {
     use crate::util::short_number as n;
     let mut b = Vec::new();
     let answer = match s.best_final() {
@@ -332,9 +332,9 @@ fn search_section(s: &SearchSummary, rel: &Path) -> Vec<Block> {
     b.push(Block::Heading(3, "Final runs".into()));
     b.push(results_block(&s.finals, &column(&s.final_values)));
     if let Some(&best) = ranking(&s.finals).first() {
-        b.push(Block::Images(run_images_at(
-            rel.join("final"),
-            &s.finals[best].name,
+        b.push(Block::Images(run_images(
+            dir,
+            &rel.join("final").join(&s.finals[best].name),
         )));
     }
     for (stage, rs, vs) in [
@@ -345,27 +345,6 @@ fn search_section(s: &SearchSummary, rel: &Path) -> Vec<Block> {
         b.push(results_block(rs, &column(vs)));
     }
     b
-}
-
-fn run_images_at(rel: PathBuf, name: &str) -> Vec<(PathBuf, String)> {
-    let dir = rel.join(name);
-    ["curves.png", "weights.png"]
-        .iter()
-        .map(|f| {
-            (
-                dir.join(f),
-                format!(
-                    "{}: {}",
-                    dir.display(),
-                    if *f == "curves.png" {
-                        "cost, loss and accuracy"
-                    } else {
-                        "weights as images"
-                    }
-                ),
-            )
-        })
-        .collect()
 }
 
 fn run_blocks(dir: &Path) -> Result<Vec<Block>> {
@@ -519,7 +498,7 @@ fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
             2,
             format!("Coarse-to-fine {} search", summary.axis),
         ));
-        b.extend(search_section(&summary, Path::new("search")));
+        b.extend(search_section(dir, &summary, Path::new("search")));
     }
 
     // Gradient checks.
