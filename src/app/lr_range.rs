@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::args::{CommonArgs, SettingsArgs};
 use super::common::{print_json, run_and_write, Finish};
 use super::train::run_folder;
+use crate::report::plot::RangePoint;
 use crate::train::{Control, Schedule, Status, TrainSettings};
 
 /// Flags of `shallow lr-range`.
@@ -51,19 +52,19 @@ pub struct LrRange {
     pub diverged_at_eta: Option<f64>,
     /// (eta, training accuracy, validation accuracy, validation loss) per
     /// logged point after the start.
-    pub points: Vec<(f64, f64, f64, f64)>,
+    pub points: Vec<RangePoint>,
 }
 
 /// Suggests the bounds from logged (eta, train acc, val acc, val loss) points.
-pub fn suggest(points: &[(f64, f64, f64, f64)], start_acc: f64) -> Option<(f64, f64, f64)> {
-    let finite: Vec<&(f64, f64, f64, f64)> = points.iter().filter(|p| p.2.is_finite()).collect();
+pub fn suggest(points: &[RangePoint], start_acc: f64) -> Option<(f64, f64, f64)> {
+    let finite: Vec<&RangePoint> = points.iter().filter(|p| p.2.is_finite()).collect();
     let peak = finite.iter().max_by(|a, b| a.2.total_cmp(&b.2))?;
     let threshold = start_acc + 0.1 * (peak.2 - start_acc);
     let first = finite.iter().find(|p| p.2 >= threshold)?;
     Some((first.0, peak.0, peak.2))
 }
 
-fn read_points(dir: &Path) -> Result<(f64, Vec<(f64, f64, f64, f64)>)> {
+fn read_points(dir: &Path) -> Result<(f64, Vec<RangePoint>)> {
     let path = dir.join("metrics.csv");
     let mut r =
         csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -169,13 +169,17 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// One logged point of a learning-rate range test: (eta, training accuracy,
+/// validation accuracy, validation loss), accuracies 0-1.
+pub type RangePoint = (f64, f64, f64, f64);
+
 /// Draws the learning-rate range test: accuracy (training and validation)
 /// and validation loss against eta on a log axis, with the suggested bounds
 /// as vertical lines. `points` are (eta, train acc, val acc, val loss).
 pub fn lr_range(
     path: &Path,
     title: &str,
-    points: &[(f64, f64, f64, f64)],
+    points: &[RangePoint],
     (eta_min, eta_max): (f64, f64),
 ) -> Result<()> {
     super::png::register_font();
@@ -191,7 +195,7 @@ pub fn lr_range(
             ("sans-serif", 21).into_font().color(&BLACK),
         ))
         .map_err(err)?;
-        let pts: Vec<&(f64, f64, f64, f64)> = points
+        let pts: Vec<&RangePoint> = points
             .iter()
             .filter(|p| p.0 > 0.0 && p.2.is_finite())
             .collect();
@@ -204,7 +208,7 @@ pub fn lr_range(
             (-5.0, 0.0)
         };
         let panels = body.split_evenly((1, 2));
-        type Get = fn(&(f64, f64, f64, f64)) -> Vec<(f64, &'static str, RGBColor)>;
+        type Get = fn(&RangePoint) -> Vec<(f64, &'static str, RGBColor)>;
         let specs: [(&str, Get); 2] = [
             ("accuracy (%)", |p| {
                 vec![

@@ -62,6 +62,8 @@ pub fn summary_png(
         };
         if full_grid {
             heatmap(&root, title, axes, points)?;
+        } else if axes.len() == 2 {
+            scatter_2d(&root, title, axes, points)?;
         } else {
             against_axis(&root, title, axes.first().copied(), series, points)?;
         }
@@ -102,6 +104,8 @@ fn against_axis(
     points: &[Point],
 ) -> Result<()> {
     let values = distinct(points, 0);
+    // Values on a grid (each shared by several runs, or few of them) are joined by a line.
+    let grid_line = values.len() <= 16;
     let numeric = !values.is_empty() && values.iter().all(|v| v.as_number().is_some());
     let log = numeric
         && axis.is_some_and(Axis::is_scale)
@@ -195,7 +199,7 @@ fn against_axis(
             continue;
         }
         mine.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if series.len() == 1 && mine.len() > 1 {
+        if series.len() == 1 && mine.len() > 1 && grid_line {
             // One series over a grid: the line shows the trend.
             chart
                 .draw_series(LineSeries::new(
@@ -235,12 +239,120 @@ fn against_axis(
         .legend(move |(x, y)| Circle::new((x + 10, y), 8, ring.stroke_width(2)));
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
         .draw()
         .map_err(err)?;
+    Ok(())
+}
+
+/// Two axes that do not fill a grid (random draws): one dot per run at its
+/// two values, coloured and labelled with its validation accuracy, the best ringed.
+fn scatter_2d(root: &Area, title: &str, axes: &[Axis], points: &[Point]) -> Result<()> {
+    let pts: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.val_acc.is_finite() && p.coords.len() >= 2)
+        .collect();
+    let coord = |p: &Point, k: usize| -> Option<f64> {
+        let v = p.coords[k].as_number()?;
+        Some(if axes[k].is_scale() && v > 0.0 {
+            v.log10()
+        } else {
+            v
+        })
+    };
+    if pts
+        .iter()
+        .any(|p| coord(p, 0).is_none() || coord(p, 1).is_none())
+    {
+        return against_axis(root, title, axes.first().copied(), &["runs"], points);
+    }
+    let range = |k: usize| -> (f64, f64) {
+        let (lo, hi) = pts
+            .iter()
+            .filter_map(|p| coord(p, k))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |m, v| {
+                (m.0.min(v), m.1.max(v))
+            });
+        let pad = 0.08
+            * (hi - lo).max(if axes[k].is_scale() {
+                0.5
+            } else {
+                hi.abs().max(1.0)
+            });
+        if lo.is_finite() {
+            (lo - pad, hi + pad)
+        } else {
+            (0.0, 1.0)
+        }
+    };
+    let ((xl, xh), (yl, yh)) = (range(0), range(1));
+    let accs: Vec<f64> = pts.iter().map(|p| 100.0 * p.val_acc).collect();
+    let lo = accs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = accs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("{title}: validation accuracy (%)"),
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(xl..xh, yl..yh)
+        .map_err(err)?;
+    let fmt = |k: usize, v: f64| -> String {
+        crate::util::short_number(if axes[k].is_scale() { 10f64.powf(v) } else { v })
+    };
+    let desc = |k: usize| {
+        if axes[k].is_scale() {
+            format!("{} (log scale)", axes[k].name())
+        } else {
+            axes[k].name().to_string()
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_desc(desc(0))
+        .y_desc(desc(1))
+        .x_label_formatter(&|v| fmt(0, *v))
+        .y_label_formatter(&|v| fmt(1, *v))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    for (p, acc) in pts.iter().zip(&accs) {
+        let (x, y) = (coord(p, 0).unwrap_or(0.0), coord(p, 1).unwrap_or(0.0));
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, y),
+                9,
+                color_scale((acc - lo) / span).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((x, y))
+                    + Text::new(
+                        format!("{acc:.2}"),
+                        (16, -8),
+                        ("sans-serif", 15).into_font().color(&BLACK),
+                    ),
+            ))
+            .map_err(err)?;
+        if p.chosen {
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (x, y),
+                    14,
+                    RGBColor(230, 30, 30).stroke_width(3),
+                )))
+                .map_err(err)?;
+        }
+    }
     Ok(())
 }
 
@@ -284,8 +396,7 @@ fn heatmap(root: &Area, title: &str, axes: &[Axis], points: &[Point]) -> Result<
     let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let best = (0..xs.len())
         .flat_map(|i| (0..ys.len()).map(move |j| (i, j)))
-        .filter(|&(i, j)| cell(i, j) == Some(hi))
-        .next();
+        .find(|&(i, j)| cell(i, j) == Some(hi));
     let (nx, ny) = (xs.len() as f64, ys.len() as f64);
     let mut chart = ChartBuilder::on(root)
         .caption(

@@ -51,6 +51,12 @@ pub struct SavedConfig {
     pub blas_kernel_source: String,
 }
 
+/// Reads a number that JSON wrote as `null`: serde_json writes NaN and the
+/// infinities (a diverged run's cost) so.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Contents of `result.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
@@ -59,28 +65,38 @@ pub struct RunResult {
     /// done, diverged or interrupted.
     pub status: Status,
     /// L2 penalty.
+    #[serde(deserialize_with = "nan_from_null")]
     pub lambda: f64,
     /// Peak learning rate.
+    #[serde(deserialize_with = "nan_from_null")]
     pub eta: f64,
     /// Schedule description.
     pub schedule: String,
     /// Update steps done.
     pub steps: usize,
     /// Final training accuracy (0-1).
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_acc: f64,
     /// Final validation accuracy (0-1).
+    #[serde(deserialize_with = "nan_from_null")]
     pub val_acc: f64,
     /// Test accuracy (0-1).
+    #[serde(deserialize_with = "nan_from_null")]
     pub test_acc: f64,
     /// Final training cost.
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_cost: f64,
     /// Final validation cost.
+    #[serde(deserialize_with = "nan_from_null")]
     pub val_cost: f64,
     /// Test cost.
+    #[serde(deserialize_with = "nan_from_null")]
     pub test_cost: f64,
     /// Wall time, seconds.
+    #[serde(deserialize_with = "nan_from_null")]
     pub wall_s: f64,
     /// Milliseconds per update step (training only).
+    #[serde(deserialize_with = "nan_from_null")]
     pub ms_per_step: f64,
     /// Configurations trained in lockstep with it.
     pub group_size: usize,
@@ -180,4 +196,39 @@ pub fn write_run(
     let result = RunResult::from_outcome(o);
     write_json(&dir.join("result.json"), &result)?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diverged_result_reads_back_with_its_nan_costs() {
+        let r = RunResult {
+            name: "x".into(),
+            status: Status::Diverged,
+            lambda: 0.01,
+            eta: 0.3,
+            schedule: "eta 0.3".into(),
+            steps: 9,
+            train_acc: f64::NAN,
+            val_acc: f64::NAN,
+            test_acc: f64::NAN,
+            train_cost: f64::INFINITY,
+            val_cost: f64::NAN,
+            test_cost: f64::NAN,
+            wall_s: 1.0,
+            ms_per_step: 0.5,
+            group_size: 1,
+            diverged: None,
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"train_cost\":null"), "{text}");
+        let back: RunResult = serde_json::from_str(&text).unwrap();
+        assert!(back.train_cost.is_nan() && back.val_acc.is_nan());
+        assert_eq!(
+            (back.lambda, back.steps, back.status),
+            (0.01, 9, Status::Diverged)
+        );
+    }
 }
