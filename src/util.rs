@@ -148,6 +148,49 @@ pub fn text_table<S: AsRef<str>>(header: &[S], rows: &[Vec<String>]) -> String {
     s
 }
 
+/// [`text_table`] made to fit `width` columns: while it is wider, the column
+/// named first in `drop_order` (header names) that is still there is left out
+/// whole, so no line wraps and no number is cut.
+pub fn text_table_fit(
+    header: &[String],
+    rows: &[Vec<String>],
+    width: usize,
+    drop_order: &[&str],
+) -> String {
+    let mut keep: Vec<usize> = (0..header.len()).collect();
+    let render = |keep: &[usize]| {
+        let h: Vec<String> = keep.iter().map(|&c| header[c].clone()).collect();
+        let r: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                keep.iter()
+                    .map(|&c| row.get(c).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        text_table(&h, &r)
+    };
+    let mut table = render(&keep);
+    for name in drop_order {
+        let fits = table.lines().all(|l| l.chars().count() <= width);
+        if fits {
+            break;
+        }
+        if let Some(pos) = keep.iter().position(|&c| header[c] == *name) {
+            keep.remove(pos);
+            table = render(&keep);
+        }
+    }
+    table
+}
+
+/// Columns of the terminal on standard output, if it is one.
+pub fn terminal_width() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_, w)| w as usize)
+}
+
 /// SplitMix64 mixing step: turns any 64-bit value into a well-spread one.
 pub fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -242,6 +285,27 @@ pub fn short_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_drop_whole_columns_to_fit() {
+        let header: Vec<String> = ["name", "val %", "seconds", "status"]
+            .map(String::from)
+            .to_vec();
+        let rows = vec![vec![
+            "a-long-run-name".into(),
+            "51.90".into(),
+            "11.2".into(),
+            "done".into(),
+        ]];
+        let full = text_table_fit(&header, &rows, 200, &["status", "seconds"]);
+        assert!(full.contains("status") && full.contains("11.2"));
+        let narrow = text_table_fit(&header, &rows, 30, &["status", "seconds"]);
+        assert!(
+            !narrow.contains("status") && !narrow.contains("11.2"),
+            "{narrow}"
+        );
+        assert!(narrow.contains("51.90") && narrow.lines().all(|l| l.chars().count() <= 30));
+    }
 
     #[test]
     fn short_numbers_keep_three_significant_digits() {

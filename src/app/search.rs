@@ -387,13 +387,12 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
     let mode = DisplayMode::detect(a.common.quiet);
     match search(&data, &opts, &runner, control, mode)? {
         Some(summary) => {
-            write_json(
-                &a.common.out.join(crate::sweep::results::RUN_INFO),
-                &crate::sweep::results::RunInfo::now(
-                    "search",
-                    runner.threads,
-                    t0.elapsed().as_secs_f64(),
-                ),
+            crate::sweep::results::RunInfo::record(
+                &a.common.out,
+                "search",
+                runner.threads,
+                t0.elapsed().as_secs_f64(),
+                a.resume,
             )?;
             crate::report::build::build(&a.common.out)?;
             print_summary(&a.common, &summary, &summary.text())?;

@@ -115,10 +115,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     results::write_tables(&a.common.out, &results, &columns)?;
     let done = !interrupted(&results);
     if done {
-        crate::util::write_json(
-            &a.common.out.join(results::RUN_INFO),
-            &results::RunInfo::now("sweep", opts.threads, wall_s),
-        )?;
+        results::RunInfo::record(&a.common.out, "sweep", opts.threads, wall_s, a.resume)?;
         crate::report::build::build(&a.common.out)?;
     }
     if a.common.json {

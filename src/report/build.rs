@@ -151,6 +151,9 @@ fn run_info_blocks(dir: &Path, seed: u64) -> Vec<Block> {
                     vec!["wall time".into(), format!("{:.1} s", i.wall_s)],
                 ],
             ));
+            for (date, command) in &i.resumed {
+                b.push(Block::Para(format!("Resumed {date}: `{command}`")));
+            }
         }
         Err(_) => b.push(Block::Para(format!(
             "Seed {seed}. (No {} here: the command line and machine were not recorded.)",
@@ -242,14 +245,10 @@ fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
         1,
         format!("Sweep: {}", spec.describe_axes()),
     )];
-    let first = spec
-        .configs()?
-        .first()
-        .map(|c| c.describe())
-        .unwrap_or_default();
     b.push(Block::Para(format!(
-        "{} runs; fixed settings as in the first run: {first}.",
-        results.len()
+        "{} runs. Fixed settings: {}.",
+        results.len(),
+        fixed_settings(&spec)
     )));
     if let Some(&i) = ranking(&results).first() {
         let r = &results[i];
@@ -279,6 +278,94 @@ fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
         b.push(Block::Images(run_images(dir, Path::new(&results[i].name))));
     }
     Ok(b)
+}
+
+/// The settings a sweep does not vary, e.g. `mlp 50, cyclic 1e-5..0.1 for 3
+/// cycles of n_s 900, batch 100, 45,000 training / 5,000 validation images, seed 1`.
+fn fixed_settings(spec: &SweepSpec) -> String {
+    use crate::train::ScheduleKind;
+    use crate::util::short_number as n;
+    let axes = spec.axes();
+    let varies = |a: Axis| axes.contains(&a);
+    let s = &spec.base;
+    let mut parts = Vec::new();
+    if !varies(Axis::Hidden) {
+        let w = s.widths();
+        parts.push(if w.is_empty() {
+            "linear".to_string()
+        } else {
+            format!(
+                "mlp {}",
+                w.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            )
+        });
+    }
+    if !varies(Axis::Loss) {
+        parts.push(format!("loss {}", s.loss.name()));
+    }
+    if !varies(Axis::Lambda) {
+        parts.push(format!("lambda {}", n(s.lambda)));
+    }
+    match s.schedule {
+        ScheduleKind::Cyclic => {
+            let bounds = match (varies(Axis::EtaMin), varies(Axis::EtaMax)) {
+                (false, false) => format!("cyclic eta {}..{}", n(s.eta_min), n(s.eta_max)),
+                (true, false) => format!("cyclic eta up to {}", n(s.eta_max)),
+                (false, true) => format!("cyclic eta from {}", n(s.eta_min)),
+                (true, true) => "cyclic eta".to_string(),
+            };
+            let cycles = if varies(Axis::Cycles) {
+                String::new()
+            } else {
+                format!(
+                    " for {} cycle{}",
+                    s.cycles,
+                    if s.cycles == 1 { "" } else { "s" }
+                )
+            };
+            let ns = if varies(Axis::Ns) {
+                String::new()
+            } else {
+                format!(" of n_s {}", s.resolved_ns())
+            };
+            parts.push(format!("{bounds}{cycles}{ns}"));
+        }
+        ScheduleKind::Fixed | ScheduleKind::Decay => {
+            if !varies(Axis::Eta) {
+                parts.push(format!("eta {}", n(s.eta)));
+            }
+            if s.schedule == ScheduleKind::Decay && !varies(Axis::DecayFactor) {
+                parts.push(format!(
+                    "x{} every {} epochs",
+                    n(s.decay_factor),
+                    s.decay_every
+                ));
+            }
+            if !varies(Axis::Epochs) && s.steps.is_none() {
+                parts.push(format!("{} epochs", s.epochs));
+            }
+        }
+    }
+    if let (Some(st), false) = (s.steps, varies(Axis::Steps)) {
+        parts.push(format!("{st} steps"));
+    }
+    if !varies(Axis::Batch) {
+        parts.push(format!("batch {}", s.batch));
+    }
+    parts.push(format!(
+        "split {}{}",
+        s.split.describe(),
+        s.split.n_train.map_or(String::new(), |t| format!(
+            ", the first {t} training images"
+        ))
+    ));
+    if !varies(Axis::Seed) {
+        parts.push(format!("seed {}", s.seed));
+    }
+    parts.join(", ")
 }
 
 fn search_blocks(dir: &Path) -> Result<Vec<Block>> {

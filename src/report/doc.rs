@@ -66,7 +66,7 @@ pub fn markdown(blocks: &[Block]) -> String {
 const CSS: &str = "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
 h1{border-bottom:2px solid #1f77b4;padding-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.15em}\
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}\
-th{background:#f0f4f8}td:first-child,th:first-child{text-align:left}tr:nth-child(even) td{background:#fafafa}\
+th{background:#f0f4f8}td,th{white-space:nowrap}.t{text-align:left}.n{text-align:right}.scroll{overflow-x:auto}tr:nth-child(even) td{background:#fafafa}\
 figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figure img{max-width:100%;border:1px solid #eee}\
 figcaption{font-size:.85em;color:#555}pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.85em}";
 
@@ -81,19 +81,45 @@ pub fn html(title: &str, blocks: &[Block], base: &Path) -> String {
             Block::Heading(l, t) => s.push_str(&format!("<h{l}>{}</h{l}>\n", esc(t))),
             Block::Para(t) => s.push_str(&format!("<p>{}</p>\n", inline_html(t))),
             Block::Table(h, rows) => {
-                s.push_str("<table>\n<thead><tr>");
-                for c in h {
-                    s.push_str(&format!("<th>{}</th>", inline_html(c)));
+                // Numbers right-aligned, text left-aligned, column by column.
+                let numeric: Vec<bool> = (0..h.len())
+                    .map(|c| {
+                        rows.iter().all(|r| {
+                            let v = r.get(c).map_or("", |v| v.trim());
+                            v.is_empty()
+                                || v == "-"
+                                || v.trim_end_matches('%').parse::<f64>().is_ok()
+                        })
+                    })
+                    .collect();
+                let class = |c: usize| {
+                    if numeric.get(c) == Some(&true) {
+                        "n"
+                    } else {
+                        "t"
+                    }
+                };
+                s.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
+                for (i, c) in h.iter().enumerate() {
+                    s.push_str(&format!(
+                        "<th class=\"{}\">{}</th>",
+                        class(i),
+                        inline_html(c)
+                    ));
                 }
                 s.push_str("</tr></thead>\n<tbody>\n");
                 for r in rows {
                     s.push_str("<tr>");
-                    for c in r {
-                        s.push_str(&format!("<td>{}</td>", inline_html(c)));
+                    for (i, c) in r.iter().enumerate() {
+                        s.push_str(&format!(
+                            "<td class=\"{}\">{}</td>",
+                            class(i),
+                            inline_html(c)
+                        ));
                     }
                     s.push_str("</tr>\n");
                 }
-                s.push_str("</tbody>\n</table>\n");
+                s.push_str("</tbody>\n</table></div>\n");
             }
             Block::Images(imgs) => {
                 s.push_str("<div>\n");

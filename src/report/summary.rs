@@ -104,8 +104,8 @@ fn against_axis(
     points: &[Point],
 ) -> Result<()> {
     let values = distinct(points, 0);
-    // Values on a grid (each shared by several runs, or few of them) are joined by a line.
-    let grid_line = values.len() <= 16;
+    // One run per value of a one-axis grid: a line joins them.
+    let grid_line = values.len() <= 16 && values.len() == points.len();
     let numeric = !values.is_empty() && values.iter().all(|v| v.as_number().is_some());
     let log = numeric
         && axis.is_some_and(Axis::is_scale)

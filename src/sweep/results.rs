@@ -138,10 +138,18 @@ pub fn markdown(results: &[RunResult], columns: &Columns) -> String {
     crate::util::markdown_table(&header, &rows)
 }
 
-/// Aligned plain-text table for a terminal, see [`table`].
+/// Aligned plain-text table for a terminal, see [`table`]: on a terminal
+/// narrower than the table, the status, seconds, steps, cost, schedule and
+/// training accuracy columns are left out, in that order, until it fits.
 pub fn text_table(results: &[RunResult], columns: &Columns) -> String {
     let (header, rows) = table(results, columns, false);
-    crate::util::text_table(&header, &rows)
+    let width = crate::util::terminal_width().unwrap_or(usize::MAX);
+    crate::util::text_table_fit(
+        &header,
+        &rows,
+        width,
+        &["status", "s", "steps", "cost", "schedule", "train %"],
+    )
 }
 
 /// Writes `results.csv`, `results.jsonl` and `results.md` into `dir`;
@@ -231,8 +239,11 @@ pub struct RunInfo {
     pub blas: String,
     /// shallow's version.
     pub version: String,
-    /// Wall seconds of the whole command.
+    /// Wall seconds of the whole command (of every resume added up).
     pub wall_s: f64,
+    /// When it was resumed, if it was: (date, command line) of each resume.
+    #[serde(default)]
+    pub resumed: Vec<(String, String)>,
 }
 
 impl RunInfo {
@@ -257,7 +268,28 @@ impl RunInfo {
             blas: crate::linalg::blas::describe(),
             version: env!("CARGO_PKG_VERSION").into(),
             wall_s,
+            resumed: vec![],
         }
+    }
+
+    /// Writes `dir`/run.json for the command running now; a resume keeps the
+    /// first command's record, adds its wall time and notes the resume.
+    pub fn record(dir: &Path, kind: &str, cores: usize, wall_s: f64, resume: bool) -> Result<()> {
+        let path = dir.join(RUN_INFO);
+        let now = RunInfo::now(kind, cores, wall_s);
+        let earlier: Option<RunInfo> = resume
+            .then(|| std::fs::read(&path).ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let info = match earlier {
+            Some(mut e) => {
+                e.wall_s += wall_s;
+                e.resumed.push((now.date, now.command));
+                e
+            }
+            None => now,
+        };
+        write_json(&path, &info)
     }
 }
 
