@@ -61,6 +61,11 @@ fn steps_allocate_nothing(threads: usize) {
         let mut order: Vec<usize> = (0..1000).collect();
         let etas = [0.01f32, 0.02, 0.05, 0.1];
         let lambdas = [0.0f32, 0.01, 0.1, 0.2];
+        let augment = shallow::data::Augment {
+            flip: true,
+            translate: 3,
+            pad: shallow::data::Pad::Reflect,
+        };
         // Warm-up step (BLAS allocates its buffers on first use).
         net.forward_loss(x.view(), &y, &mut ws, &mut stats);
         net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
@@ -69,6 +74,14 @@ fn steps_allocate_nothing(threads: usize) {
             shuffle_epoch(&mut order, 9, step);
             for (k, &j) in order[..n].iter().enumerate() {
                 x.column_mut(k).assign(&data.column(j));
+            }
+            net.forward_loss(x.view(), &y, &mut ws, &mut stats);
+            net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
+            // Augmented as it is gathered (flips, translations, reflect padding).
+            for (k, &j) in order[..n].iter().enumerate() {
+                let d = augment.draw(9, step, k);
+                let src = data.column(j).to_slice().expect("contiguous column");
+                augment.apply(src, x.column_mut(k).into_slice().expect("contiguous"), d);
             }
             net.forward_loss(x.view(), &y, &mut ws, &mut stats);
             net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);

@@ -29,6 +29,7 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         log_every: 20,
         save_weights: false,
         eval_train: shallow::train::EvalTrain::Sample(150),
+        augment: Default::default(),
     }
 }
 
@@ -217,4 +218,54 @@ fn a_diverging_configuration_stops_alone() {
         out.runs[1].val.acc, alone.runs[0].val.acc,
         "the other configuration is unaffected"
     );
+}
+
+#[test]
+fn augmented_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions() {
+    let split = common::generated_split::<f32>(400, 100, 5);
+    let augment = shallow::data::Augment {
+        flip: true,
+        translate: 2,
+        pad: shallow::data::Pad::Reflect,
+    };
+    let mut cfgs = sweep_configs();
+    for (i, c) in cfgs.iter_mut().enumerate() {
+        c.augment = augment;
+        // Half of them in data order: augmentation alone also gathers.
+        c.shuffle = i % 2 == 0;
+    }
+    let (base, base_metrics) = run_sweep(&cfgs, &split, 1, 1, None, &Control::new());
+    assert!(base.iter().all(|r| r.status == Status::Done));
+    let (plain, _) = run_sweep(&sweep_configs(), &split, 1, 1, None, &Control::new());
+    assert_ne!(
+        common::numbers(&base[0]),
+        common::numbers(&plain[0]),
+        "augmentation changes what is learned"
+    );
+    let (other, metrics) = run_sweep(&cfgs, &split, 2, 2, None, &Control::new());
+    for (a, b) in base.iter().zip(&other) {
+        assert_eq!(common::numbers(a), common::numbers(b), "{}", a.name);
+    }
+    assert_eq!(base_metrics, metrics);
+    for stop in [7, 33] {
+        let dir = tempfile::tempdir().unwrap();
+        run_sweep(
+            &cfgs,
+            &split,
+            2,
+            2,
+            Some(dir.path()),
+            &Control::stop_at(stop),
+        );
+        let (done, metrics) = run_sweep(&cfgs, &split, 1, 2, Some(dir.path()), &Control::new());
+        for (a, b) in base.iter().zip(&done) {
+            assert_eq!(
+                common::numbers(a),
+                common::numbers(b),
+                "{} stopped at {stop}",
+                a.name
+            );
+        }
+        assert_eq!(base_metrics, metrics, "stopped at {stop}");
+    }
 }

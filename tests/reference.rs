@@ -140,6 +140,7 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
         log_every: 1,
         save_weights: false,
         eval_train: EvalTrain::All,
+        augment: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         log_every: 10,
         save_weights: false,
         eval_train: shallow::train::EvalTrain::Sample(100),
+        augment: Default::default(),
     }
 }
 

@@ -131,6 +131,16 @@ pub struct SettingsArgs {
     /// Save the trained weights as .npy.
     #[arg(long)]
     pub save_weights: bool,
+    /// Augmentation: flip each training image left-right with probability 1/2.
+    #[arg(long)]
+    pub flip: bool,
+    /// Augmentation: shift each training image by up to K pixels in x and y [0].
+    #[arg(long, value_name = "K")]
+    pub translate: Option<usize>,
+    /// Augmentation: what fills the pixels a translation uncovers: zero (the
+    /// mean pixel) or reflect [zero].
+    #[arg(long, value_enum)]
+    pub pad: Option<crate::data::Pad>,
 }
 
 impl SettingsArgs {
@@ -163,6 +173,9 @@ impl SettingsArgs {
             precision: self.precision,
             eval_train: self.eval_train,
             save_weights: self.save_weights.then_some(true),
+            flip: self.flip.then_some(true),
+            translate: self.translate,
+            pad: self.pad,
             ..Default::default()
         }
     }
@@ -175,7 +188,7 @@ pub struct AxesArgs {
     /// by default on lambda and learning rates). Every combination of the
     /// grid axes is trained. Names: lambda, eta, eta_min, eta_max,
     /// decay_factor, ns, cycles, epochs, steps, decay_every, hidden (50 or
-    /// 100x50), batch, loss (ce,bce), seed (repeats).
+    /// 100x50), batch, loss (ce,bce), seed (repeats), flip (0,1), translate.
     #[arg(long, value_name = "NAME=VALUES")]
     pub grid: Vec<String>,
     /// Random axis, repeatable: NAME=LO:HI[:log|lin], drawn --draws times

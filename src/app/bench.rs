@@ -172,10 +172,12 @@ fn shapes() -> Vec<(&'static str, usize, usize, usize, bool)> {
     ]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn step_bench<T: Real>(
     split: &Split<T>,
     hidden: &[usize],
     configs: usize,
+    gather: Option<crate::data::Augment>,
     threads: usize,
     min_s: f64,
     roof: &dyn Fn(usize, usize, usize, bool, bool) -> f64,
@@ -191,11 +193,34 @@ fn step_bench<T: Real>(
     let lambdas = vec![T::of(0.01); configs];
     let per_epoch = split.train.len() / batch;
     let mut t = 0usize;
+    // With augmentation the batch is gathered image by image, flipped and
+    // shifted, into a buffer allocated once, as the trainer does.
+    let mut gathered = ndarray::Array2::<T>::zeros((arch.input, batch).f());
     let mut step = |net: &mut Net<T>| {
         let mut timer = profile::start();
         let pos = t % per_epoch;
-        let x = split.train.cols(pos * batch, batch);
         let y = &split.train.labels[pos * batch..(pos + 1) * batch];
+        // A shuffled epoch's order, as the trainer gathers it.
+        let image = |k: usize| (pos * batch + k) * 7919 % (per_epoch * batch);
+        if let Some(augment) = gather {
+            for k in 0..batch {
+                let column = gathered
+                    .column_mut(k)
+                    .into_slice()
+                    .expect("contiguous column");
+                let src = split.train.image(image(k));
+                if augment.is_on() {
+                    augment.apply(src, column, augment.draw(1, t, k));
+                } else {
+                    column.copy_from_slice(src);
+                }
+            }
+        }
+        let x = if gather.is_some() {
+            gathered.view()
+        } else {
+            split.train.cols(pos * batch, batch)
+        };
         profile::lap(&mut timer, profile::Phase::Batch);
         net.forward_loss(x, y, &mut ws, &mut stats);
         net.backward_update(x, y, &mut ws, &etas, &lambdas);
@@ -229,7 +254,11 @@ fn step_bench<T: Real>(
         }
     }
     StepBench {
-        model: arch.describe(),
+        model: match gather {
+            Some(a) if a.is_on() => format!("{}, shuffled+augmented", arch.describe()),
+            Some(_) => format!("{}, shuffled", arch.describe()),
+            None => arch.describe(),
+        },
         configs,
         threads,
         ms_per_step: s * 1e3,
@@ -294,15 +323,35 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     let mut steps = Vec::new();
     for threads in [1, cores] {
         let p = if threads == 1 { &one } else { &pool };
-        for (hidden, configs) in [(vec![], 1), (vec![50], 1), (vec![50], 4)] {
+        let flips = crate::data::Augment {
+            flip: true,
+            translate: 2,
+            pad: crate::data::Pad::Reflect,
+        };
+        let plain = crate::data::Augment::default();
+        for (hidden, configs, gather) in [
+            (vec![], 1, None),
+            (vec![50], 1, None),
+            (vec![50], 1, Some(plain)),
+            (vec![50], 1, Some(flips)),
+            (vec![50], 4, None),
+        ] {
             // Each product at the speed of the path training takes for it.
             let roof = |m: usize, n: usize, k: usize, tb: bool, layer0: bool| {
                 blas::set_threads(1);
                 p.install(|| gemm_gflops::<f32>(m, n, k, tb, layer0, min_s / 3.0))
             };
-            steps.push(
-                p.install(|| step_bench(&split_a1, &hidden, configs, threads, min_s * 3.0, &roof)),
-            );
+            steps.push(p.install(|| {
+                step_bench(
+                    &split_a1,
+                    &hidden,
+                    configs,
+                    gather,
+                    threads,
+                    min_s * 3.0,
+                    &roof,
+                )
+            }));
         }
         if cores == 1 {
             break;

@@ -37,6 +37,7 @@ pub fn a1_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             log_every: 100,
             save_weights: true,
             eval_train: crate::train::EvalTrain::All,
+            augment: Default::default(),
         })
         .collect()
 }
@@ -69,6 +70,7 @@ pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             log_every: 2 * ns / 10,
             save_weights: false,
             eval_train: crate::train::EvalTrain::All,
+            augment: Default::default(),
         })
         .collect()
 }

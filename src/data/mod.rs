@@ -2,6 +2,7 @@
 //! versions), fetching it, and turning it into standardised, optionally
 //! whitened splits. This file only declares and re-exports.
 
+pub mod augment;
 pub mod batch;
 pub mod binary;
 pub mod cifar10;
@@ -11,6 +12,7 @@ pub mod pickle;
 pub mod split;
 pub mod whiten;
 
+pub use augment::{Augment, Pad};
 pub use batch::{
     Batch, Format, BIN_FOLDER, CLASSES, DEFAULT_CLASS_NAMES, PIXELS, PY_FOLDER, RECORDS_PER_FILE,
 };

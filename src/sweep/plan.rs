@@ -452,6 +452,12 @@ pub struct SweepSettings {
     pub eval_train: Option<crate::train::EvalTrain>,
     /// Save every run's weights as .npy.
     pub save_weights: Option<bool>,
+    /// Random horizontal flips of the training images.
+    pub flip: Option<bool>,
+    /// Random translations of up to this many pixels.
+    pub translate: Option<usize>,
+    /// Fill of the pixels a translation uncovers: "zero" or "reflect".
+    pub pad: Option<crate::data::Pad>,
 }
 
 /// A TOML axis value as the text the flags take: arrays join with commas,
@@ -546,6 +552,8 @@ impl SweepSettings {
             (self.batch.is_some(), Axis::Batch),
             (self.loss.is_some(), Axis::Loss),
             (self.seed.is_some(), Axis::Seed),
+            (self.flip.is_some(), Axis::Flip),
+            (self.translate.is_some(), Axis::Translate),
         ];
         out.extend(fixed.iter().filter(|f| f.0).map(|f| f.1));
         out
@@ -601,6 +609,9 @@ impl SweepSettings {
             precision: upper.precision.or(lower.precision),
             eval_train: upper.eval_train.or(lower.eval_train),
             save_weights: upper.save_weights.or(lower.save_weights),
+            flip: upper.flip.or(lower.flip),
+            translate: upper.translate.or(lower.translate),
+            pad: upper.pad.or(lower.pad),
         })
     }
 
@@ -686,6 +697,11 @@ impl SweepSettings {
             },
             precision: self.precision.unwrap_or(d.precision),
             save_weights: self.save_weights.unwrap_or(d.save_weights),
+            augment: crate::data::Augment {
+                flip: self.flip.unwrap_or(d.augment.flip),
+                translate: self.translate.unwrap_or(d.augment.translate),
+                pad: self.pad.unwrap_or(d.augment.pad),
+            },
         })
     }
 

@@ -472,6 +472,7 @@ mod tests {
             log_every: ns,
             save_weights: false,
             eval_train: EvalTrain::Sample(5000),
+            augment: Default::default(),
         }
     }
 

@@ -44,6 +44,10 @@ pub struct RunConfig {
     /// always evaluates the whole training set).
     #[serde(default)]
     pub eval_train: EvalTrain,
+    /// Flips and translations of the training images, drawn as each batch is
+    /// gathered (shared by a lockstep group, like the data order).
+    #[serde(default)]
+    pub augment: crate::data::Augment,
 }
 
 /// Which training images a logged point evaluates: the curves' cost.
@@ -147,11 +151,11 @@ impl RunConfig {
     }
 
     /// Key of the settings that configurations must share to train in lockstep:
-    /// architecture, batch, step count, data order, logging, split and precision.
-    /// (Lambda and the learning rates may differ.)
+    /// architecture, batch, step count, data order and augmentation, logging,
+    /// split and precision. (Lambda and the learning rates may differ.)
     pub fn lockstep_key(&self) -> String {
         format!(
-            "{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}",
+            "{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}{}",
             self.hidden,
             self.loss.name(),
             self.batch,
@@ -161,7 +165,13 @@ impl RunConfig {
             self.log_every,
             self.split,
             self.precision,
-            self.eval_train
+            self.eval_train,
+            // Without augmentation the key is what it always was.
+            if self.augment.is_on() {
+                format!("|{:?}", self.augment)
+            } else {
+                String::new()
+            }
         )
     }
 
@@ -223,8 +233,13 @@ impl RunConfig {
             crate::data::Whitening::None => String::new(),
             w => format!(", {} whitened (eps {})", w.name(), self.split.whiten_eps),
         };
+        let augment = if self.augment.is_on() {
+            format!(", augmented: {}", self.augment.describe())
+        } else {
+            String::new()
+        };
         format!(
-            "{model}, lambda {}, {}, batch {}{whiten}",
+            "{model}, lambda {}, {}, batch {}{whiten}{augment}",
             crate::util::short_number(self.lambda),
             self.schedule.describe(),
             self.batch

@@ -214,7 +214,9 @@ pub fn train_group<T: Real>(
     let mut evals_val = vec![Eval::default(); cfgs];
     // Shuffled order: an index permutation and a batch buffer, allocated once.
     let mut order: Vec<usize> = (0..n_train).collect();
-    let mut batch_x = if first.shuffle {
+    let augment = first.augment;
+    let gathers = first.shuffle || augment.is_on();
+    let mut batch_x = if gathers {
         Array2::zeros((arch.input, batch).f())
     } else {
         Array2::zeros((arch.input, 0).f())
@@ -316,17 +318,22 @@ pub fn train_group<T: Real>(
         }
         let mut timer = crate::nn::profile::start();
         let pos = t % per_epoch;
-        // Take the batch: a view of consecutive columns, or a gather when shuffling.
-        let (x, y): (ArrayView2<'_, T>, &[u8]) = if first.shuffle {
-            if pos == 0 {
+        // Take the batch: a view of consecutive columns, or a gather when
+        // shuffling or augmenting (each image flipped and shifted as it is copied).
+        let (x, y): (ArrayView2<'_, T>, &[u8]) = if gathers {
+            if first.shuffle && pos == 0 {
                 shuffle_epoch(&mut order, data_seed, t / per_epoch);
             }
             for (k, &j) in order[pos * batch..(pos + 1) * batch].iter().enumerate() {
-                batch_x
+                let column = batch_x
                     .column_mut(k)
                     .into_slice()
-                    .expect("contiguous column")
-                    .copy_from_slice(split.train.image(j));
+                    .expect("contiguous column");
+                if augment.is_on() {
+                    augment.apply(split.train.image(j), column, augment.draw(data_seed, t, k));
+                } else {
+                    column.copy_from_slice(split.train.image(j));
+                }
                 batch_y[k] = split.train.labels[j];
             }
             (batch_x.view(), &batch_y)

@@ -80,6 +80,9 @@ pub struct TrainSettings {
     pub precision: Precision,
     /// Save the trained weights as .npy.
     pub save_weights: bool,
+    /// Flips and translations of the training images.
+    #[serde(default)]
+    pub augment: crate::data::Augment,
 }
 
 impl TrainSettings {
@@ -109,6 +112,7 @@ impl TrainSettings {
             split: SplitSpec::default(),
             precision: Precision::F32,
             save_weights: false,
+            augment: Default::default(),
         }
     }
 
@@ -205,6 +209,7 @@ impl TrainSettings {
             log_every,
             save_weights: self.save_weights,
             eval_train: self.eval_train,
+            augment: self.augment,
         })
     }
 
@@ -236,6 +241,8 @@ impl TrainSettings {
             Axis::DecayEvery => self.decay_every = int()?,
             Axis::Batch => self.batch = int()?,
             Axis::Seed => self.seed = int()? as u64,
+            Axis::Flip => self.augment.flip = int()? != 0,
+            Axis::Translate => self.augment.translate = int()?,
             Axis::Hidden => match value {
                 Value::Widths(w) => {
                     self.hidden = w.clone();
@@ -288,10 +295,14 @@ pub enum Axis {
     Loss,
     /// Base seed (repeats).
     Seed,
+    /// Random horizontal flips: 0 (off) or 1 (on).
+    Flip,
+    /// Random translations of up to this many pixels.
+    Translate,
 }
 
 /// Every axis, in the order their names are listed in messages.
-pub const AXES: [Axis; 14] = [
+pub const AXES: [Axis; 16] = [
     Axis::Lambda,
     Axis::Eta,
     Axis::EtaMin,
@@ -306,6 +317,8 @@ pub const AXES: [Axis; 14] = [
     Axis::Batch,
     Axis::Loss,
     Axis::Seed,
+    Axis::Flip,
+    Axis::Translate,
 ];
 
 impl Axis {
@@ -326,6 +339,8 @@ impl Axis {
             Axis::Batch => "batch",
             Axis::Loss => "loss",
             Axis::Seed => "seed",
+            Axis::Flip => "flip",
+            Axis::Translate => "translate",
         }
     }
 
@@ -358,6 +373,8 @@ impl Axis {
                 | Axis::DecayEvery
                 | Axis::Batch
                 | Axis::Seed
+                | Axis::Flip
+                | Axis::Translate
         )
     }
 
@@ -379,6 +396,11 @@ impl Axis {
                 "ce" => Ok(Value::Loss(Loss::Ce)),
                 "bce" => Ok(Value::Loss(Loss::Bce)),
                 _ => bail!("loss {s}: use ce or bce"),
+            },
+            Axis::Flip => match s.to_ascii_lowercase().as_str() {
+                "1" | "on" | "true" | "yes" => Ok(Value::Num(1.0)),
+                "0" | "off" | "false" | "no" => Ok(Value::Num(0.0)),
+                _ => bail!("flip {s}: use 0 or 1 (off or on)"),
             },
             Axis::Hidden => {
                 let widths: Result<Vec<usize>, _> =
