@@ -61,6 +61,10 @@ fn steps_allocate_nothing(threads: usize) {
         let mut order: Vec<usize> = (0..1000).collect();
         let etas = [0.01f32, 0.02, 0.05, 0.1];
         let lambdas = [0.0f32, 0.01, 0.1, 0.2];
+        let set = shallow::data::DataSet {
+            x: data.clone(),
+            labels: vec![0; 1000],
+        };
         let augment = shallow::data::Augment {
             flip: true,
             translate: 3,
@@ -77,12 +81,16 @@ fn steps_allocate_nothing(threads: usize) {
             }
             net.forward_loss(x.view(), &y, &mut ws, &mut stats);
             net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
-            // Augmented as it is gathered (flips, translations, reflect padding).
-            for (k, &j) in order[..n].iter().enumerate() {
-                let d = augment.draw(9, step, k);
-                let src = data.column(j).to_slice().expect("contiguous column");
-                augment.apply(src, x.column_mut(k).into_slice().expect("contiguous"), d);
-            }
+            // Augmented as it is gathered (flips, translations, reflect
+            // padding), as the trainer does.
+            shallow::data::augment::gather(
+                &set,
+                &order[..n],
+                x.as_slice_memory_order_mut().unwrap(),
+                &augment,
+                9,
+                step,
+            );
             net.forward_loss(x.view(), &y, &mut ws, &mut stats);
             net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
             // A view of consecutive images, as without shuffling.

@@ -196,6 +196,7 @@ fn step_bench<T: Real>(
     // With augmentation the batch is gathered image by image, flipped and
     // shifted, into a buffer allocated once, as the trainer does.
     let mut gathered = ndarray::Array2::<T>::zeros((arch.input, batch).f());
+    let mut ids = vec![0usize; batch];
     let mut step = |net: &mut Net<T>| {
         let mut timer = profile::start();
         let pos = t % per_epoch;
@@ -203,18 +204,17 @@ fn step_bench<T: Real>(
         // A shuffled epoch's order, as the trainer gathers it.
         let image = |k: usize| (pos * batch + k) * 7919 % (per_epoch * batch);
         if let Some(augment) = gather {
-            for k in 0..batch {
-                let column = gathered
-                    .column_mut(k)
-                    .into_slice()
-                    .expect("contiguous column");
-                let src = split.train.image(image(k));
-                if augment.is_on() {
-                    augment.apply(src, column, augment.draw(1, t, k));
-                } else {
-                    column.copy_from_slice(src);
-                }
+            for (k, id) in ids.iter_mut().enumerate() {
+                *id = image(k);
             }
+            crate::data::augment::gather(
+                &split.train,
+                &ids,
+                gathered.as_slice_memory_order_mut().expect("Fortran order"),
+                &augment,
+                1,
+                t,
+            );
         }
         let x = if gather.is_some() {
             gathered.view()

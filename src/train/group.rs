@@ -324,16 +324,18 @@ pub fn train_group<T: Real>(
             if first.shuffle && pos == 0 {
                 shuffle_epoch(&mut order, data_seed, t / per_epoch);
             }
-            for (k, &j) in order[pos * batch..(pos + 1) * batch].iter().enumerate() {
-                let column = batch_x
-                    .column_mut(k)
-                    .into_slice()
-                    .expect("contiguous column");
-                if augment.is_on() {
-                    augment.apply(split.train.image(j), column, augment.draw(data_seed, t, k));
-                } else {
-                    column.copy_from_slice(split.train.image(j));
-                }
+            let ids = &order[pos * batch..(pos + 1) * batch];
+            crate::data::augment::gather(
+                &split.train,
+                ids,
+                batch_x
+                    .as_slice_memory_order_mut()
+                    .expect("Fortran-order batch"),
+                &augment,
+                data_seed,
+                t,
+            );
+            for (k, &j) in ids.iter().enumerate() {
                 batch_y[k] = split.train.labels[j];
             }
             (batch_x.view(), &batch_y)
