@@ -14,6 +14,16 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("cannot draw the chart: {e:?}")
 }
 
+/// A panel's value range (0..1 when there is none) and a 5% margin for it.
+fn padded(lo: f64, hi: f64) -> (f64, f64, f64) {
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    (lo, hi, 0.05 * (hi - lo))
+}
+
 /// Draws `curves.png`: cost, loss and accuracy panels against the update step,
 /// training and validation, titled with the run's hyperparameters.
 pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
@@ -68,12 +78,7 @@ pub fn curves(path: &Path, run: &RunOutcome) -> Result<()> {
                 .iter()
                 .map(|p| p.1.max(p.2))
                 .fold(f64::NEG_INFINITY, f64::max);
-            let (lo, hi) = if lo.is_finite() && hi > lo {
-                (lo, hi)
-            } else {
-                (0.0, 1.0)
-            };
-            let pad = 0.05 * (hi - lo);
+            let (lo, hi, pad) = padded(lo, hi);
             let mut chart = ChartBuilder::on(panel)
                 .caption(name, ("sans-serif", 20))
                 .margin(12)
@@ -232,12 +237,7 @@ pub fn lr_range(
                     hi = hi.min(1.5 * first);
                 }
             }
-            let (lo, hi) = if lo.is_finite() && hi > lo {
-                (lo, hi)
-            } else {
-                (0.0, 1.0)
-            };
-            let pad = 0.05 * (hi - lo);
+            let (lo, hi, pad) = padded(lo, hi);
             let mut chart = ChartBuilder::on(panel)
                 .caption(name, ("sans-serif", 19))
                 .margin(12)
