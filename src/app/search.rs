@@ -67,8 +67,8 @@ impl Default for SearchOptions {
 }
 
 impl SearchOptions {
-    /// A stage's sweep: `values` of the axis (grid) or a log-uniform draw of
-    /// `n` in (lo, hi) seeded by `seed_offset` past the base seed.
+    /// A stage's sweep over `base`: the axis's values as a grid, or as random
+    /// draws (`random`), which only changes how the plan records them.
     fn stage(
         &self,
         prefix: &str,
@@ -309,23 +309,7 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
             axis.name()
         ),
     };
-    let parts: Vec<&str> = coarse.split(':').collect();
-    let parsed = match parts.as_slice() {
-        [lo, hi, n] => match (
-            lo.trim().parse::<f64>(),
-            hi.trim().parse::<f64>(),
-            n.trim().parse::<usize>(),
-        ) {
-            (Ok(lo), Ok(hi), Ok(n)) if lo > 0.0 && hi >= lo && hi.is_finite() && n > 0 => {
-                Some((lo, hi, n))
-            }
-            _ => None,
-        },
-        _ => None,
-    };
-    let Some(coarse_range) = parsed else {
-        bail!("--coarse {coarse}: expected LO:HI:N with 0 < LO <= HI and N >= 1, e.g. 1e-5:1e-1:8");
-    };
+    let coarse_range = crate::sweep::plan::parse_log_range("--coarse", &coarse)?;
     let file = match &a.config {
         Some(p) => SweepSettings::from_toml_file(p)?,
         None => SweepSettings::default(),

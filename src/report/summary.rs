@@ -94,6 +94,30 @@ fn distinct(points: &[Point], k: usize) -> Vec<Value> {
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The summary's chart area on `root`: `caption` above, the house margins,
+/// `y_labels` pixels for the y axis's labels.
+fn chart<'a, 'b>(
+    root: &'a Area<'b>,
+    caption: &str,
+    y_labels: u32,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>> {
+    ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
 /// Validation accuracy against one axis: numbers on a linear or log axis,
 /// anything else (several hidden layers, losses) as categories.
 fn against_axis(
@@ -150,13 +174,7 @@ fn against_axis(
         (0.0, 100.0)
     };
     let axis_name = axis.map_or("run", Axis::name);
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d(xl..xh, yl..yh)
-        .map_err(err)?;
+    let mut chart = chart(root, title, 64, xl..xh, yl..yh)?;
     let labels: Vec<String> = values.iter().map(Value::label).collect();
     let x_fmt = |v: &f64| -> String {
         if !numeric {
@@ -292,16 +310,8 @@ fn scatter_2d(root: &Area, title: &str, axes: &[Axis], points: &[Point]) -> Resu
     let accs: Vec<f64> = pts.iter().map(|p| 100.0 * p.val_acc).collect();
     let lo = accs.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = accs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{title}: validation accuracy (%)"),
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(72)
-        .build_cartesian_2d(xl..xh, yl..yh)
-        .map_err(err)?;
+    let caption = format!("{title}: validation accuracy (%)");
+    let mut chart = chart(root, &caption, 72, xl..xh, yl..yh)?;
     let fmt = |k: usize, v: f64| -> String {
         crate::util::short_number(if axes[k].is_scale() { 10f64.powf(v) } else { v })
     };
@@ -398,16 +408,8 @@ fn heatmap(root: &Area, title: &str, axes: &[Axis], points: &[Point]) -> Result<
         .flat_map(|i| (0..ys.len()).map(move |j| (i, j)))
         .find(|&(i, j)| cell(i, j) == Some(hi));
     let (nx, ny) = (xs.len() as f64, ys.len() as f64);
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{title}: validation accuracy (%)"),
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..nx, 0.0..ny)
-        .map_err(err)?;
+    let caption = format!("{title}: validation accuracy (%)");
+    let mut chart = chart(root, &caption, 80, 0.0..nx, 0.0..ny)?;
     let xl: Vec<String> = xs.iter().map(Value::label).collect();
     let yl: Vec<String> = ys.iter().map(Value::label).collect();
     let centre_label = |labels: &[String], v: f64| -> String {

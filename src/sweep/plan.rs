@@ -125,6 +125,26 @@ fn parse_range(axis: Axis, s: &str, with_n: bool) -> Result<(f64, f64, usize, bo
     Ok((lo, hi, n, log))
 }
 
+/// Parses a log range `LO:HI:N` given to `flag` (`--coarse`, `--lambda-grid`,
+/// `--lambda-random`): 0 < LO <= HI, N >= 1.
+pub fn parse_log_range(flag: &str, s: &str) -> Result<(f64, f64, usize)> {
+    let parts: Vec<&str> = s.split(':').map(str::trim).collect();
+    let parsed = match parts.as_slice() {
+        [lo, hi, n] => match (lo.parse::<f64>(), hi.parse::<f64>(), n.parse::<usize>()) {
+            (Ok(lo), Ok(hi), Ok(n)) if lo > 0.0 && hi >= lo && hi.is_finite() && n > 0 => {
+                Some((lo, hi, n))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{flag} {s}: expected LO:HI:N with 0 < LO <= HI and N >= 1, e.g. 1e-5:1e-1:8"
+        )
+    })
+}
+
 fn whole(axis: Axis, v: f64) -> f64 {
     if axis.is_integer() || axis == Axis::Hidden {
         v.round()
@@ -500,20 +520,14 @@ impl SweepSettings {
             grid.insert("lambda".into(), toml::Value::String(text.join(",")));
         }
         if let Some(g) = self.lambda_grid.take() {
-            if g.split(':').count() != 3 {
-                bail!("--lambda-grid {g}: expected LO:HI:N, e.g. 1e-5:1e-1:8");
-            }
-            grid.insert("lambda".into(), toml::Value::String(format!("{g}:log")));
+            let (lo, hi, n) = parse_log_range("--lambda-grid", &g)?;
+            grid.insert(
+                "lambda".into(),
+                toml::Value::String(format!("{lo:e}:{hi:e}:{n}:log")),
+            );
         }
         if let Some(r) = self.lambda_random.take() {
-            let parts: Vec<&str> = r.split(':').collect();
-            let n = match parts.as_slice() {
-                [_, _, n] => n.trim().parse::<usize>().ok().filter(|&n| n > 0),
-                _ => None,
-            };
-            let Some(n) = n else {
-                bail!("--lambda-random {r}: expected LO:HI:N, e.g. 1e-5:1e-1:8");
-            };
+            let (lo, hi, n) = parse_log_range("--lambda-random", &r)?;
             if self.draws.is_some_and(|d| d != n) {
                 bail!(
                     "--lambda-random {r} asks for {n} draws but --draws says {}: give one",
@@ -523,7 +537,7 @@ impl SweepSettings {
             self.draws = Some(n);
             random.insert(
                 "lambda".into(),
-                toml::Value::String(format!("{}:{}:log", parts[0], parts[1])),
+                toml::Value::String(format!("{lo:e}:{hi:e}:log")),
             );
         }
         self.grid = (!grid.is_empty()).then_some(grid);
