@@ -150,6 +150,9 @@ pub fn run_all(
                 tol: 1e-6,
                 subsets: subsets.clone(),
                 seed: opts.seed,
+                batch_norm: false,
+                dropout: 0.0,
+                smoothing: 0.0,
             };
             let report = gradcheck::run(&o, Some((&split64.train, "CIFAR-10 data_batch_1".into())));
             let worst = report

@@ -46,6 +46,15 @@ pub struct GradcheckArgs {
     /// Seed of the initial weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Batch normalisation on the hidden layers (checks gamma and beta too).
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Dropout probability of hidden units, checked with one fixed mask.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Label smoothing of the cross-entropy targets.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
     /// Precision (gradient checks run in f64).
     #[arg(long, value_enum, default_value = "f64")]
     pub precision: crate::nn::Precision,
@@ -67,6 +76,18 @@ pub fn run(a: &GradcheckArgs) -> Result<Finish> {
         bail!(
             "--h {} is out of range: use a small positive step such as 1e-5",
             a.h
+        );
+    }
+    if !(0.0..0.95).contains(&a.dropout) {
+        bail!(
+            "--dropout {} is out of range: give a probability from 0 to 0.95, e.g. 0.2",
+            a.dropout
+        );
+    }
+    if !(0.0..1.0).contains(&a.label_smoothing) || (a.label_smoothing > 0.0 && a.loss != Loss::Ce) {
+        bail!(
+            "--label-smoothing {} needs --loss ce and a value from 0 to below 1, e.g. 0.1",
+            a.label_smoothing
         );
     }
     let subsets = match (a.dims, a.samples) {
@@ -92,6 +113,9 @@ pub fn run(a: &GradcheckArgs) -> Result<Finish> {
         tol: a.tol,
         subsets,
         seed: a.seed,
+        batch_norm: a.batch_norm,
+        dropout: a.dropout,
+        smoothing: a.label_smoothing,
     };
     crate::linalg::blas::set_threads(1); // tiny products: threads only add overhead
     let split = match data::locate(a.data.data.as_deref())? {

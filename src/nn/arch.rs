@@ -39,6 +39,10 @@ pub struct Arch {
     pub classes: usize,
     /// Output loss.
     pub loss: Loss,
+    /// Batch normalisation after every hidden layer's scores, before the ReLU
+    /// (learned gamma and beta per unit, running averages for evaluation).
+    #[serde(default)]
+    pub batch_norm: bool,
 }
 
 impl Arch {
@@ -50,7 +54,14 @@ impl Arch {
             hidden: hidden.to_vec(),
             classes: crate::data::CLASSES,
             loss,
+            batch_norm: false,
         }
+    }
+
+    /// This architecture with batch normalisation on (`on`) or off.
+    pub fn with_batch_norm(mut self, on: bool) -> Self {
+        self.batch_norm = on && !self.hidden.is_empty();
+        self
     }
     /// Layer widths `[d, h1, ..., K]`; layer l maps `widths[l]` to `widths[l + 1]`.
     pub fn widths(&self) -> Vec<usize> {
@@ -93,6 +104,7 @@ impl Arch {
         } else {
             "mlp"
         };
-        format!("{kind} {} ({})", w.join("-"), self.loss.name())
+        let bn = if self.batch_norm { ", batch norm" } else { "" };
+        format!("{kind} {} ({}{bn})", w.join("-"), self.loss.name())
     }
 }

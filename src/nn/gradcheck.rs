@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
 
-use super::net::{LossStat, Net, Workspace};
+use super::net::{LossStat, Net, StepRegs, Workspace};
 
 /// Finite-difference scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -45,35 +45,75 @@ pub struct ParamCheck {
 /// 1e-4 judges such entries by their absolute error instead (1e-10 / 1e-4 = 1e-6).
 pub const REL_EPS: f64 = 1e-4;
 
-/// Entry `idx` of layer l's weights (or biases) of `net`.
-fn entry(net: &Net<f64>, l: usize, is_bias: bool, idx: usize) -> &f64 {
-    if is_bias {
-        &net.biases[l][idx]
-    } else {
-        &net.weights[l].as_slice_memory_order().expect("contiguous")[idx]
+/// Which parameter tensor of a layer is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Weights W.
+    Weight,
+    /// Biases b.
+    Bias,
+    /// Batch-norm scale gamma (hidden layers with batch norm).
+    Gamma,
+    /// Batch-norm shift beta.
+    Beta,
+}
+
+impl Kind {
+    fn tensor(self, net: &Net<f64>, l: usize) -> &[f64] {
+        match self {
+            Kind::Weight => net.weights[l].as_slice_memory_order(),
+            Kind::Bias => net.biases[l].as_slice(),
+            Kind::Gamma => net.gamma[l].as_slice(),
+            Kind::Beta => net.beta[l].as_slice(),
+        }
+        .expect("contiguous parameters")
+    }
+
+    fn tensor_mut(self, net: &mut Net<f64>, l: usize) -> &mut [f64] {
+        match self {
+            Kind::Weight => net.weights[l].as_slice_memory_order_mut(),
+            Kind::Bias => net.biases[l].as_slice_mut(),
+            Kind::Gamma => net.gamma[l].as_slice_mut(),
+            Kind::Beta => net.beta[l].as_slice_mut(),
+        }
+        .expect("contiguous parameters")
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Weight => "W",
+            Kind::Bias => "b",
+            Kind::Gamma => "gamma",
+            Kind::Beta => "beta",
+        }
     }
 }
 
-/// Entry `idx` of layer l's weights (or biases) of `net`, mutably.
-fn entry_mut(net: &mut Net<f64>, l: usize, is_bias: bool, idx: usize) -> &mut f64 {
-    if is_bias {
-        &mut net.biases[l][idx]
-    } else {
-        &mut net.weights[l]
-            .as_slice_memory_order_mut()
-            .expect("contiguous")[idx]
-    }
+/// Seed of the dropout masks of a gradient check: fixed, so the mask is the
+/// same in the analytic pass and in every finite difference.
+const CHECK_MASK_SEED: u64 = 0x6d61_736b;
+
+/// The training-pass regularisers a check uses.
+fn check_regs(s: &Settings) -> [StepRegs; 1] {
+    [StepRegs {
+        drop: s.dropout,
+        smoothing: s.smoothing,
+        mask_seed: CHECK_MASK_SEED,
+    }]
 }
 
-/// Mean loss of configuration 0 of `net` on (x, labels); the cost adds lambda * sum W^2.
+/// Mean loss of configuration 0 of `net` on (x, labels) in a training pass with
+/// `regs` (the same dropout mask at every call; batch norm on the batch's
+/// statistics); the cost adds lambda * sum W^2.
 pub fn mean_loss(
     net: &Net<f64>,
     x: ArrayView2<'_, f64>,
     labels: &[u8],
     ws: &mut Workspace<f64>,
+    regs: &[StepRegs],
 ) -> f64 {
     let mut st = [LossStat::default()];
-    net.forward_loss(x, labels, ws, &mut st);
+    net.forward_train(x, labels, ws, &mut st, 0, regs);
     st[0].loss_sum / x.ncols() as f64
 }
 
@@ -90,6 +130,12 @@ pub struct Settings {
     pub eps: f64,
     /// Largest accepted relative error.
     pub tol: f64,
+    /// Dropout probability of hidden units, with one fixed mask.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Label smoothing of the cross-entropy targets.
+    #[serde(default)]
+    pub smoothing: f64,
 }
 
 /// Checks every parameter of the single-configuration network `net` on
@@ -100,28 +146,32 @@ pub fn check(
     labels: &[u8],
     s: Settings,
 ) -> Vec<ParamCheck> {
+    let regs = check_regs(&s);
     let Settings {
         lambda,
         method,
         h,
         eps,
         tol,
+        ..
     } = s;
     assert_eq!(net.configs, 1, "gradient checks run on one configuration");
     let mut net = net.clone();
     net.fold_scales();
-    let analytic = net.gradients(x, labels, &[lambda]);
+    let analytic = net.gradients_train(x, labels, &[lambda], 0, &regs);
     let mut ws = net.workspace(x.ncols());
-    let base = mean_loss(&net, x, labels, &mut ws);
+    let base = mean_loss(&net, x, labels, &mut ws, &regs);
     let layers = net.layers();
     let mut out = Vec::new();
     for l in 0..layers {
-        for is_bias in [false, true] {
-            let len = if is_bias {
-                net.biases[l].len()
-            } else {
-                net.weights[l].len()
-            };
+        let kinds: &[Kind] = if l < net.gamma.len() {
+            &[Kind::Weight, Kind::Bias, Kind::Gamma, Kind::Beta]
+        } else {
+            &[Kind::Weight, Kind::Bias]
+        };
+        for &kind in kinds {
+            let is_weight = kind == Kind::Weight;
+            let len = kind.tensor(&net, l).len();
             // Entries are checked in parallel chunks, each on its own copy of the network.
             let chunk = len.div_ceil(4 * rayon::current_num_threads()).max(1);
             let net_ref = &net;
@@ -133,27 +183,27 @@ pub fn check(
                     let mut ws = net.workspace(x.ncols());
                     let (mut max_abs, mut max_rel, mut max_grad) = (0.0f64, 0.0f64, 0.0f64);
                     for idx in ci * chunk..len.min((ci + 1) * chunk) {
-                        let ga = *entry(analytic_ref, l, is_bias, idx);
-                        let orig = *entry_mut(&mut net, l, is_bias, idx);
+                        let ga = kind.tensor(analytic_ref, l)[idx];
+                        let orig = kind.tensor(&net, l)[idx];
                         // J(p) = L(p) + lambda * (sum of squared weights). Differences of J are
                         // formed as (L(p+) - L(p-)) + lambda * (p+^2 - p-^2): the same finite
                         // difference, without adding the large penalty to L before subtracting
                         // (which costs digits).
-                        let penalty = |q: f64| if is_bias { 0.0 } else { lambda * q * q };
-                        *entry_mut(&mut net, l, is_bias, idx) = orig + h;
-                        let plus = mean_loss(&net, x, labels, &mut ws);
+                        let penalty = |q: f64| if is_weight { lambda * q * q } else { 0.0 };
+                        kind.tensor_mut(&mut net, l)[idx] = orig + h;
+                        let plus = mean_loss(&net, x, labels, &mut ws, &regs);
                         let gn = match method {
                             Method::Forward => {
                                 ((plus - base) + (penalty(orig + h) - penalty(orig))) / h
                             }
                             Method::Centred => {
-                                *entry_mut(&mut net, l, is_bias, idx) = orig - h;
-                                let minus = mean_loss(&net, x, labels, &mut ws);
+                                kind.tensor_mut(&mut net, l)[idx] = orig - h;
+                                let minus = mean_loss(&net, x, labels, &mut ws, &regs);
                                 ((plus - minus) + (penalty(orig + h) - penalty(orig - h)))
                                     / (2.0 * h)
                             }
                         };
-                        *entry_mut(&mut net, l, is_bias, idx) = orig;
+                        kind.tensor_mut(&mut net, l)[idx] = orig;
                         let abs = (ga - gn).abs();
                         max_abs = max_abs.max(abs);
                         max_rel = max_rel.max(abs / eps.max(ga.abs() + gn.abs()));
@@ -165,16 +215,15 @@ pub fn check(
                     || (0.0, 0.0, 0.0),
                     |a, b| (a.0.max(b.0), a.1.max(b.1), a.2.max(b.2)),
                 );
-            let name = match (layers, is_bias) {
-                (1, false) => "W".to_string(),
-                (1, true) => "b".to_string(),
-                (_, false) => format!("W{}", l + 1),
-                (_, true) => format!("b{}", l + 1),
-            };
-            let shape = if is_bias {
-                [net.widths[l + 1], 1]
+            let name = if layers == 1 {
+                kind.name().to_string()
             } else {
+                format!("{}{}", kind.name(), l + 1)
+            };
+            let shape = if is_weight {
                 [net.widths[l + 1], net.widths[l]]
+            } else {
+                [net.widths[l + 1], 1]
             };
             out.push(ParamCheck {
                 param: name,
@@ -186,7 +235,6 @@ pub fn check(
             });
         }
     }
-    out.sort_by_key(|c| (c.param[1..].to_string(), c.param.starts_with('b')));
     out
 }
 
@@ -214,6 +262,8 @@ mod tests {
             h,
             eps: REL_EPS,
             tol: 1e-6,
+            dropout: 0.0,
+            smoothing: 0.0,
         }
     }
 
@@ -223,6 +273,7 @@ mod tests {
             hidden: hidden.to_vec(),
             classes: 10,
             loss,
+            batch_norm: false,
         };
         let (x, y) = data(20, 30);
         let net = Net::<f64>::init(&arch, &[3]);
@@ -245,6 +296,86 @@ mod tests {
         }
     }
 
+    /// Batch norm (gamma and beta included), dropout with a fixed mask and label
+    /// smoothing, alone and together, on one and two hidden layers.
+    #[test]
+    fn batch_norm_dropout_and_smoothing_pass() {
+        let (x, y) = data(20, 30);
+        for hidden in [&[8][..], &[8, 6][..]] {
+            for (batch_norm, dropout, smoothing) in [
+                (true, 0.0, 0.0),
+                (false, 0.3, 0.0),
+                (false, 0.0, 0.1),
+                (true, 0.25, 0.1),
+            ] {
+                let arch = Arch {
+                    input: 20,
+                    hidden: hidden.to_vec(),
+                    classes: 10,
+                    loss: Loss::Ce,
+                    batch_norm,
+                };
+                let mut net = Net::<f64>::init(&arch, &[5]);
+                // Biases away from 0: with dropout, a sample whose hidden units are all
+                // dropped or off has scores equal to the next bias, and a zero bias sits
+                // on ReLU's kink, where finite differences see half the slope.
+                for b in &mut net.biases {
+                    b.fill(0.05);
+                }
+                let s = Settings {
+                    dropout,
+                    smoothing,
+                    ..settings(0.1, Method::Centred, 1e-5)
+                };
+                let checks = check(&net, x.view(), &y, s);
+                let per_layer = if batch_norm { 4 } else { 2 };
+                assert_eq!(checks.len(), per_layer * hidden.len() + 2);
+                for c in &checks {
+                    assert!(
+                        c.passed,
+                        "{hidden:?} bn {batch_norm} p {dropout} eps {smoothing}: {c:?}"
+                    );
+                }
+                if batch_norm {
+                    assert!(checks
+                        .iter()
+                        .any(|c| c.param == "gamma1" && c.max_abs_grad > 1e-3));
+                }
+            }
+        }
+    }
+
+    /// The dropout mask matters: gradients taken with one mask do not match finite
+    /// differences taken with another (so the check above does hold the mask fixed).
+    #[test]
+    fn a_different_dropout_mask_fails() {
+        let (x, y) = data(20, 30);
+        let arch = Arch {
+            input: 20,
+            hidden: vec![8],
+            classes: 10,
+            loss: Loss::Ce,
+            batch_norm: false,
+        };
+        let net = Net::<f64>::init(&arch, &[5]);
+        let regs = |seed| {
+            [StepRegs {
+                drop: 0.3,
+                smoothing: 0.0,
+                mask_seed: seed,
+            }]
+        };
+        let a = net.gradients_train(x.view(), &y, &[0.0], 0, &regs(1));
+        let b = net.gradients_train(x.view(), &y, &[0.0], 0, &regs(2));
+        let c = net.gradients_train(x.view(), &y, &[0.0], 0, &regs(1));
+        assert_eq!(
+            a.weights[0], c.weights[0],
+            "the same seed gives the same mask"
+        );
+        let diff = (&a.weights[0] - &b.weights[0]).mapv(f64::abs).sum();
+        assert!(diff > 1e-3, "another seed gives another mask ({diff})");
+    }
+
     /// A wrong backward pass is caught: break the L2 term by checking against a
     /// different lambda than the analytic gradient used.
     #[test]
@@ -254,6 +385,7 @@ mod tests {
             hidden: vec![8],
             classes: 10,
             loss: Loss::Ce,
+            batch_norm: false,
         };
         let (x, y) = data(20, 30);
         let mut net = Net::<f64>::init(&arch, &[3]);
@@ -292,6 +424,15 @@ pub struct Options {
     pub subsets: Vec<(usize, usize)>,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// Batch normalisation on the hidden layers (its gamma and beta are checked too).
+    #[serde(default)]
+    pub batch_norm: bool,
+    /// Dropout probability, with one fixed mask.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Label smoothing.
+    #[serde(default)]
+    pub smoothing: f64,
 }
 
 impl Options {
@@ -303,6 +444,8 @@ impl Options {
             h: self.h,
             eps: self.eps,
             tol: self.tol,
+            dropout: self.dropout,
+            smoothing: self.smoothing,
         }
     }
 }
@@ -363,6 +506,7 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
             hidden: opts.hidden.clone(),
             classes: 10,
             loss: opts.loss,
+            batch_norm: opts.batch_norm && !opts.hidden.is_empty(),
         };
         let net = Net::<f64>::init(&arch, &[opts.seed]);
         for check in self::check(&net, x.view(), &y, opts.settings()) {

@@ -36,10 +36,15 @@ fn softplus(x: f64) -> f64 {
 /// Turns a block of scores (K x n, one column per sample) into probabilities in
 /// place and returns (summed loss over the n samples, number of correct argmax
 /// predictions). Numerically stable for any finite score.
+///
+/// `smoothing` eps > 0 (cross-entropy only) smooths the targets to
+/// (1 - eps) one-hot + eps / K: the loss is then -sum_i t_i log p_i. Evaluation
+/// passes 0, the plain loss.
 pub fn loss_forward<T: Real>(
     loss: Loss,
     mut scores: ArrayViewMut2<'_, T>,
     labels: &[u8],
+    smoothing: f64,
 ) -> (f64, usize) {
     let k = scores.nrows();
     let mut total = 0.0f64;
@@ -65,12 +70,21 @@ pub fn loss_forward<T: Real>(
             Loss::Ce => {
                 let zy = col[y];
                 let mut sum = T::zero();
+                let mut shifted_sum = 0.0f64;
                 for v in col.iter_mut() {
+                    shifted_sum += (*v - max).f64();
                     *v = (*v - max).exp();
                     sum += *v;
                 }
                 // -log p_y = log(sum_i exp(z_i - max)) - (z_y - max)
-                total += sum.f64().ln() - (zy - max).f64();
+                let lse = sum.f64().ln();
+                let nll = lse - (zy - max).f64();
+                total += if smoothing > 0.0 {
+                    // sum_i -log p_i = K lse - sum_i (z_i - max)
+                    (1.0 - smoothing) * nll + smoothing / k as f64 * (k as f64 * lse - shifted_sum)
+                } else {
+                    nll
+                };
                 let inv = T::one() / sum;
                 for v in col.iter_mut() {
                     *v *= inv;
@@ -95,15 +109,29 @@ pub fn loss_forward<T: Real>(
 
 /// Turns probabilities (as left by [`loss_forward`]) into dL/dscores per sample in
 /// place: P - Y for cross-entropy, (P - Y) / K for binary cross-entropy. The 1/n of
-/// the mean over the batch is left to the caller's GEMM alpha.
-pub fn loss_backward<T: Real>(loss: Loss, mut probs: ArrayViewMut2<'_, T>, labels: &[u8]) {
+/// the mean over the batch is left to the caller's GEMM alpha. With label
+/// `smoothing` eps (cross-entropy) the targets are (1 - eps) one-hot + eps / K.
+pub fn loss_backward<T: Real>(
+    loss: Loss,
+    mut probs: ArrayViewMut2<'_, T>,
+    labels: &[u8],
+    smoothing: T,
+) {
     let k = probs.nrows();
+    let spread = smoothing / T::of(k as f64);
     for (j, &y) in labels.iter().enumerate().take(probs.ncols()) {
         let col = probs
             .column_mut(j)
             .into_slice()
             .expect("column-major probabilities");
-        col[y as usize] -= T::one();
+        if smoothing > T::zero() {
+            for v in col.iter_mut() {
+                *v -= spread;
+            }
+            col[y as usize] -= T::one() - smoothing;
+        } else {
+            col[y as usize] -= T::one();
+        }
         if loss == Loss::Bce {
             let inv = T::of(1.0 / k as f64);
             for v in col.iter_mut() {
@@ -125,6 +153,7 @@ mod tests {
             Loss::Ce,
             ArrayViewMut2::from_shape((3, 2).f(), &mut s).unwrap(),
             &[0, 1],
+            0.0,
         );
         assert!(l.is_finite(), "loss {l}");
         assert!(s.iter().all(|v| v.is_finite()));
@@ -140,6 +169,7 @@ mod tests {
             Loss::Ce,
             ArrayViewMut2::from_shape((3, 1).f(), &mut s).unwrap(),
             &[1],
+            0.0,
         );
         let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
         assert!((l - (lse - z[1])).abs() < 1e-12);
@@ -148,6 +178,7 @@ mod tests {
             Loss::Bce,
             ArrayViewMut2::from_shape((3, 1).f(), &mut s2).unwrap(),
             &[1],
+            0.0,
         );
         let p: Vec<f64> = z.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
         let want = -((1.0 - p[0]).ln() + p[1].ln() + (1.0 - p[2]).ln()) / 3.0;

@@ -20,7 +20,10 @@ use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::arch::Arch;
-use super::layers::{bias_activation, bias_step, relu_backward, scale_block};
+use super::layers::{
+    batch_norm_backward, batch_norm_eval, batch_norm_train, bias_activation, bias_step, dropout,
+    dropout_threshold, relu_dropout_backward, scale_block, BN_MOMENTUM,
+};
 use super::loss::{loss_backward, loss_forward};
 use super::profile::{self, Phase};
 use crate::linalg::blas::{gemm, gemm_blocks};
@@ -37,6 +40,11 @@ const FOLD_BELOW: f64 = 1e-3;
 ///   configuration c's W_l (w_{l+1} x w_l), so each block is contiguous.
 /// - `biases[l]`: C*w_{l+1}, configuration c's bias at c*w_{l+1}.
 ///
+/// - With batch normalisation (`arch.batch_norm`), per hidden layer l:
+///   `gamma[l]`, `beta[l]` (learned scale and shift) and `run_mean[l]`,
+///   `run_var[l]` (running averages for evaluation), C*w_{l+1} each, configuration
+///   c's at c*w_{l+1}; all four are empty without it.
+///
 /// [`Self::weight`] and [`Self::bias`] give one configuration's block as a view.
 #[derive(Clone, Debug)]
 pub struct Net<T> {
@@ -52,6 +60,42 @@ pub struct Net<T> {
     pub biases: Vec<Array1<T>>,
     /// First-layer scale s_c per configuration: W0_c = s_c V_c.
     pub scale: Vec<T>,
+    /// Batch-norm scale gamma per hidden layer (empty without batch norm).
+    pub gamma: Vec<Array1<T>>,
+    /// Batch-norm shift beta per hidden layer.
+    pub beta: Vec<Array1<T>>,
+    /// Running mean of the batch means per hidden layer (evaluation).
+    pub run_mean: Vec<Array1<T>>,
+    /// Running mean of the batch variances per hidden layer (evaluation).
+    pub run_var: Vec<Array1<T>>,
+}
+
+/// One configuration's regularisers in a training pass: dropout and label
+/// smoothing. They may differ between the configurations of a lockstep group,
+/// like lambda.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepRegs {
+    /// Probability of dropping a hidden unit (inverted dropout), 0 for none.
+    pub drop: f64,
+    /// Label smoothing eps (cross-entropy), 0 for none.
+    pub smoothing: f64,
+    /// Seed of this configuration's dropout masks (mixed with the step and layer).
+    pub mask_seed: u64,
+}
+
+/// How a forward pass treats dropout and batch normalisation.
+#[derive(Clone, Copy, Debug)]
+pub enum Pass<'a> {
+    /// Evaluation: no dropout, no smoothing, batch norm with running averages.
+    Eval,
+    /// Training step `step`: dropout masks drawn from (`regs[c].mask_seed`, step,
+    /// layer), smoothed targets, batch norm with the batch's statistics.
+    Train {
+        /// Update step (the masks' draw).
+        step: u64,
+        /// Per configuration.
+        regs: &'a [StepRegs],
+    },
 }
 
 /// One configuration's effective parameters of one layer, in f64: what is
@@ -77,6 +121,22 @@ pub struct Workspace<T> {
     pub cap: usize,
     acts: Vec<Array2<T>>,
     grads: Vec<Array2<T>>,
+    /// Batch norm per hidden layer (empty without it): normalised scores zhat
+    /// ((C*w) x cap), and per unit the batch mean, variance and 1/sqrt(var + eps),
+    /// and the gamma and beta gradient sums (C*w each).
+    zhat: Vec<Array2<T>>,
+    bn_mean: Vec<Array1<T>>,
+    bn_var: Vec<Array1<T>>,
+    bn_inv: Vec<Array1<T>>,
+    d_gamma: Vec<Array1<T>>,
+    d_beta: Vec<Array1<T>>,
+    /// Per configuration, what the last forward pass used: dropout keep scale
+    /// (1 for none) and label smoothing, for the backward pass.
+    keep: Vec<T>,
+    smoothing: Vec<T>,
+    /// Whether the last forward pass was a training pass (the backward needs one
+    /// for batch norm).
+    trained: bool,
 }
 
 impl<T> Workspace<T> {
@@ -133,6 +193,21 @@ fn block_mut<'a, T>(m: &'a mut Array2<T>, c: usize, w: usize, n: usize) -> Array
     m.slice_mut(s![c * w..(c + 1) * w, ..n])
 }
 
+/// Entries `c*w..(c+1)*w`: configuration c's part of a stacked per-unit vector.
+fn units<T>(v: &Array1<T>, c: usize, w: usize) -> ArrayView1<'_, T> {
+    v.slice(s![c * w..(c + 1) * w])
+}
+
+/// [`units`], as a mutable slice.
+fn units_mut<T>(v: &mut Array1<T>, c: usize, w: usize) -> &mut [T] {
+    v.as_slice_mut().expect("contiguous vector")[c * w..(c + 1) * w].as_mut()
+}
+
+/// Seed of one configuration's dropout mask at one step and layer.
+fn mask_seed(seed: u64, step: u64, layer: usize) -> u64 {
+    crate::util::mix64(seed ^ crate::util::mix64(step ^ ((layer as u64) << 48)))
+}
+
 impl<T: Real> Net<T> {
     /// All-zero parameters for `configs` configurations.
     pub fn zeros(arch: &Arch, configs: usize) -> Self {
@@ -149,9 +224,23 @@ impl<T: Real> Net<T> {
         let biases = (0..arch.layers())
             .map(|l| Array1::zeros(configs * widths[l + 1]))
             .collect();
+        let bn_layers = if arch.batch_norm {
+            arch.hidden.len()
+        } else {
+            0
+        };
+        let per_unit = |value: f64| -> Vec<Array1<T>> {
+            (0..bn_layers)
+                .map(|l| Array1::from_elem(configs * widths[l + 1], T::of(value)))
+                .collect()
+        };
         Net {
             arch: arch.clone(),
             configs,
+            gamma: per_unit(1.0),
+            beta: per_unit(0.0),
+            run_mean: per_unit(0.0),
+            run_var: per_unit(1.0),
             widths,
             weights,
             biases,
@@ -224,6 +313,35 @@ impl<T: Real> Net<T> {
         self.biases[l].slice_mut(s![c * w..(c + 1) * w])
     }
 
+    /// Whether hidden layers are batch-normalised.
+    pub fn batch_norm(&self) -> bool {
+        !self.gamma.is_empty()
+    }
+
+    /// Configuration c's batch-norm vectors of hidden layer l (w_{l+1} each):
+    /// gamma, beta, running mean, running variance.
+    pub fn norm(&self, l: usize, c: usize) -> [ArrayView1<'_, T>; 4] {
+        let w = self.widths[l + 1];
+        [
+            units(&self.gamma[l], c, w),
+            units(&self.beta[l], c, w),
+            units(&self.run_mean[l], c, w),
+            units(&self.run_var[l], c, w),
+        ]
+    }
+
+    /// Configuration c's batch-norm vectors of hidden layer l, mutably, in the
+    /// order of [`Self::norm`].
+    pub fn norm_mut(&mut self, l: usize, c: usize) -> [&mut [T]; 4] {
+        let w = self.widths[l + 1];
+        [
+            units_mut(&mut self.gamma[l], c, w),
+            units_mut(&mut self.beta[l], c, w),
+            units_mut(&mut self.run_mean[l], c, w),
+            units_mut(&mut self.run_var[l], c, w),
+        ]
+    }
+
     /// Configuration c's effective parameters, layer by layer, in f64
     /// (first-layer scale folded in).
     pub fn params(&self, c: usize) -> Vec<LayerParams> {
@@ -248,7 +366,24 @@ impl<T: Real> Net<T> {
         let grads = (0..l - 1)
             .map(|i| Array2::zeros((c * self.widths[i + 1], cap).f()))
             .collect();
-        Workspace { cap, acts, grads }
+        let bn = self.gamma.len();
+        let units = |i: usize| Array1::zeros(c * self.widths[i + 1]);
+        Workspace {
+            cap,
+            acts,
+            grads,
+            zhat: (0..bn)
+                .map(|i| Array2::zeros((c * self.widths[i + 1], cap).f()))
+                .collect(),
+            bn_mean: (0..bn).map(units).collect(),
+            bn_var: (0..bn).map(units).collect(),
+            bn_inv: (0..bn).map(units).collect(),
+            d_gamma: (0..bn).map(units).collect(),
+            d_beta: (0..bn).map(units).collect(),
+            keep: vec![T::one(); c],
+            smoothing: vec![T::zero(); c],
+            trained: false,
+        }
     }
 
     /// Folds configuration c's first-layer scale s_c into V_c (s_c becomes 1).
@@ -276,6 +411,11 @@ impl<T: Real> Net<T> {
             self.weight_mut(l, c).fill(T::zero());
             self.bias_mut(l, c).fill(T::zero());
         }
+        for l in 0..self.gamma.len() {
+            for (part, value) in self.norm_mut(l, c).into_iter().zip([1.0, 0.0, 0.0, 1.0]) {
+                part.fill(T::of(value));
+            }
+        }
     }
 
     /// Sum of squared effective weights (all layers, no biases) per configuration,
@@ -296,10 +436,10 @@ impl<T: Real> Net<T> {
             .sum()
     }
 
-    /// Forward pass over the n samples of `x` (d x n, column-major), then the
-    /// loss: `stats[c]` receives configuration c's loss sum and correct count.
-    /// Leaves the probabilities in the workspace (see [`Workspace::output`]) for
-    /// [`Self::backward_update`]. Allocates nothing.
+    /// Forward pass over the n samples of `x` (d x n, column-major) in
+    /// evaluation mode, then the loss: `stats[c]` receives configuration c's loss
+    /// sum and correct count. Leaves the probabilities in the workspace (see
+    /// [`Workspace::output`]). Allocates nothing.
     pub fn forward_loss(
         &self,
         x: ArrayView2<'_, T>,
@@ -307,10 +447,96 @@ impl<T: Real> Net<T> {
         ws: &mut Workspace<T>,
         stats: &mut [LossStat],
     ) {
+        self.forward(x, labels, ws, stats, Pass::Eval);
+    }
+
+    /// Forward pass of training step `step`, with each configuration's dropout
+    /// and label smoothing (`regs`) and batch norm on the batch's statistics;
+    /// [`Self::backward_update`] follows it on the same batch. Without batch norm,
+    /// dropout or smoothing it is [`Self::forward_loss`], bit for bit. Allocates nothing.
+    pub fn forward_train(
+        &self,
+        x: ArrayView2<'_, T>,
+        labels: &[u8],
+        ws: &mut Workspace<T>,
+        stats: &mut [LossStat],
+        step: u64,
+        regs: &[StepRegs],
+    ) {
+        self.forward(x, labels, ws, stats, Pass::Train { step, regs });
+    }
+
+    /// The epilogue of hidden layer l's GEMM on configuration c's block: scale,
+    /// bias (or batch norm), ReLU, then dropout in training.
+    fn hidden_epilogue(&self, l: usize, c: usize, n: usize, ws: &mut Workspace<T>, pass: Pass<'_>) {
+        let w = self.widths[l + 1];
+        let scale = if l == 0 { self.scale[c] } else { T::one() };
+        let Workspace {
+            acts,
+            zhat,
+            bn_mean,
+            bn_var,
+            bn_inv,
+            ..
+        } = ws;
+        let out = block_mut(&mut acts[l], c, w, n);
+        match (self.batch_norm(), pass) {
+            (false, _) => bias_activation(out, scale, self.bias(l, c), true),
+            (true, Pass::Eval) => {
+                let [gamma, beta, mean, var] = self.norm(l, c);
+                batch_norm_eval(out, scale, self.bias(l, c), gamma, beta, mean, var);
+            }
+            (true, Pass::Train { .. }) => {
+                let [gamma, beta, _, _] = self.norm(l, c);
+                batch_norm_train(
+                    out,
+                    scale,
+                    self.bias(l, c),
+                    gamma,
+                    beta,
+                    block_mut(&mut zhat[l], c, w, n),
+                    units_mut(&mut bn_mean[l], c, w),
+                    units_mut(&mut bn_var[l], c, w),
+                    units_mut(&mut bn_inv[l], c, w),
+                );
+            }
+        }
+        if let Pass::Train { step, regs } = pass {
+            if regs[c].drop > 0.0 {
+                let out = block_mut(&mut acts[l], c, w, n);
+                dropout(out, regs[c].drop, mask_seed(regs[c].mask_seed, step, l));
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        x: ArrayView2<'_, T>,
+        labels: &[u8],
+        ws: &mut Workspace<T>,
+        stats: &mut [LossStat],
+        pass: Pass<'_>,
+    ) {
         let n = x.ncols();
         assert!(n <= ws.cap && labels.len() == n && x.nrows() == self.widths[0]);
         let layers = self.layers();
         let cfgs = self.configs;
+        ws.trained = matches!(pass, Pass::Train { .. });
+        for c in 0..cfgs {
+            let (keep, smoothing) = match pass {
+                Pass::Eval => (1.0, 0.0),
+                Pass::Train { regs, .. } => {
+                    let keep = if regs[c].drop > 0.0 {
+                        dropout_threshold(regs[c].drop).1
+                    } else {
+                        1.0
+                    };
+                    (keep, regs[c].smoothing)
+                }
+            };
+            ws.keep[c] = T::of(keep);
+            ws.smoothing[c] = T::of(smoothing);
+        }
         let mut timer = profile::start();
         // Layer 0: one stacked GEMM for every configuration.
         let w1 = self.widths[1];
@@ -323,27 +549,39 @@ impl<T: Real> Net<T> {
         );
         profile::lap(&mut timer, Phase::ForwardGemm);
         for c in 0..cfgs {
-            let out = block_mut(&mut ws.acts[0], c, w1, n);
-            bias_activation(out, self.scale[c], self.bias(0, c), layers > 1);
+            if layers > 1 {
+                self.hidden_epilogue(0, c, n, ws, pass);
+            } else {
+                let out = block_mut(&mut ws.acts[0], c, w1, n);
+                bias_activation(out, self.scale[c], self.bias(0, c), false);
+            }
         }
         profile::lap(&mut timer, Phase::Activation);
         // Later layers: one GEMM per configuration.
         for l in 1..layers {
             let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
-            let (lo, hi) = ws.acts.split_at_mut(l);
             for c in 0..cfgs {
-                let inp = block(&lo[l - 1], c, w_in, n);
-                let mut out = block_mut(&mut hi[0], c, w_out, n);
-                gemm(T::one(), self.weight(l, c), inp, T::zero(), out.view_mut());
+                {
+                    let (lo, hi) = ws.acts.split_at_mut(l);
+                    let inp = block(&lo[l - 1], c, w_in, n);
+                    let out = block_mut(&mut hi[0], c, w_out, n);
+                    gemm(T::one(), self.weight(l, c), inp, T::zero(), out);
+                }
                 profile::lap(&mut timer, Phase::ForwardGemm);
-                bias_activation(out, T::one(), self.bias(l, c), l + 1 < layers);
+                if l + 1 < layers {
+                    self.hidden_epilogue(l, c, n, ws, pass);
+                } else {
+                    let out = block_mut(&mut ws.acts[l], c, w_out, n);
+                    bias_activation(out, T::one(), self.bias(l, c), false);
+                }
                 profile::lap(&mut timer, Phase::Activation);
             }
         }
         let k = self.widths[layers];
         for (c, stat) in stats.iter_mut().enumerate().take(cfgs) {
             let scores = block_mut(&mut ws.acts[layers - 1], c, k, n);
-            let (loss_sum, correct) = loss_forward(self.arch.loss, scores, labels);
+            let (loss_sum, correct) =
+                loss_forward(self.arch.loss, scores, labels, ws.smoothing[c].f64());
             *stat = LossStat {
                 loss_sum,
                 correct,
@@ -369,11 +607,29 @@ impl<T: Real> Net<T> {
 
     /// Plain gradients of the cost (mean loss + lambda_c * sum W^2) for every
     /// configuration on (x: d x n, labels), in the network's layout with scales
-    /// folded. Used by gradient checks and as the reference for the fused update.
+    /// folded, as a training pass without dropout or smoothing computes them
+    /// (batch norm on the batch's statistics). Used by gradient checks and as the
+    /// reference for the fused update.
     pub fn gradients(&self, x: ArrayView2<'_, T>, labels: &[u8], lambdas: &[T]) -> Net<T> {
+        let regs = vec![StepRegs::default(); self.configs];
+        self.gradients_train(x, labels, lambdas, 0, &regs)
+    }
+
+    /// [`Self::gradients`] of training step `step` with each configuration's
+    /// dropout and label smoothing: the dropout masks are those of that step, so
+    /// a gradient check that keeps `step` and the seeds holds the masks fixed.
+    /// The gradients of gamma and beta land in the result's `gamma` and `beta`.
+    pub fn gradients_train(
+        &self,
+        x: ArrayView2<'_, T>,
+        labels: &[u8],
+        lambdas: &[T],
+        step: u64,
+        regs: &[StepRegs],
+    ) -> Net<T> {
         let mut ws = self.workspace(x.ncols());
         let mut stats = vec![LossStat::default(); self.configs];
-        self.forward_loss(x, labels, &mut ws, &mut stats);
+        self.forward_train(x, labels, &mut ws, &mut stats, step, regs);
         let mut grads = Net::zeros(&self.arch, self.configs);
         // backward() takes &mut self for the update mode; gradients leave self unchanged.
         let mut me = self.clone();
@@ -389,6 +645,71 @@ impl<T: Real> Net<T> {
         grads
     }
 
+    /// Backward of hidden layer l's epilogue on configuration c, in place on its
+    /// output gradient `ws.grads[l]`: ReLU and dropout, then batch norm (whose
+    /// gamma and beta are updated, or their gradients written, here).
+    fn hidden_backward(
+        &mut self,
+        l: usize,
+        c: usize,
+        n: usize,
+        ws: &mut Workspace<T>,
+        mode: &mut Backward<'_, T>,
+    ) {
+        let w = self.widths[l + 1];
+        let Workspace {
+            acts,
+            grads,
+            zhat,
+            bn_mean,
+            bn_var,
+            bn_inv,
+            d_gamma,
+            d_beta,
+            keep,
+            ..
+        } = ws;
+        let h = block(&acts[l], c, w, n);
+        relu_dropout_backward(block_mut(&mut grads[l], c, w, n), h, keep[c]);
+        if !self.batch_norm() {
+            return;
+        }
+        let dg = units_mut(&mut d_gamma[l], c, w);
+        let db = units_mut(&mut d_beta[l], c, w);
+        batch_norm_backward(
+            block_mut(&mut grads[l], c, w, n),
+            block(&zhat[l], c, w, n),
+            units(&self.gamma[l], c, w),
+            &units_mut(&mut bn_inv[l], c, w)[..],
+            dg,
+            db,
+        );
+        let inv_n = T::of(1.0 / n as f64);
+        let (dg, db) = (units(&d_gamma[l], c, w), units(&d_beta[l], c, w));
+        match mode {
+            Backward::Update { etas, .. } => {
+                let step = -etas[c] * inv_n;
+                let (mean, var) = (units(&bn_mean[l], c, w), units(&bn_var[l], c, w));
+                let a = T::of(BN_MOMENTUM);
+                let b = T::one() - a;
+                let [gamma, beta, run_mean, run_var] = self.norm_mut(l, c);
+                for i in 0..w {
+                    gamma[i] += step * dg[i];
+                    beta[i] += step * db[i];
+                    run_mean[i] = a * run_mean[i] + b * mean[i];
+                    run_var[i] = a * run_var[i] + b * var[i];
+                }
+            }
+            Backward::Gradients { grads: out, .. } => {
+                let [gamma, beta, _, _] = out.norm_mut(l, c);
+                for i in 0..w {
+                    gamma[i] = dg[i] * inv_n;
+                    beta[i] = db[i] * inv_n;
+                }
+            }
+        }
+    }
+
     fn backward(
         &mut self,
         x: ArrayView2<'_, T>,
@@ -399,6 +720,10 @@ impl<T: Real> Net<T> {
         let n = x.ncols();
         let layers = self.layers();
         let cfgs = self.configs;
+        assert!(
+            ws.trained || !self.batch_norm(),
+            "a batch-norm backward pass follows a training forward pass"
+        );
         let inv_n = T::of(1.0 / n as f64);
         let two = T::of(2.0);
         let k = self.widths[layers];
@@ -408,47 +733,57 @@ impl<T: Real> Net<T> {
                 self.arch.loss,
                 block_mut(&mut ws.acts[layers - 1], c, k, n),
                 labels,
+                ws.smoothing[c],
             );
         }
         profile::lap(&mut timer, Phase::Update);
         for l in (1..layers).rev() {
             let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
-            let (acts_lo, acts_hi) = ws.acts.split_at_mut(l);
-            let (grads_lo, grads_hi) = ws.grads.split_at_mut(l);
-            let g_buf: &Array2<T> = if l == layers - 1 {
-                &acts_hi[0]
-            } else {
-                &grads_hi[0]
-            };
             for c in 0..cfgs {
-                let g = block(g_buf, c, w_out, n);
-                let h = block(&acts_lo[l - 1], c, w_in, n);
-                let mut dh = block_mut(&mut grads_lo[l - 1], c, w_in, n);
-                gemm(T::one(), self.weight(l, c).t(), g, T::zero(), dh.view_mut());
+                {
+                    let (grads_lo, grads_hi) = ws.grads.split_at_mut(l);
+                    let g_buf: &Array2<T> = if l == layers - 1 {
+                        &ws.acts[l]
+                    } else {
+                        &grads_hi[0]
+                    };
+                    let g = block(g_buf, c, w_out, n);
+                    let dh = block_mut(&mut grads_lo[l - 1], c, w_in, n);
+                    gemm(T::one(), self.weight(l, c).t(), g, T::zero(), dh);
+                }
                 profile::lap(&mut timer, Phase::BackwardGemm);
-                relu_backward(dh, h);
-                profile::lap(&mut timer, Phase::Update);
-                match &mut mode {
-                    Backward::Update { etas, lambdas } => {
-                        let (eta, lambda) = (etas[c], lambdas[c]);
-                        gemm(
-                            -eta * inv_n,
-                            g,
-                            h.t(),
-                            T::one() - two * eta * lambda,
-                            self.weight_mut(l, c),
-                        );
-                        profile::lap(&mut timer, Phase::BackwardGemm);
-                        bias_step(self.bias_mut(l, c), -eta * inv_n, g, T::one());
-                        profile::lap(&mut timer, Phase::Update);
-                    }
-                    Backward::Gradients { lambdas, grads } => {
-                        let mut dw = grads.weight_mut(l, c);
-                        dw.assign(&self.weight(l, c));
-                        gemm(inv_n, g, h.t(), two * lambdas[c], dw);
-                        bias_step(grads.bias_mut(l, c), inv_n, g, T::zero());
+                // The weight step uses the layer's input h before anything else changes.
+                {
+                    let g_buf: &Array2<T> = if l == layers - 1 {
+                        &ws.acts[l]
+                    } else {
+                        &ws.grads[l]
+                    };
+                    let g = block(g_buf, c, w_out, n);
+                    let h = block(&ws.acts[l - 1], c, w_in, n);
+                    match &mut mode {
+                        Backward::Update { etas, lambdas } => {
+                            let (eta, lambda) = (etas[c], lambdas[c]);
+                            gemm(
+                                -eta * inv_n,
+                                g,
+                                h.t(),
+                                T::one() - two * eta * lambda,
+                                self.weight_mut(l, c),
+                            );
+                            profile::lap(&mut timer, Phase::BackwardGemm);
+                            bias_step(self.bias_mut(l, c), -eta * inv_n, g, T::one());
+                        }
+                        Backward::Gradients { lambdas, grads } => {
+                            let mut dw = grads.weight_mut(l, c);
+                            dw.assign(&self.weight(l, c));
+                            gemm(inv_n, g, h.t(), two * lambdas[c], dw);
+                            bias_step(grads.bias_mut(l, c), inv_n, g, T::zero());
+                        }
                     }
                 }
+                self.hidden_backward(l - 1, c, n, ws, &mut mode);
+                profile::lap(&mut timer, Phase::Update);
             }
         }
         // Layer 0: one stacked weight GEMM for every configuration.
@@ -613,6 +948,7 @@ mod tests {
             hidden: hidden.to_vec(),
             classes: 10,
             loss,
+            batch_norm: false,
         }
     }
 
