@@ -30,6 +30,12 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         save_weights: false,
         eval_train: shallow::train::EvalTrain::Sample(150),
         augment: Default::default(),
+        dropout: 0.0,
+        label_smoothing: 0.0,
+        batch_norm: false,
+        member: 0,
+        snapshots: 0,
+        save_probs: false,
     }
 }
 

@@ -109,12 +109,38 @@ fn gradients_check_on_real_data() {
                         vec![(20, 100)]
                     },
                     seed: 1,
+                    batch_norm: false,
+                    dropout: 0.0,
+                    smoothing: 0.0,
                 };
                 let report = gradcheck::run(&opts, Some((&split.train, "real".into())));
                 assert!(report.passed, "{report}");
             }
         }
     }
+    // The bonus pieces on real images: batch norm on two hidden layers (gamma and
+    // beta checked), dropout with a fixed mask, label smoothing.
+    let opts = gradcheck::Options {
+        hidden: vec![30, 20],
+        loss: Loss::Ce,
+        lambda: 0.01,
+        method: gradcheck::Method::Centred,
+        h: 1e-5,
+        eps: gradcheck::REL_EPS,
+        tol: 1e-6,
+        subsets: vec![(20, 100)],
+        seed: 1,
+        batch_norm: true,
+        dropout: 0.2,
+        smoothing: 0.1,
+    };
+    let report = gradcheck::run(&opts, Some((&split.train, "real".into())));
+    assert!(report.passed, "{report}");
+    assert_eq!(
+        report.checks.len(),
+        10,
+        "W, b, gamma, beta per hidden layer, W, b last"
+    );
 }
 
 /// `shallow train --out DIR` writes the run into DIR (named after it), with

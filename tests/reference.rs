@@ -141,6 +141,12 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
         save_weights: false,
         eval_train: EvalTrain::All,
         augment: Default::default(),
+        dropout: 0.0,
+        label_smoothing: 0.0,
+        batch_norm: false,
+        member: 0,
+        snapshots: 0,
+        save_probs: false,
     }
 }
 
@@ -181,6 +187,7 @@ fn compare(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) {
         diverged: vec![None],
         train_s: 0.0,
         wall_s: 0.0,
+        snapshots: vec![Default::default()],
     };
     let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, Some(state)).unwrap();
     let run = &out.runs[0];

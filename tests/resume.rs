@@ -33,6 +33,12 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         save_weights: false,
         eval_train: shallow::train::EvalTrain::Sample(100),
         augment: Default::default(),
+        dropout: 0.0,
+        label_smoothing: 0.0,
+        batch_norm: false,
+        member: 0,
+        snapshots: 0,
+        save_probs: false,
     }
 }
 

@@ -141,6 +141,28 @@ pub struct SettingsArgs {
     /// mean pixel) or reflect [zero].
     #[arg(long, value_enum)]
     pub pad: Option<crate::data::Pad>,
+    /// Inverted dropout: probability of dropping each hidden unit in training [0].
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f64>,
+    /// Label smoothing: softmax targets (1 - eps) one-hot + eps / 10 [0].
+    #[arg(long, value_name = "EPS")]
+    pub label_smoothing: Option<f64>,
+    /// Batch normalisation on every hidden layer (batch statistics in training,
+    /// running averages in evaluation).
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Seed-ensemble member: another initialisation with the same data order
+    /// (sweep `--grid member=0:7:8:lin` trains eight in one lockstep group) [0].
+    #[arg(long, value_name = "N")]
+    pub member: Option<u64>,
+    /// Snapshot ensemble: also evaluate the averaged softmax of the nets at the
+    /// ends of the last N cycles [0].
+    #[arg(long, value_name = "N")]
+    pub snapshots: Option<usize>,
+    /// Save the validation and test class probabilities (val_probs.npy,
+    /// test_probs.npy) for ensembles across runs.
+    #[arg(long)]
+    pub save_probs: bool,
 }
 
 impl SettingsArgs {
@@ -176,6 +198,12 @@ impl SettingsArgs {
             flip: self.flip.then_some(true),
             translate: self.translate,
             pad: self.pad,
+            dropout: self.dropout,
+            label_smoothing: self.label_smoothing,
+            batch_norm: self.batch_norm.then_some(true),
+            member: self.member,
+            snapshots: self.snapshots,
+            save_probs: self.save_probs.then_some(true),
             ..Default::default()
         }
     }

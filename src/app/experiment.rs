@@ -38,6 +38,12 @@ pub fn a1_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             save_weights: true,
             eval_train: crate::train::EvalTrain::All,
             augment: Default::default(),
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            batch_norm: false,
+            member: 0,
+            snapshots: 0,
+            save_probs: false,
         })
         .collect()
 }
@@ -71,6 +77,12 @@ pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             save_weights: false,
             eval_train: crate::train::EvalTrain::All,
             augment: Default::default(),
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            batch_norm: false,
+            member: 0,
+            snapshots: 0,
+            save_probs: false,
         })
         .collect()
 }

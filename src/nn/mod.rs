@@ -3,6 +3,7 @@
 //! they are built on is [`crate::linalg::blas`], re-exported here.
 
 pub mod arch;
+pub mod ensemble;
 pub mod gradcheck;
 pub mod layers;
 pub mod loss;

@@ -570,6 +570,8 @@ mod tests {
             ms_per_step: 0.35,
             group_size: 4,
             weights: vec![],
+            snapshot: None,
+            probs: None,
         };
         dash.on_done(0, &outcome);
         dash.finish();
@@ -703,6 +705,8 @@ mod tests {
                 ms_per_step: 0.1,
                 group_size: 4,
                 weights: vec![],
+                snapshot: None,
+                probs: None,
             };
             o.val.acc = 0.40 + id as f64 / 1000.0;
             dash.on_done(id, &o);

@@ -478,6 +478,18 @@ pub struct SweepSettings {
     pub translate: Option<usize>,
     /// Fill of the pixels a translation uncovers: "zero" or "reflect".
     pub pad: Option<crate::data::Pad>,
+    /// Dropout probability of hidden units.
+    pub dropout: Option<f64>,
+    /// Label smoothing eps.
+    pub label_smoothing: Option<f64>,
+    /// Batch normalisation on the hidden layers.
+    pub batch_norm: Option<bool>,
+    /// Seed-ensemble member.
+    pub member: Option<u64>,
+    /// Snapshot ensemble of the last N cycles.
+    pub snapshots: Option<usize>,
+    /// Save validation and test class probabilities.
+    pub save_probs: Option<bool>,
 }
 
 /// A TOML axis value as the text the flags take: arrays join with commas,
@@ -568,6 +580,11 @@ impl SweepSettings {
             (self.seed.is_some(), Axis::Seed),
             (self.flip.is_some(), Axis::Flip),
             (self.translate.is_some(), Axis::Translate),
+            (self.dropout.is_some(), Axis::Dropout),
+            (self.label_smoothing.is_some(), Axis::LabelSmoothing),
+            (self.batch_norm.is_some(), Axis::BatchNorm),
+            (self.member.is_some(), Axis::Member),
+            (self.snapshots.is_some(), Axis::Snapshots),
         ];
         out.extend(fixed.iter().filter(|f| f.0).map(|f| f.1));
         out
@@ -626,6 +643,12 @@ impl SweepSettings {
             flip: upper.flip.or(lower.flip),
             translate: upper.translate.or(lower.translate),
             pad: upper.pad.or(lower.pad),
+            dropout: upper.dropout.or(lower.dropout),
+            label_smoothing: upper.label_smoothing.or(lower.label_smoothing),
+            batch_norm: upper.batch_norm.or(lower.batch_norm),
+            member: upper.member.or(lower.member),
+            snapshots: upper.snapshots.or(lower.snapshots),
+            save_probs: upper.save_probs.or(lower.save_probs),
         })
     }
 
@@ -716,6 +739,12 @@ impl SweepSettings {
                 translate: self.translate.unwrap_or(d.augment.translate),
                 pad: self.pad.unwrap_or(d.augment.pad),
             },
+            dropout: self.dropout.unwrap_or(d.dropout),
+            label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            batch_norm: self.batch_norm.unwrap_or(d.batch_norm),
+            member: self.member.unwrap_or(d.member),
+            snapshots: self.snapshots.unwrap_or(d.snapshots),
+            save_probs: self.save_probs.unwrap_or(d.save_probs),
         })
     }
 

@@ -473,6 +473,12 @@ mod tests {
             save_weights: false,
             eval_train: EvalTrain::Sample(5000),
             augment: Default::default(),
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            batch_norm: false,
+            member: 0,
+            snapshots: 0,
+            save_probs: false,
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::group::{Divergence, GroupState, LogPoint};
+use super::group::{Divergence, GroupState, LogPoint, SnapshotSums};
 use super::RunConfig;
 use crate::nn::{Net, Real};
 
@@ -37,6 +37,13 @@ pub struct Checkpoint {
     pub weights: Vec<Vec<f64>>,
     /// Per layer, the biases.
     pub biases: Vec<Vec<f64>>,
+    /// Per hidden layer with batch norm: gamma, beta, running mean, running
+    /// variance (empty without batch norm).
+    #[serde(default)]
+    pub norm: Vec<[Vec<f64>; 4]>,
+    /// The snapshot ensemble's sums so far.
+    #[serde(default)]
+    pub snapshots: SnapshotSums,
 }
 
 impl Checkpoint {
@@ -50,6 +57,9 @@ impl Checkpoint {
         let biases = (0..net.layers())
             .map(|l| net.bias(l, c).iter().map(|v| v.f64()).collect())
             .collect();
+        let norm = (0..net.gamma.len())
+            .map(|l| net.norm(l, c).map(|v| v.iter().map(|x| x.f64()).collect()))
+            .collect();
         Checkpoint {
             config: config.clone(),
             step: state.step,
@@ -60,6 +70,8 @@ impl Checkpoint {
             scale: net.scale[c].f64(),
             weights,
             biases,
+            norm,
+            snapshots: state.snapshots[c].clone(),
         }
     }
 
@@ -91,6 +103,25 @@ impl Checkpoint {
                 }
             }
             net.scale[c] = T::of(ck.scale);
+            if ck.norm.len() != net.gamma.len() {
+                bail!(
+                    "checkpoint of {} does not match its batch normalisation",
+                    ck.config.name
+                );
+            }
+            for (l, saved) in ck.norm.iter().enumerate() {
+                for (part, values) in net.norm_mut(l, c).into_iter().zip(saved) {
+                    if part.len() != values.len() {
+                        bail!(
+                            "checkpoint of {} does not match its architecture",
+                            ck.config.name
+                        );
+                    }
+                    for (p, v) in part.iter_mut().zip(values) {
+                        *p = T::of(*v);
+                    }
+                }
+            }
         }
         Ok(GroupState {
             step: first.step,
@@ -99,6 +130,7 @@ impl Checkpoint {
             diverged: cks.iter().map(|c| c.diverged).collect(),
             train_s: first.train_s,
             wall_s: first.wall_s,
+            snapshots: cks.iter().map(|c| c.snapshots.clone()).collect(),
         })
     }
 

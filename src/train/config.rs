@@ -48,6 +48,27 @@ pub struct RunConfig {
     /// gathered (shared by a lockstep group, like the data order).
     #[serde(default)]
     pub augment: crate::data::Augment,
+    /// Probability of dropping each hidden unit in training (inverted dropout), 0 for none.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Label smoothing eps of the cross-entropy targets, 0 for none.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Batch normalisation on every hidden layer.
+    #[serde(default)]
+    pub batch_norm: bool,
+    /// Seed-ensemble member: members differ only in their initial weights (and
+    /// dropout masks), so they share the data order and train in one lockstep group.
+    #[serde(default)]
+    pub member: u64,
+    /// Snapshot ensemble: average the softmax of the nets at the end of the last
+    /// this many cycles (cyclic schedule), 0 for none.
+    #[serde(default)]
+    pub snapshots: usize,
+    /// Save the validation and test class probabilities (val_probs.npy,
+    /// test_probs.npy: images x classes) for ensembles across runs.
+    #[serde(default)]
+    pub save_probs: bool,
 }
 
 /// Which training images a logged point evaluates: the curves' cost.
@@ -128,7 +149,32 @@ impl<'de> Deserialize<'de> for EvalTrain {
 impl RunConfig {
     /// The architecture on CIFAR-10 inputs.
     pub fn arch(&self) -> Arch {
-        Arch::cifar(&self.hidden, self.loss)
+        Arch::cifar(&self.hidden, self.loss).with_batch_norm(self.batch_norm)
+    }
+
+    /// The regularisers of a training pass, with the dropout masks seeded from
+    /// this configuration's initial seed.
+    pub fn step_regs(&self) -> crate::nn::net::StepRegs {
+        crate::nn::net::StepRegs {
+            drop: self.dropout,
+            smoothing: self.label_smoothing,
+            mask_seed: derive_seed(self.init_seed(), "dropout"),
+        }
+    }
+
+    /// End steps of the cycles whose nets the snapshot ensemble averages (empty
+    /// without one).
+    pub fn snapshot_steps(&self) -> Vec<usize> {
+        match self.schedule {
+            Schedule::Cyclic { ns, .. } if self.snapshots > 0 && ns > 0 => {
+                let period = 2 * ns;
+                let cycles = self.steps / period;
+                (cycles.saturating_sub(self.snapshots) + 1..=cycles)
+                    .map(|k| k * period)
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Seed of this configuration's initial weights: from the base seed and the
@@ -142,6 +188,12 @@ impl RunConfig {
             self.schedule,
             self.batch
         );
+        // Members past the first get their own weights; member 0 is the plain run.
+        let key = if self.member > 0 {
+            format!("{key};member={}", self.member)
+        } else {
+            key
+        };
         derive_seed(self.seed, &key)
     }
 
@@ -172,7 +224,7 @@ impl RunConfig {
             } else {
                 String::new()
             }
-        )
+        ) + if self.batch_norm { "|batch-norm" } else { "" }
     }
 
     /// Checks every value, with a message naming the flag and a fix.
@@ -208,6 +260,43 @@ impl RunConfig {
         if self.steps == 0 {
             bail!("the run has no update step: give --epochs, --steps or --cycles of at least 1");
         }
+        if !(0.0..=0.9).contains(&self.dropout) {
+            bail!(
+                "--dropout {} is out of range: give the probability of dropping a hidden unit, from 0 to 0.9, e.g. 0.2",
+                self.dropout
+            );
+        }
+        if self.dropout > 0.0 && self.hidden.is_empty() {
+            bail!("--dropout applies to hidden layers: give --hidden, or drop --dropout");
+        }
+        if self.batch_norm && self.hidden.is_empty() {
+            bail!("--batch-norm normalises hidden layers: give --hidden, or drop --batch-norm");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            bail!(
+                "--label-smoothing {} is out of range: give a value from 0 to below 1, e.g. 0.1",
+                self.label_smoothing
+            );
+        }
+        if self.label_smoothing > 0.0 && self.loss != Loss::Ce {
+            bail!("--label-smoothing smooths the softmax targets: use it with --loss ce");
+        }
+        if self.snapshots > 0 {
+            match self.schedule {
+                Schedule::Cyclic { ns, .. } if ns > 0 => {
+                    let cycles = self.steps / (2 * ns);
+                    if self.snapshots > cycles {
+                        bail!(
+                            "--snapshots {} exceeds the run's {cycles} complete cycles: give at most {cycles}",
+                            self.snapshots
+                        );
+                    }
+                }
+                _ => bail!(
+                    "--snapshots averages the nets at the ends of cycles: use it with the cyclic schedule (--cycles)"
+                ),
+            }
+        }
         if self.hidden.contains(&0) {
             bail!(
                 "--hidden {:?}: every hidden layer needs at least one unit",
@@ -238,8 +327,24 @@ impl RunConfig {
         } else {
             String::new()
         };
+        let mut extras = String::new();
+        if self.batch_norm {
+            extras += ", batch norm";
+        }
+        if self.dropout > 0.0 {
+            extras += &format!(", dropout {}", self.dropout);
+        }
+        if self.label_smoothing > 0.0 {
+            extras += &format!(", label smoothing {}", self.label_smoothing);
+        }
+        if self.member > 0 {
+            extras += &format!(", member {}", self.member);
+        }
+        if self.snapshots > 0 {
+            extras += &format!(", {} snapshots", self.snapshots);
+        }
         format!(
-            "{model}, lambda {}, {}, batch {}{whiten}{augment}",
+            "{model}, lambda {}, {}, batch {}{whiten}{augment}{extras}",
             crate::util::short_number(self.lambda),
             self.schedule.describe(),
             self.batch

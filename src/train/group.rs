@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use crate::data::Split;
-use crate::nn::net::{Eval, LossStat, MAX_GROUP};
+use crate::nn::ensemble::{add_probs, eval_probs, EnsembleEval};
+use crate::nn::net::{Eval, LossStat, StepRegs, MAX_GROUP};
 use ndarray::{Array2, ArrayView2, ShapeBuilder};
 
 use crate::nn::{LayerParams, Net, Real};
@@ -90,6 +91,36 @@ pub struct RunOutcome {
     /// Trained parameters per layer (W: w_out x w_in, b: w_out), empty unless done.
     #[serde(skip)]
     pub weights: Vec<LayerParams>,
+    /// The snapshot ensemble's figures (`snapshots` > 0, done runs).
+    #[serde(default)]
+    pub snapshot: Option<EnsembleEval>,
+    /// Validation and test class probabilities (`save_probs`, done runs): the
+    /// snapshot ensemble's average when there is one, else the final net's.
+    #[serde(skip)]
+    pub probs: Option<ClassProbs>,
+}
+
+/// Class probabilities of one run on the validation and test sets, K x n
+/// column-major each (one column of K per image).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClassProbs {
+    /// Classes K.
+    pub classes: usize,
+    /// K x n_val.
+    pub val: Vec<f32>,
+    /// K x n_test.
+    pub test: Vec<f32>,
+}
+
+/// A snapshot ensemble's running sums of class probabilities.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSums {
+    /// Snapshots added so far.
+    pub count: usize,
+    /// Sum over the snapshots, K x n_val column-major (empty until the first).
+    pub val: Vec<f32>,
+    /// Sum over the snapshots, K x n_test column-major.
+    pub test: Vec<f32>,
 }
 
 /// A group's resumable state: parameters and history at a step.
@@ -108,6 +139,8 @@ pub struct GroupState<T> {
     /// Wall seconds already spent (training and evaluation), so that a resumed
     /// run reports its whole time.
     pub wall_s: f64,
+    /// Snapshot-ensemble sums per configuration (empty sums without one).
+    pub snapshots: Vec<SnapshotSums>,
 }
 
 /// What a group returns: one outcome per configuration, and the state to
@@ -203,7 +236,12 @@ pub fn train_group<T: Real>(
         diverged: vec![None; cfgs],
         train_s: 0.0,
         wall_s: 0.0,
+        snapshots: vec![SnapshotSums::default(); cfgs],
     });
+    let regs: Vec<StepRegs> = configs.iter().map(|c| c.step_regs()).collect();
+    let snapshot_steps: Vec<Vec<usize>> = configs.iter().map(|c| c.snapshot_steps()).collect();
+    let classes = arch.classes;
+    let mut prob_labels = vec![0u8; EVAL_CHUNK];
     let net = &mut state.net;
     let mut ws = net.workspace(batch);
     let mut eval_ws = net.workspace(EVAL_CHUNK.min(n_train.max(split.val.len()).max(1)));
@@ -354,7 +392,7 @@ pub fn train_group<T: Real>(
             };
             etas_t[c] = T::of(etas[c]);
         }
-        net.forward_loss(x, y, &mut ws, &mut stats);
+        net.forward_train(x, y, &mut ws, &mut stats, t as u64, &regs);
         for c in 0..cfgs {
             if state.diverged[c].is_none() && !stats[c].loss_sum.is_finite() {
                 state.diverged[c] = Some(Divergence {
@@ -369,6 +407,45 @@ pub fn train_group<T: Real>(
         net.backward_update(x, y, &mut ws, &etas_t, &lambdas_t);
         t += 1;
         observer.on_step(ids, t, &etas);
+        // Snapshot ensembles: add the nets at the ends of the last cycles.
+        let snap: Vec<usize> = (0..cfgs)
+            .filter(|&c| state.diverged[c].is_none() && snapshot_steps[c].contains(&t))
+            .collect();
+        if !snap.is_empty() {
+            let e0 = Instant::now();
+            for &c in &snap {
+                let sums = &mut state.snapshots[c];
+                if sums.count == 0 {
+                    sums.val = vec![0.0; classes * split.val.len()];
+                    sums.test = vec![0.0; classes * split.test.len()];
+                }
+                sums.count += 1;
+            }
+            for (set, pick) in [(&split.val, 0), (&split.test, 1)] {
+                let mut bufs: Vec<&mut [f32]> = state
+                    .snapshots
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(c, _)| snap.contains(c))
+                    .map(|(_, s)| {
+                        if pick == 0 {
+                            &mut s.val[..]
+                        } else {
+                            &mut s.test[..]
+                        }
+                    })
+                    .collect();
+                add_probs(
+                    net,
+                    set.view(),
+                    &mut eval_ws,
+                    &snap,
+                    &mut bufs,
+                    &mut prob_labels,
+                );
+            }
+            eval_s += e0.elapsed().as_secs_f64();
+        }
         let log_now =
             (first.log_every > 0 && t.is_multiple_of(first.log_every)) || t == first.steps;
         if log_now {
@@ -418,6 +495,46 @@ pub fn train_group<T: Real>(
             &mut test,
         );
     }
+    // Class probabilities of runs that save them (and have no snapshot average).
+    let mut final_probs: Vec<Option<ClassProbs>> = vec![None; cfgs];
+    if !interrupted {
+        let want: Vec<usize> = (0..cfgs)
+            .filter(|&c| {
+                configs[c].save_probs
+                    && state.diverged[c].is_none()
+                    && state.snapshots[c].count == 0
+            })
+            .collect();
+        if !want.is_empty() {
+            let mut val: Vec<Vec<f32>> = vec![vec![0.0; classes * split.val.len()]; want.len()];
+            let mut test: Vec<Vec<f32>> = vec![vec![0.0; classes * split.test.len()]; want.len()];
+            let mut bufs: Vec<&mut [f32]> = val.iter_mut().map(|v| &mut v[..]).collect();
+            add_probs(
+                net,
+                split.val.view(),
+                &mut eval_ws,
+                &want,
+                &mut bufs,
+                &mut prob_labels,
+            );
+            let mut bufs: Vec<&mut [f32]> = test.iter_mut().map(|v| &mut v[..]).collect();
+            add_probs(
+                net,
+                split.test.view(),
+                &mut eval_ws,
+                &want,
+                &mut bufs,
+                &mut prob_labels,
+            );
+            for ((&c, v), t) in want.iter().zip(val).zip(test) {
+                final_probs[c] = Some(ClassProbs {
+                    classes,
+                    val: v,
+                    test: t,
+                });
+            }
+        }
+    }
     let mut folded = net.clone();
     folded.fold_scales();
     let mut runs = Vec::with_capacity(cfgs);
@@ -435,6 +552,26 @@ pub fn train_group<T: Real>(
             folded.params(c)
         } else {
             Vec::new()
+        };
+        let sums = &state.snapshots[c];
+        let snapshot = (status == Status::Done && sums.count > 0).then(|| EnsembleEval {
+            members: sums.count,
+            val: eval_probs(&sums.val, classes, &split.val.labels),
+            test: eval_probs(&sums.test, classes, &split.test.labels),
+        });
+        let probs = if status == Status::Done && cfg.save_probs {
+            if sums.count > 0 {
+                let scale = 1.0 / sums.count as f32;
+                Some(ClassProbs {
+                    classes,
+                    val: sums.val.iter().map(|v| v * scale).collect(),
+                    test: sums.test.iter().map(|v| v * scale).collect(),
+                })
+            } else {
+                final_probs[c].take()
+            }
+        } else {
+            None
         };
         let nan = Eval {
             cost: f64::NAN,
@@ -454,6 +591,8 @@ pub fn train_group<T: Real>(
             ms_per_step,
             group_size: cfgs,
             weights,
+            snapshot,
+            probs,
         };
         observer.on_done(ids[c], &run);
         runs.push(run);

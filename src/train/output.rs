@@ -102,6 +102,9 @@ pub struct RunResult {
     pub group_size: usize,
     /// Where it diverged, if it did.
     pub diverged: Option<Divergence>,
+    /// The snapshot ensemble's figures, when the run averaged snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::nn::ensemble::EnsembleEval>,
 }
 
 impl RunResult {
@@ -124,6 +127,7 @@ impl RunResult {
             ms_per_step: o.ms_per_step,
             group_size: o.group_size,
             diverged: o.diverged,
+            snapshot: o.snapshot,
         }
     }
 }
@@ -193,6 +197,15 @@ pub fn write_run(
         // Without the preprocessing the weights cannot be applied to raw images.
         preprocess.save(dir)?;
     }
+    if let Some(p) = &o.probs {
+        for (name, v) in [("val_probs.npy", &p.val), ("test_probs.npy", &p.test)] {
+            // K x n column-major is n x K row-major: one row per image.
+            let a = ndarray::Array2::from_shape_vec((v.len() / p.classes, p.classes), v.clone())?;
+            let mut bytes = Vec::new();
+            ndarray_npy::WriteNpyExt::write_npy(&a, &mut bytes)?;
+            write_atomic(&dir.join(name), &bytes)?;
+        }
+    }
     let result = RunResult::from_outcome(o);
     write_json(&dir.join("result.json"), &result)?;
     Ok(result)
@@ -221,6 +234,7 @@ mod tests {
             ms_per_step: 0.5,
             group_size: 1,
             diverged: None,
+            snapshot: None,
         };
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("\"train_cost\":null"), "{text}");

@@ -83,6 +83,24 @@ pub struct TrainSettings {
     /// Flips and translations of the training images.
     #[serde(default)]
     pub augment: crate::data::Augment,
+    /// Dropout probability of hidden units.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Label smoothing of the cross-entropy targets.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Batch normalisation on the hidden layers.
+    #[serde(default)]
+    pub batch_norm: bool,
+    /// Seed-ensemble member (0: the plain run).
+    #[serde(default)]
+    pub member: u64,
+    /// Snapshot ensemble of the last N cycles' nets.
+    #[serde(default)]
+    pub snapshots: usize,
+    /// Save the validation and test class probabilities.
+    #[serde(default)]
+    pub save_probs: bool,
 }
 
 impl TrainSettings {
@@ -113,6 +131,12 @@ impl TrainSettings {
             precision: Precision::F32,
             save_weights: false,
             augment: Default::default(),
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            batch_norm: false,
+            member: 0,
+            snapshots: 0,
+            save_probs: false,
         }
     }
 
@@ -210,6 +234,12 @@ impl TrainSettings {
             save_weights: self.save_weights,
             eval_train: self.eval_train,
             augment: self.augment,
+            dropout: self.dropout,
+            label_smoothing: self.label_smoothing,
+            batch_norm: self.batch_norm,
+            member: self.member,
+            snapshots: self.snapshots,
+            save_probs: self.save_probs,
         })
     }
 
@@ -243,6 +273,11 @@ impl TrainSettings {
             Axis::Seed => self.seed = int()? as u64,
             Axis::Flip => self.augment.flip = int()? != 0,
             Axis::Translate => self.augment.translate = int()?,
+            Axis::Dropout => self.dropout = num()?,
+            Axis::LabelSmoothing => self.label_smoothing = num()?,
+            Axis::BatchNorm => self.batch_norm = int()? != 0,
+            Axis::Member => self.member = int()? as u64,
+            Axis::Snapshots => self.snapshots = int()?,
             Axis::Hidden => match value {
                 Value::Widths(w) => {
                     self.hidden = w.clone();
@@ -299,10 +334,20 @@ pub enum Axis {
     Flip,
     /// Random translations of up to this many pixels.
     Translate,
+    /// Dropout probability of hidden units.
+    Dropout,
+    /// Label smoothing eps.
+    LabelSmoothing,
+    /// Batch normalisation: 0 (off) or 1 (on).
+    BatchNorm,
+    /// Seed-ensemble member index (members of one sweep train in lockstep).
+    Member,
+    /// Snapshots averaged (last cycles).
+    Snapshots,
 }
 
 /// Every axis, in the order their names are listed in messages.
-pub const AXES: [Axis; 16] = [
+pub const AXES: [Axis; 21] = [
     Axis::Lambda,
     Axis::Eta,
     Axis::EtaMin,
@@ -319,6 +364,11 @@ pub const AXES: [Axis; 16] = [
     Axis::Seed,
     Axis::Flip,
     Axis::Translate,
+    Axis::Dropout,
+    Axis::LabelSmoothing,
+    Axis::BatchNorm,
+    Axis::Member,
+    Axis::Snapshots,
 ];
 
 impl Axis {
@@ -341,6 +391,11 @@ impl Axis {
             Axis::Seed => "seed",
             Axis::Flip => "flip",
             Axis::Translate => "translate",
+            Axis::Dropout => "dropout",
+            Axis::LabelSmoothing => "label_smoothing",
+            Axis::BatchNorm => "batch_norm",
+            Axis::Member => "member",
+            Axis::Snapshots => "snapshots",
         }
     }
 
@@ -375,6 +430,9 @@ impl Axis {
                 | Axis::Seed
                 | Axis::Flip
                 | Axis::Translate
+                | Axis::BatchNorm
+                | Axis::Member
+                | Axis::Snapshots
         )
     }
 
@@ -397,10 +455,10 @@ impl Axis {
                 "bce" => Ok(Value::Loss(Loss::Bce)),
                 _ => bail!("loss {s}: use ce or bce"),
             },
-            Axis::Flip => match s.to_ascii_lowercase().as_str() {
+            Axis::Flip | Axis::BatchNorm => match s.to_ascii_lowercase().as_str() {
                 "1" | "on" | "true" | "yes" => Ok(Value::Num(1.0)),
                 "0" | "off" | "false" | "no" => Ok(Value::Num(0.0)),
-                _ => bail!("flip {s}: use 0 or 1 (off or on)"),
+                _ => bail!("{} {s}: use 0 or 1 (off or on)", self.name()),
             },
             Axis::Hidden => {
                 let widths: Result<Vec<usize>, _> =
