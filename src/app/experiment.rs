@@ -284,9 +284,12 @@ pub struct ExperimentArgs {
     /// `all` only: tiny versions of every stage (a smoke test of the pipeline).
     #[arg(long)]
     pub quick: bool,
-    /// `all` only: continue an interrupted run in the same --out.
+    /// `all` and `bonus`: continue an interrupted run in the same --out.
     #[arg(long)]
     pub resume: bool,
+    /// `bonus` only: the parts to run (repeatable; all by default).
+    #[arg(long, value_enum)]
+    pub part: Vec<super::bonus::BonusPart>,
     /// Data, output folder, display and cores.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -301,6 +304,9 @@ pub enum Experiment {
     A2,
     /// Everything: gradient checks, A1, A2, lambda search, final run, report.
     All,
+    /// The bonus: a one-hidden-layer recipe past 60%, a few-layer recipe with
+    /// batch norm, and an ablation of every trick (tens of minutes).
+    Bonus,
 }
 
 /// `shallow experiment a1|a2|all`: runs it and prints its summary.
@@ -309,6 +315,7 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
         Experiment::A1 => a1_configs(a.seed, a.precision),
         Experiment::A2 => a2_configs(a.seed, a.precision),
         Experiment::All => return run_everything(a, control),
+        Experiment::Bonus => return run_bonus_command(a, control),
     };
     let t0 = std::time::Instant::now();
     let results = run_and_write(configs, &a.common, control)?;
@@ -320,6 +327,64 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     } else {
         Finish::Done
     })
+}
+
+/// `experiment bonus`: the recipes and the ablation, then the report; `--json`
+/// prints bonus.json.
+fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
+    use super::bonus::{run_bonus, BonusOptions};
+    crate::util::create_dir(&a.common.out)?;
+    let data = super::common::load_or_fetch(a.common.data.data.as_deref())?;
+    let runner = runner_options(
+        &a.common,
+        None,
+        crate::sweep::DEFAULT_MAX_GROUP,
+        (a.resume, !a.resume),
+        data.dir.display().to_string(),
+    )?;
+    let opts = BonusOptions {
+        seed: a.seed,
+        quick: a.quick,
+        parts: a.part.clone(),
+        runner,
+        mode: DisplayMode::detect(a.common.quiet),
+    };
+    let Some(summary) = run_bonus(&data, &opts, control)? else {
+        return Ok(Finish::Interrupted);
+    };
+    if a.common.json {
+        print_json(&summary)?;
+    } else {
+        for r in &summary.runs {
+            println!(
+                "{:<11} {:<12} test {:.2}% (target {:.0}%), validation {:.2}%, {:.0} s",
+                r.name,
+                format!("{:?}", r.hidden),
+                100.0 * r.test_acc,
+                100.0 * r.target,
+                100.0 * r.val_acc,
+                r.wall_s
+            );
+        }
+        for r in &summary.ablation {
+            println!(
+                "{:<45} test {:.2}%{}",
+                r.change,
+                100.0 * r.test_acc,
+                r.delta.map_or(String::new(), |d| format!(
+                    " ({:+.2} against {})",
+                    100.0 * d,
+                    r.against
+                ))
+            );
+        }
+        println!(
+            "report: {} ({:.0} s)",
+            a.common.out.join("report.html").display(),
+            summary.wall_s
+        );
+    }
+    Ok(Finish::Done)
 }
 
 /// `experiment all`: every stage, then the report.

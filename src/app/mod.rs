@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bonus;
 pub mod common;
 pub mod data;
 pub mod experiment;

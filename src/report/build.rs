@@ -80,12 +80,16 @@ pub enum FolderKind {
     Sweep,
     /// One run of `shallow train`.
     Run,
+    /// `shallow experiment bonus`.
+    Bonus,
 }
 
 /// What `dir` holds, from the files its command wrote.
 pub fn folder_kind(dir: &Path) -> Option<FolderKind> {
     let has = |f: &str| dir.join(f).exists();
-    if has("gradcheck.json")
+    if has(super::bonus::BONUS_FILE) {
+        Some(FolderKind::Bonus)
+    } else if has("gradcheck.json")
         || has("a1/summary.json")
         || has("a2/summary.json")
         || has("timings.json")
@@ -118,6 +122,7 @@ pub fn build(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         Some(FolderKind::Search) => ("shallow search".to_string(), search_blocks(dir)?),
         Some(FolderKind::Sweep) => ("shallow sweep".to_string(), sweep_blocks(dir)?),
         Some(FolderKind::Run) => ("shallow run".to_string(), run_blocks(dir)?),
+        Some(FolderKind::Bonus) => ("shallow bonus".to_string(), super::bonus::blocks(dir)?),
         None => bail!(
             "{} holds no results of shallow (no sweep.json, summary.json, result.json or timings.json): \
              give the --out folder of `shallow experiment`, `sweep`, `search` or `train`",

@@ -2,6 +2,7 @@
 //! It reads plain records (a run's outcome and history, result and summary
 //! files) from the layers below and imports nothing above them.
 
+pub mod bonus;
 pub mod build;
 pub mod doc;
 pub mod plot;

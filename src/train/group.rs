@@ -12,6 +12,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
+use super::probs::ClassProbs;
 use crate::data::Split;
 use crate::nn::ensemble::{add_probs, eval_probs, EnsembleEval};
 use crate::nn::net::{Eval, LossStat, StepRegs, MAX_GROUP};
@@ -98,18 +99,6 @@ pub struct RunOutcome {
     /// snapshot ensemble's average when there is one, else the final net's.
     #[serde(skip)]
     pub probs: Option<ClassProbs>,
-}
-
-/// Class probabilities of one run on the validation and test sets, K x n
-/// column-major each (one column of K per image).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ClassProbs {
-    /// Classes K.
-    pub classes: usize,
-    /// K x n_val.
-    pub val: Vec<f32>,
-    /// K x n_test.
-    pub test: Vec<f32>,
 }
 
 /// A snapshot ensemble's running sums of class probabilities.
@@ -531,6 +520,8 @@ pub fn train_group<T: Real>(
                     classes,
                     val: v,
                     test: t,
+                    val_labels: split.val.labels.clone(),
+                    test_labels: split.test.labels.clone(),
                 });
             }
         }
@@ -566,6 +557,8 @@ pub fn train_group<T: Real>(
                     classes,
                     val: sums.val.iter().map(|v| v * scale).collect(),
                     test: sums.test.iter().map(|v| v * scale).collect(),
+                    val_labels: split.val.labels.clone(),
+                    test_labels: split.test.labels.clone(),
                 })
             } else {
                 final_probs[c].take()

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod group;
 pub mod output;
+pub mod probs;
 pub mod schedule;
 
 pub mod settings;

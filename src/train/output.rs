@@ -198,13 +198,7 @@ pub fn write_run(
         preprocess.save(dir)?;
     }
     if let Some(p) = &o.probs {
-        for (name, v) in [("val_probs.npy", &p.val), ("test_probs.npy", &p.test)] {
-            // K x n column-major is n x K row-major: one row per image.
-            let a = ndarray::Array2::from_shape_vec((v.len() / p.classes, p.classes), v.clone())?;
-            let mut bytes = Vec::new();
-            ndarray_npy::WriteNpyExt::write_npy(&a, &mut bytes)?;
-            write_atomic(&dir.join(name), &bytes)?;
-        }
+        super::probs::write(dir, p)?;
     }
     let result = RunResult::from_outcome(o);
     write_json(&dir.join("result.json"), &result)?;
