@@ -43,6 +43,9 @@ enum Command {
     /// Learning-rate range test: eta grown exponentially over one short run,
     /// accuracy and loss against eta, suggested eta_min and eta_max.
     LrRange(app::lr_range::LrRangeArgs),
+    /// Averaged prediction of finished runs saved with --save-probs (a seed
+    /// or any other ensemble): validation and test accuracy.
+    Ensemble(app::ensemble::EnsembleArgs),
     /// Measure GEMM roofline, step speed, phase profile and sweep throughput.
     Bench(app::bench::BenchArgs),
     /// Rebuild report.md and report.html (and summary.png) of an experiment,
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Sweep(a) => app::sweep::run(a, &CONTROL),
         Command::Search(a) => app::search::run(a, &CONTROL),
         Command::LrRange(a) => app::lr_range::run(a, &CONTROL),
+        Command::Ensemble(a) => app::ensemble::run(a),
         Command::Bench(a) => app::bench::run_command(a),
         Command::Report { dir } => app::report(dir),
     };

@@ -9,6 +9,7 @@ pub mod args;
 pub mod bench;
 pub mod bonus;
 pub mod common;
+pub mod ensemble;
 pub mod data;
 pub mod experiment;
 pub mod gradcheck;
