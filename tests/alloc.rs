@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::{s, Array2, ShapeBuilder};
-use shallow::nn::net::LossStat;
+use shallow::nn::net::{LossStat, StepRegs};
 use shallow::nn::{Arch, Loss, Net};
 use shallow::train::group::shuffle_epoch;
 
@@ -70,9 +70,30 @@ fn steps_allocate_nothing(threads: usize) {
             translate: 3,
             pad: shallow::data::Pad::Reflect,
         };
+        // The bonus pieces: batch norm and momentum in the net, dropout and
+        // label smoothing in the training pass.
+        let mut bonus = Net::<f32>::init(
+            &Arch::cifar(&hidden, Loss::Ce).with_batch_norm(true),
+            &[1, 2, 3, 4],
+        );
+        bonus.set_momentum(0.9);
+        let mut bonus_ws = bonus.workspace(n);
+        let regs: Vec<StepRegs> = (0..4)
+            .map(|c| StepRegs {
+                drop: if hidden.is_empty() {
+                    0.0
+                } else {
+                    0.1 * c as f64
+                },
+                smoothing: 0.1,
+                mask_seed: c as u64,
+            })
+            .collect();
         // Warm-up step (BLAS allocates its buffers on first use).
         net.forward_loss(x.view(), &y, &mut ws, &mut stats);
         net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
+        bonus.forward_train(x.view(), &y, &mut bonus_ws, &mut stats, 0, &regs);
+        bonus.backward_update(x.view(), &y, &mut bonus_ws, &etas, &lambdas);
         let before = ALLOCS.load(Ordering::SeqCst);
         for step in 0..20 {
             shuffle_epoch(&mut order, 9, step);
@@ -93,6 +114,8 @@ fn steps_allocate_nothing(threads: usize) {
             );
             net.forward_loss(x.view(), &y, &mut ws, &mut stats);
             net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
+            bonus.forward_train(x.view(), &y, &mut bonus_ws, &mut stats, step as u64, &regs);
+            bonus.backward_update(x.view(), &y, &mut bonus_ws, &etas, &lambdas);
             // A view of consecutive images, as without shuffling.
             let block = data.slice(s![.., 100..100 + n]);
             net.forward_loss(block, &y, &mut ws, &mut stats);

@@ -36,6 +36,7 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         member: 0,
         snapshots: 0,
         save_probs: false,
+        momentum: 0.0,
     }
 }
 
@@ -273,5 +274,66 @@ fn augmented_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions
             );
         }
         assert_eq!(base_metrics, metrics, "stopped at {stop}");
+    }
+}
+
+/// The bonus pieces keep the bits: dropout (different per configuration),
+/// label smoothing, batch norm on two hidden layers, momentum (its own groups),
+/// seed-ensemble members, snapshot ensembles and the saved probabilities are the
+/// same whatever the jobs, threads or interruptions.
+#[test]
+fn regularised_ensembles_are_the_same_bits_whatever_the_jobs_threads_or_interruptions() {
+    let split = common::generated_split::<f32>(400, 100, 6);
+    let mut cfgs = sweep_configs();
+    for (i, c) in cfgs.iter_mut().enumerate() {
+        c.hidden = vec![16, 12];
+        c.batch_norm = true;
+        c.dropout = [0.0, 0.1, 0.3][i % 3];
+        c.label_smoothing = if i % 2 == 0 { 0.1 } else { 0.0 };
+        c.momentum = if i >= 3 { 0.5 } else { 0.0 };
+        c.member = (i % 2) as u64;
+        c.snapshots = 1;
+        c.save_probs = true;
+        c.augment.flip = true;
+    }
+    let read = |dir: &std::path::Path| -> Vec<Vec<u8>> {
+        cfgs.iter()
+            .flat_map(|c| {
+                ["val_probs.npy", "test_probs.npy"]
+                    .map(|f| std::fs::read(dir.join(&c.name).join(f)).unwrap())
+            })
+            .collect()
+    };
+    let base_dir = tempfile::tempdir().unwrap();
+    let (base, base_metrics) =
+        run_sweep(&cfgs, &split, 1, 1, Some(base_dir.path()), &Control::new());
+    assert!(base.iter().all(|r| r.status == Status::Done));
+    assert!(base
+        .iter()
+        .all(|r| r.snapshot.is_some_and(|s| s.members == 1)));
+    let base_probs = read(base_dir.path());
+    let check = |dir: &std::path::Path, done: &[RunResult], metrics: &[Vec<u8>], what: &str| {
+        for (a, b) in base.iter().zip(done) {
+            assert_eq!(common::numbers(a), common::numbers(b), "{} {what}", a.name);
+            assert_eq!(a.snapshot, b.snapshot, "{} snapshot {what}", a.name);
+        }
+        assert_eq!(base_metrics, metrics, "metrics.csv {what}");
+        assert!(base_probs == read(dir), "probabilities {what}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (other, metrics) = run_sweep(&cfgs, &split, 2, 2, Some(dir.path()), &Control::new());
+    check(dir.path(), &other, &metrics, "with --jobs 2 --threads 2");
+    for stop in [7, 33, 45] {
+        let dir = tempfile::tempdir().unwrap();
+        run_sweep(
+            &cfgs,
+            &split,
+            2,
+            2,
+            Some(dir.path()),
+            &Control::stop_at(stop),
+        );
+        let (done, metrics) = run_sweep(&cfgs, &split, 1, 2, Some(dir.path()), &Control::new());
+        check(dir.path(), &done, &metrics, &format!("stopped at {stop}"));
     }
 }

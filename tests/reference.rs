@@ -147,6 +147,7 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
         member: 0,
         snapshots: 0,
         save_probs: false,
+        momentum: 0.0,
     }
 }
 

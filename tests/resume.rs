@@ -39,6 +39,7 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         member: 0,
         snapshots: 0,
         save_probs: false,
+        momentum: 0.0,
     }
 }
 

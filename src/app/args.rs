@@ -163,6 +163,10 @@ pub struct SettingsArgs {
     /// test_probs.npy) for ensembles across runs.
     #[arg(long)]
     pub save_probs: bool,
+    /// SGD with momentum MU (v <- MU v + gradient, W <- W - eta v); scale the
+    /// learning rates down by about 1 - MU [0: plain SGD].
+    #[arg(long, value_name = "MU")]
+    pub momentum: Option<f64>,
 }
 
 impl SettingsArgs {
@@ -204,6 +208,7 @@ impl SettingsArgs {
             member: self.member,
             snapshots: self.snapshots,
             save_probs: self.save_probs.then_some(true),
+            momentum: self.momentum,
             ..Default::default()
         }
     }

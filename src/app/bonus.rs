@@ -153,6 +153,14 @@ fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, Trai
             with(&|s| s.label_smoothing = 0.1),
         ),
         (
+            "+ flips + momentum 0.9 (eta_max 0.01)".into(),
+            "+ flips".into(),
+            with(&|s| {
+                s.momentum = 0.9;
+                s.eta_max = 0.01;
+            }),
+        ),
+        (
             "+ flips + batch norm".into(),
             "+ flips".into(),
             with(&|s| s.batch_norm = true),

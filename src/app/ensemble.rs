@@ -30,7 +30,10 @@ pub fn run(a: &EnsembleArgs) -> Result<Finish> {
             continue;
         }
         if !d.is_dir() {
-            bail!("{} is not a folder: give run folders or a sweep folder", d.display());
+            bail!(
+                "{} is not a folder: give run folders or a sweep folder",
+                d.display()
+            );
         }
         let mut inner: Vec<PathBuf> = std::fs::read_dir(d)?
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -44,6 +44,7 @@ pub fn a1_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             member: 0,
             snapshots: 0,
             save_probs: false,
+            momentum: 0.0,
         })
         .collect()
 }
@@ -83,6 +84,7 @@ pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             member: 0,
             snapshots: 0,
             save_probs: false,
+            momentum: 0.0,
         })
         .collect()
 }

@@ -68,6 +68,12 @@ pub struct Net<T> {
     pub run_mean: Vec<Array1<T>>,
     /// Running mean of the batch variances per hidden layer (evaluation).
     pub run_var: Vec<Array1<T>>,
+    /// Momentum mu of SGD with momentum, shared by the group (0: plain SGD).
+    pub momentum: T,
+    /// Velocities of the weights, the layout of `weights` (empty without momentum).
+    pub velocity: Vec<Array2<T>>,
+    /// Velocities of the biases, the layout of `biases` (empty without momentum).
+    pub velocity_b: Vec<Array1<T>>,
 }
 
 /// One configuration's regularisers in a training pass: dropout and label
@@ -241,6 +247,9 @@ impl<T: Real> Net<T> {
             beta: per_unit(0.0),
             run_mean: per_unit(0.0),
             run_var: per_unit(1.0),
+            momentum: T::zero(),
+            velocity: Vec::new(),
+            velocity_b: Vec::new(),
             widths,
             weights,
             biases,
@@ -311,6 +320,39 @@ impl<T: Real> Net<T> {
     pub fn bias_mut(&mut self, l: usize, c: usize) -> ArrayViewMut1<'_, T> {
         let w = self.widths[l + 1];
         self.biases[l].slice_mut(s![c * w..(c + 1) * w])
+    }
+
+    /// Turns on SGD with momentum `mu` for every configuration (zero
+    /// velocities): v <- mu v + dJ/dW (the L2 term included), W <- W - eta v, and
+    /// the same for the biases; batch norm's gamma and beta keep plain steps.
+    /// The first layer's scale is folded and stays 1 (the decay is in v).
+    pub fn set_momentum(&mut self, mu: f64) {
+        if mu <= 0.0 {
+            self.momentum = T::zero();
+            self.velocity.clear();
+            self.velocity_b.clear();
+            return;
+        }
+        self.fold_scales();
+        self.momentum = T::of(mu);
+        self.velocity = self
+            .weights
+            .iter()
+            .map(|w| Array2::zeros(w.raw_dim().f()))
+            .collect();
+        self.velocity_b = self.biases.iter().map(|b| Array1::zeros(b.len())).collect();
+    }
+
+    /// Configuration c's velocity of layer l's weights (the layout of
+    /// [`Self::weight`]) and biases, mutably.
+    pub fn velocity_mut(&mut self, l: usize, c: usize) -> (ArrayViewMut2<'_, T>, &mut [T]) {
+        let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
+        let v = if l == 0 {
+            self.velocity[0].slice_mut(s![c * w_out..(c + 1) * w_out, ..])
+        } else {
+            self.velocity[l].slice_mut(s![.., c * w_in..(c + 1) * w_in])
+        };
+        (v, units_mut(&mut self.velocity_b[l], c, w_out))
     }
 
     /// Whether hidden layers are batch-normalised.
@@ -414,6 +456,13 @@ impl<T: Real> Net<T> {
         for l in 0..self.gamma.len() {
             for (part, value) in self.norm_mut(l, c).into_iter().zip([1.0, 0.0, 0.0, 1.0]) {
                 part.fill(T::of(value));
+            }
+        }
+        if !self.velocity.is_empty() {
+            for l in 0..self.layers() {
+                let (mut v, vb) = self.velocity_mut(l, c);
+                v.fill(T::zero());
+                vb.fill(T::zero());
             }
         }
     }
@@ -710,6 +759,46 @@ impl<T: Real> Net<T> {
         }
     }
 
+    /// The step of SGD with momentum on configuration c's layer l, once its
+    /// velocities hold mu v + dL/dW (the GEMM's beta) and mu v_b + dL/db: adds the
+    /// L2 term 2 lambda W to v, then W <- W - eta v and b <- b - eta v_b, in one
+    /// pass over each matrix. Allocates nothing.
+    fn momentum_step(&mut self, l: usize, c: usize, eta: T, lambda: T) {
+        let decay = T::of(2.0) * lambda;
+        let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
+        fn rows_or_cols<T>(
+            m: &mut Array2<T>,
+            l: usize,
+            c: usize,
+            w_in: usize,
+            w_out: usize,
+        ) -> ArrayViewMut2<'_, T> {
+            if l == 0 {
+                m.slice_mut(s![c * w_out..(c + 1) * w_out, ..])
+            } else {
+                m.slice_mut(s![.., c * w_in..(c + 1) * w_in])
+            }
+        }
+        let Net {
+            weights,
+            velocity,
+            biases,
+            velocity_b,
+            ..
+        } = self;
+        let mut w = rows_or_cols(&mut weights[l], l, c, w_in, w_out);
+        let mut v = rows_or_cols(&mut velocity[l], l, c, w_in, w_out);
+        ndarray::Zip::from(&mut w).and(&mut v).for_each(|w, v| {
+            *v += decay * *w;
+            *w -= eta * *v;
+        });
+        let b = units_mut(&mut biases[l], c, w_out);
+        let vb = units_mut(&mut velocity_b[l], c, w_out);
+        for (b, v) in b.iter_mut().zip(vb.iter()) {
+            *b -= eta * *v;
+        }
+    }
+
     fn backward(
         &mut self,
         x: ArrayView2<'_, T>,
@@ -762,6 +851,20 @@ impl<T: Real> Net<T> {
                     let g = block(g_buf, c, w_out, n);
                     let h = block(&ws.acts[l - 1], c, w_in, n);
                     match &mut mode {
+                        Backward::Update { etas, lambdas } if self.momentum > T::zero() => {
+                            let (eta, lambda, mu) = (etas[c], lambdas[c], self.momentum);
+                            {
+                                let (v, _) = self.velocity_mut(l, c);
+                                gemm(inv_n, g, h.t(), mu, v);
+                            }
+                            profile::lap(&mut timer, Phase::BackwardGemm);
+                            {
+                                let (_, vb) = self.velocity_mut(l, c);
+                                let vb = ArrayViewMut1::from(vb);
+                                bias_step(vb, inv_n, g, mu);
+                            }
+                            self.momentum_step(l, c, eta, lambda);
+                        }
                         Backward::Update { etas, lambdas } => {
                             let (eta, lambda) = (etas[c], lambdas[c]);
                             gemm(
@@ -794,6 +897,26 @@ impl<T: Real> Net<T> {
             &mut ws.grads[0]
         };
         match mode {
+            Backward::Update { etas, lambdas } if self.momentum > T::zero() => {
+                let mu = self.momentum;
+                for c in 0..cfgs {
+                    let (_, vb) = self.velocity_mut(0, c);
+                    bias_step(ArrayViewMut1::from(vb), inv_n, block(g0, c, w1, n), mu);
+                }
+                profile::lap(&mut timer, Phase::Update);
+                gemm_blocks(
+                    inv_n,
+                    g0.slice(s![.., ..n]),
+                    x.t(),
+                    mu,
+                    self.velocity[0].view_mut(),
+                );
+                profile::lap(&mut timer, Phase::BackwardGemm);
+                for c in 0..cfgs {
+                    self.momentum_step(0, c, etas[c], lambdas[c]);
+                }
+                profile::lap(&mut timer, Phase::Update);
+            }
             Backward::Update { etas, lambdas } => {
                 for c in 0..cfgs {
                     let (eta, lambda) = (etas[c], lambdas[c]);
@@ -984,6 +1107,52 @@ mod tests {
                     for (a, b) in net.biases[l].iter().zip(&want.biases[l]) {
                         assert!((a - b).abs() < 1e-12);
                     }
+                }
+            }
+        }
+    }
+
+    /// SGD with momentum equals "v <- mu v + gradient (L2 included), W <- W - eta v"
+    /// on the plain gradients, step after step, for every configuration.
+    #[test]
+    fn momentum_update_equals_gradient_then_velocity() {
+        for hidden in [&[][..], &[6][..], &[7, 5][..]] {
+            let a = arch(hidden, Loss::Ce);
+            let (x, y) = toy(12, 9, 1);
+            let etas = [0.1, 0.05];
+            let lambdas = [0.0, 0.1];
+            let mu = 0.9;
+            let mut net = Net::<f64>::init(&a, &[11, 12]);
+            net.set_momentum(mu);
+            let mut want = net.clone();
+            let mut vel: Vec<Net<f64>> = vec![Net::zeros(&a, 2)];
+            let mut ws = net.workspace(9);
+            let mut stats = [LossStat::default(); 2];
+            for _ in 0..3 {
+                let grads = want.gradients(x.view(), &y, &lambdas);
+                for l in 0..want.layers() {
+                    for (c, &eta) in etas.iter().enumerate() {
+                        let v = &mut vel[0];
+                        let mut vw = v.weight_mut(l, c);
+                        vw.mapv_inplace(|q| q * mu);
+                        vw.scaled_add(1.0, &grads.weight(l, c));
+                        let mut vb = v.bias_mut(l, c);
+                        vb.mapv_inplace(|q| q * mu);
+                        vb.scaled_add(1.0, &grads.bias(l, c));
+                        want.weight_mut(l, c).scaled_add(-eta, &v.weight(l, c));
+                        want.bias_mut(l, c).scaled_add(-eta, &v.bias(l, c));
+                    }
+                }
+                net.forward_loss(x.view(), &y, &mut ws, &mut stats);
+                net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
+            }
+            assert_eq!(net.scale, vec![1.0, 1.0], "the scale stays folded");
+            for l in 0..net.layers() {
+                for (p, q) in net.weights[l].iter().zip(&want.weights[l]) {
+                    assert!((p - q).abs() < 1e-12, "{hidden:?} layer {l}: {p} vs {q}");
+                }
+                for (p, q) in net.biases[l].iter().zip(&want.biases[l]) {
+                    assert!((p - q).abs() < 1e-12, "{hidden:?} bias {l}: {p} vs {q}");
                 }
             }
         }

@@ -162,8 +162,7 @@ pub fn blocks(dir: &Path) -> Result<Vec<Block>> {
         b.push(Block::Heading(2, "Ablation: what each trick adds".into()));
         b.push(Block::Para(format!(
             "Base: {}. Each row changes one thing and is compared with the row it builds on; \
-             every number is measured in this run. Momentum is not built (plain SGD with \
-             cyclical rates throughout). The group time is the wall time of the lockstep \
+             every number is measured in this run. The group time is the wall time of the lockstep \
              group the row trained in.",
             s.ablation_base
         )));

@@ -490,6 +490,8 @@ pub struct SweepSettings {
     pub snapshots: Option<usize>,
     /// Save validation and test class probabilities.
     pub save_probs: Option<bool>,
+    /// SGD momentum.
+    pub momentum: Option<f64>,
 }
 
 /// A TOML axis value as the text the flags take: arrays join with commas,
@@ -585,6 +587,7 @@ impl SweepSettings {
             (self.batch_norm.is_some(), Axis::BatchNorm),
             (self.member.is_some(), Axis::Member),
             (self.snapshots.is_some(), Axis::Snapshots),
+            (self.momentum.is_some(), Axis::Momentum),
         ];
         out.extend(fixed.iter().filter(|f| f.0).map(|f| f.1));
         out
@@ -649,6 +652,7 @@ impl SweepSettings {
             member: upper.member.or(lower.member),
             snapshots: upper.snapshots.or(lower.snapshots),
             save_probs: upper.save_probs.or(lower.save_probs),
+            momentum: upper.momentum.or(lower.momentum),
         })
     }
 
@@ -745,6 +749,7 @@ impl SweepSettings {
             member: self.member.unwrap_or(d.member),
             snapshots: self.snapshots.unwrap_or(d.snapshots),
             save_probs: self.save_probs.unwrap_or(d.save_probs),
+            momentum: self.momentum.unwrap_or(d.momentum),
         })
     }
 

@@ -176,7 +176,7 @@ pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
 
 /// What a resume finds in a run folder.
 enum Found {
-    Finished(RunResult),
+    Finished(Box<RunResult>),
     Checkpoint(Box<Checkpoint>),
     Nothing,
 }
@@ -191,7 +191,7 @@ fn look(dir: &Path, config: &RunConfig) -> Result<Found> {
             )
         })?;
         if r.status != Status::Interrupted {
-            return Ok(Found::Finished(r));
+            return Ok(Found::Finished(Box::new(r)));
         }
     }
     let ck = dir.join(checkpoint::FILE);
@@ -253,7 +253,7 @@ pub fn run_plan<T: Real>(
             for (&i, f) in members.iter().zip(&found) {
                 if let Found::Finished(r) = f {
                     dashboard.mark_done(ids[i], configs[i].steps, "already done (resume)");
-                    results[i] = Some(r.clone());
+                    results[i] = Some((**r).clone());
                 }
             }
             if found.iter().all(|f| matches!(f, Found::Finished(_))) {
@@ -479,6 +479,7 @@ mod tests {
             member: 0,
             snapshots: 0,
             save_probs: false,
+            momentum: 0.0,
         }
     }
 

@@ -41,6 +41,13 @@ pub struct Checkpoint {
     /// variance (empty without batch norm).
     #[serde(default)]
     pub norm: Vec<[Vec<f64>; 4]>,
+    /// Velocities of SGD with momentum, per layer in the order of `weights` and
+    /// `biases` (empty without momentum).
+    #[serde(default)]
+    pub velocity: Vec<Vec<f64>>,
+    /// Velocities of the biases.
+    #[serde(default)]
+    pub velocity_b: Vec<Vec<f64>>,
     /// The snapshot ensemble's sums so far.
     #[serde(default)]
     pub snapshots: SnapshotSums,
@@ -57,6 +64,20 @@ impl Checkpoint {
         let biases = (0..net.layers())
             .map(|l| net.bias(l, c).iter().map(|v| v.f64()).collect())
             .collect();
+        let (velocity, velocity_b) = if net.velocity.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let mut net = net.clone();
+            (0..net.layers())
+                .map(|l| {
+                    let (v, vb) = net.velocity_mut(l, c);
+                    (
+                        v.t().iter().map(|x| x.f64()).collect(),
+                        vb.iter().map(|x| x.f64()).collect(),
+                    )
+                })
+                .unzip()
+        };
         let norm = (0..net.gamma.len())
             .map(|l| net.norm(l, c).map(|v| v.iter().map(|x| x.f64()).collect()))
             .collect();
@@ -71,6 +92,8 @@ impl Checkpoint {
             weights,
             biases,
             norm,
+            velocity,
+            velocity_b,
             snapshots: state.snapshots[c].clone(),
         }
     }
@@ -86,6 +109,7 @@ impl Checkpoint {
         }
         let arch = first.config.arch();
         let mut net = Net::<T>::zeros(&arch, cks.len());
+        net.set_momentum(first.config.momentum);
         for (c, ck) in cks.iter().enumerate() {
             for l in 0..net.layers() {
                 let (w_in, w_out) = (net.widths[l], net.widths[l + 1]);
@@ -103,6 +127,30 @@ impl Checkpoint {
                 }
             }
             net.scale[c] = T::of(ck.scale);
+            if !net.velocity.is_empty() {
+                if ck.velocity.len() != net.layers() || ck.velocity_b.len() != net.layers() {
+                    bail!(
+                        "checkpoint of {} has no momentum velocities",
+                        ck.config.name
+                    );
+                }
+                for l in 0..net.layers() {
+                    let w_out = net.widths[l + 1];
+                    let (mut v, vb) = net.velocity_mut(l, c);
+                    if ck.velocity[l].len() != v.len() || ck.velocity_b[l].len() != vb.len() {
+                        bail!(
+                            "checkpoint of {} does not match its architecture",
+                            ck.config.name
+                        );
+                    }
+                    for ((i, j), x) in v.indexed_iter_mut() {
+                        *x = T::of(ck.velocity[l][i + j * w_out]);
+                    }
+                    for (x, y) in vb.iter_mut().zip(&ck.velocity_b[l]) {
+                        *x = T::of(*y);
+                    }
+                }
+            }
             if ck.norm.len() != net.gamma.len() {
                 bail!(
                     "checkpoint of {} does not match its batch normalisation",

@@ -65,6 +65,9 @@ pub struct RunConfig {
     /// this many cycles (cyclic schedule), 0 for none.
     #[serde(default)]
     pub snapshots: usize,
+    /// SGD with momentum mu (0: plain SGD); the same for a whole lockstep group.
+    #[serde(default)]
+    pub momentum: f64,
     /// Save the validation and test class probabilities (val_probs.npy,
     /// test_probs.npy: images x classes) for ensembles across runs.
     #[serde(default)]
@@ -225,6 +228,11 @@ impl RunConfig {
                 String::new()
             }
         ) + if self.batch_norm { "|batch-norm" } else { "" }
+            + &if self.momentum > 0.0 {
+                format!("|momentum={:e}", self.momentum)
+            } else {
+                String::new()
+            }
     }
 
     /// Checks every value, with a message naming the flag and a fix.
@@ -268,6 +276,12 @@ impl RunConfig {
         }
         if self.dropout > 0.0 && self.hidden.is_empty() {
             bail!("--dropout applies to hidden layers: give --hidden, or drop --dropout");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!(
+                "--momentum {} is out of range: give a value from 0 (plain SGD) to below 1, e.g. 0.9",
+                self.momentum
+            );
         }
         if self.batch_norm && self.hidden.is_empty() {
             bail!("--batch-norm normalises hidden layers: give --hidden, or drop --batch-norm");
@@ -336,6 +350,9 @@ impl RunConfig {
         }
         if self.label_smoothing > 0.0 {
             extras += &format!(", label smoothing {}", self.label_smoothing);
+        }
+        if self.momentum > 0.0 {
+            extras += &format!(", momentum {}", self.momentum);
         }
         if self.member > 0 {
             extras += &format!(", member {}", self.member);

@@ -220,7 +220,11 @@ pub fn train_group<T: Real>(
 
     let mut state = resume.unwrap_or_else(|| GroupState {
         step: 0,
-        net: Net::init(&arch, &seeds),
+        net: {
+            let mut net = Net::init(&arch, &seeds);
+            net.set_momentum(first.momentum);
+            net
+        },
         history: vec![Vec::new(); cfgs],
         diverged: vec![None; cfgs],
         train_s: 0.0,

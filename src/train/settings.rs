@@ -101,6 +101,9 @@ pub struct TrainSettings {
     /// Save the validation and test class probabilities.
     #[serde(default)]
     pub save_probs: bool,
+    /// SGD momentum (0: plain SGD).
+    #[serde(default)]
+    pub momentum: f64,
 }
 
 impl TrainSettings {
@@ -137,6 +140,7 @@ impl TrainSettings {
             member: 0,
             snapshots: 0,
             save_probs: false,
+            momentum: 0.0,
         }
     }
 
@@ -240,6 +244,7 @@ impl TrainSettings {
             member: self.member,
             snapshots: self.snapshots,
             save_probs: self.save_probs,
+            momentum: self.momentum,
         })
     }
 
@@ -278,6 +283,7 @@ impl TrainSettings {
             Axis::BatchNorm => self.batch_norm = int()? != 0,
             Axis::Member => self.member = int()? as u64,
             Axis::Snapshots => self.snapshots = int()?,
+            Axis::Momentum => self.momentum = num()?,
             Axis::Hidden => match value {
                 Value::Widths(w) => {
                     self.hidden = w.clone();
@@ -344,10 +350,12 @@ pub enum Axis {
     Member,
     /// Snapshots averaged (last cycles).
     Snapshots,
+    /// SGD momentum.
+    Momentum,
 }
 
 /// Every axis, in the order their names are listed in messages.
-pub const AXES: [Axis; 21] = [
+pub const AXES: [Axis; 22] = [
     Axis::Lambda,
     Axis::Eta,
     Axis::EtaMin,
@@ -369,6 +377,7 @@ pub const AXES: [Axis; 21] = [
     Axis::BatchNorm,
     Axis::Member,
     Axis::Snapshots,
+    Axis::Momentum,
 ];
 
 impl Axis {
@@ -396,6 +405,7 @@ impl Axis {
             Axis::BatchNorm => "batch_norm",
             Axis::Member => "member",
             Axis::Snapshots => "snapshots",
+            Axis::Momentum => "momentum",
         }
     }
 
