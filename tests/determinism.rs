@@ -37,6 +37,7 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         snapshots: 0,
         save_probs: false,
         momentum: 0.0,
+        tta: false,
     }
 }
 
@@ -310,12 +311,12 @@ fn regularised_ensembles_are_the_same_bits_whatever_the_jobs_threads_or_interrup
     assert!(base.iter().all(|r| r.status == Status::Done));
     assert!(base
         .iter()
-        .all(|r| r.snapshot.is_some_and(|s| s.members == 1)));
+        .all(|r| r.averaged.is_some_and(|s| s.members == 1)));
     let base_probs = read(base_dir.path());
     let check = |dir: &std::path::Path, done: &[RunResult], metrics: &[Vec<u8>], what: &str| {
         for (a, b) in base.iter().zip(done) {
             assert_eq!(common::numbers(a), common::numbers(b), "{} {what}", a.name);
-            assert_eq!(a.snapshot, b.snapshot, "{} snapshot {what}", a.name);
+            assert_eq!(a.averaged, b.averaged, "{} snapshot {what}", a.name);
         }
         assert_eq!(base_metrics, metrics, "metrics.csv {what}");
         assert!(base_probs == read(dir), "probabilities {what}");

@@ -148,6 +148,7 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
         snapshots: 0,
         save_probs: false,
         momentum: 0.0,
+        tta: false,
     }
 }
 

@@ -40,6 +40,7 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         snapshots: 0,
         save_probs: false,
         momentum: 0.0,
+        tta: false,
     }
 }
 

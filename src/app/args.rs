@@ -167,6 +167,10 @@ pub struct SettingsArgs {
     /// learning rates down by about 1 - MU [0: plain SGD].
     #[arg(long, value_name = "MU")]
     pub momentum: Option<f64>,
+    /// Test-time flips: the averaged prediction (and --save-probs) averages
+    /// each validation and test image with its mirror image.
+    #[arg(long)]
+    pub tta: bool,
 }
 
 impl SettingsArgs {
@@ -209,6 +213,7 @@ impl SettingsArgs {
             snapshots: self.snapshots,
             save_probs: self.save_probs.then_some(true),
             momentum: self.momentum,
+            tta: self.tta.then_some(true),
             ..Default::default()
         }
     }

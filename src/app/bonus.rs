@@ -73,6 +73,8 @@ fn recipes(seed: u64, quick: bool) -> Vec<(BonusPart, Recipe)> {
         lambda: 0.001,
         cycles: if quick { 2 } else { 8 },
         snapshots: if quick { 2 } else { 3 },
+        label_smoothing: 0.1,
+        tta: true,
         augment: crate::data::Augment {
             flip: true,
             ..Default::default()
@@ -178,6 +180,11 @@ fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, Trai
             with(&|s| s.snapshots = if quick { 1 } else { 3 }),
         ),
         (
+            "+ flips, test-time flips".into(),
+            "+ flips".into(),
+            with(&|s| s.tta = true),
+        ),
+        (
             "+ flips, seed ensemble of 3".into(),
             "+ flips".into(),
             with(&|s| s.member = 1),
@@ -274,7 +281,7 @@ pub fn run_bonus(
             members: configs.len(),
             snapshots: configs[0].snapshots,
             single_test_acc: first.test_acc,
-            snapshot_test_acc: first.snapshot.map_or(f64::NAN, |s| s.test.acc),
+            snapshot_test_acc: first.averaged.map_or(f64::NAN, |s| s.test.acc),
             describe: configs[0].describe(),
             runs: configs
                 .iter()
@@ -310,9 +317,9 @@ pub fn run_bonus(
         let flips = 1;
         for (i, (change, against, _)) in rows.iter().enumerate() {
             let r = &results[i];
-            let (val, test) = if change.contains("snapshot ensemble") {
-                r.snapshot
-                    .map_or((f64::NAN, f64::NAN), |s| (s.val.acc, s.test.acc))
+            let (val, test) = if let Some(a) = r.averaged {
+                // Snapshots or test-time flips: the run's averaged prediction.
+                (a.val.acc, a.test.acc)
             } else if i == ens_row {
                 let dirs = [
                     out.join(&configs[flips].name),

@@ -45,6 +45,7 @@ pub fn a1_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             snapshots: 0,
             save_probs: false,
             momentum: 0.0,
+            tta: false,
         })
         .collect()
 }
@@ -85,6 +86,7 @@ pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
             snapshots: 0,
             save_probs: false,
             momentum: 0.0,
+            tta: false,
         })
         .collect()
 }

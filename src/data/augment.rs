@@ -152,6 +152,29 @@ impl Augment {
     }
 }
 
+/// The mirror image (left-right flip) of every image of `set`, for test-time
+/// flips; allocated once per process, never in a step.
+pub fn mirrored<T: crate::nn::Real>(set: &super::DataSet<T>) -> super::DataSet<T> {
+    let mut out = set.clone();
+    let flip = Augment {
+        flip: true,
+        ..Default::default()
+    };
+    let draw = Draw {
+        flip: true,
+        dx: 0,
+        dy: 0,
+    };
+    for (src, mut dst) in set.x.columns().into_iter().zip(out.x.columns_mut()) {
+        flip.apply(
+            src.to_slice().expect("column-major images"),
+            dst.as_slice_mut().expect("column-major images"),
+            draw,
+        );
+    }
+    out
+}
+
 /// Copies images `ids` of `set` into the columns of `out` (d x ids.len(),
 /// Fortran order), each flipped and shifted as `augment` draws for (`seed`,
 /// `step`, its slot) when it is on: the trainer's gather, shared by the bench.
@@ -178,6 +201,7 @@ pub fn gather<T: crate::nn::Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::ShapeBuilder;
 
     fn image() -> Vec<f32> {
         (0..PIXELS).map(|i| i as f32).collect()
@@ -185,6 +209,28 @@ mod tests {
 
     fn px(img: &[f32], p: usize, row: usize, col: usize) -> f32 {
         img[p * PLANE + row * SIDE + col]
+    }
+
+    #[test]
+    fn mirrored_sets_flip_every_image_and_twice_is_the_identity() {
+        let x = ndarray::Array2::from_shape_fn((PIXELS, 3).f(), |(i, j)| (i * 3 + j) as f32);
+        let set = crate::data::DataSet {
+            x,
+            labels: vec![1, 2, 3],
+        };
+        let m = mirrored(&set);
+        assert_eq!(m.labels, set.labels);
+        for j in 0..3 {
+            for p in 0..3 {
+                for r in 0..SIDE {
+                    for c in 0..SIDE {
+                        let at = |col: usize| p * PLANE + r * SIDE + col;
+                        assert_eq!(m.x[[at(c), j]], set.x[[at(SIDE - 1 - c), j]]);
+                    }
+                }
+            }
+        }
+        assert_eq!(mirrored(&m).x, set.x);
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub fn blocks(dir: &Path) -> Result<Vec<Block>> {
                 "hidden",
                 "ensemble",
                 "one net, test",
-                "its snapshots, test",
+                "one net averaged (snapshots, flips), test",
                 "ensemble, val",
                 "ensemble, test",
                 "target",

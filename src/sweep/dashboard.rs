@@ -570,7 +570,7 @@ mod tests {
             ms_per_step: 0.35,
             group_size: 4,
             weights: vec![],
-            snapshot: None,
+            averaged: None,
             probs: None,
         };
         dash.on_done(0, &outcome);
@@ -705,7 +705,7 @@ mod tests {
                 ms_per_step: 0.1,
                 group_size: 4,
                 weights: vec![],
-                snapshot: None,
+                averaged: None,
                 probs: None,
             };
             o.val.acc = 0.40 + id as f64 / 1000.0;

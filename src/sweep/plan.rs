@@ -492,6 +492,8 @@ pub struct SweepSettings {
     pub save_probs: Option<bool>,
     /// SGD momentum.
     pub momentum: Option<f64>,
+    /// Test-time flips.
+    pub tta: Option<bool>,
 }
 
 /// A TOML axis value as the text the flags take: arrays join with commas,
@@ -588,6 +590,7 @@ impl SweepSettings {
             (self.member.is_some(), Axis::Member),
             (self.snapshots.is_some(), Axis::Snapshots),
             (self.momentum.is_some(), Axis::Momentum),
+            (self.tta.is_some(), Axis::Tta),
         ];
         out.extend(fixed.iter().filter(|f| f.0).map(|f| f.1));
         out
@@ -653,6 +656,7 @@ impl SweepSettings {
             snapshots: upper.snapshots.or(lower.snapshots),
             save_probs: upper.save_probs.or(lower.save_probs),
             momentum: upper.momentum.or(lower.momentum),
+            tta: upper.tta.or(lower.tta),
         })
     }
 
@@ -750,6 +754,7 @@ impl SweepSettings {
             snapshots: self.snapshots.unwrap_or(d.snapshots),
             save_probs: self.save_probs.unwrap_or(d.save_probs),
             momentum: self.momentum.unwrap_or(d.momentum),
+            tta: self.tta.unwrap_or(d.tta),
         })
     }
 

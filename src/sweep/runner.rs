@@ -480,6 +480,7 @@ mod tests {
             snapshots: 0,
             save_probs: false,
             momentum: 0.0,
+            tta: false,
         }
     }
 

@@ -65,6 +65,10 @@ pub struct RunConfig {
     /// this many cycles (cyclic schedule), 0 for none.
     #[serde(default)]
     pub snapshots: usize,
+    /// Test-time flips: the run's averaged prediction (and saved probabilities)
+    /// averages each validation and test image with its mirror image.
+    #[serde(default)]
+    pub tta: bool,
     /// SGD with momentum mu (0: plain SGD); the same for a whole lockstep group.
     #[serde(default)]
     pub momentum: f64,
@@ -350,6 +354,9 @@ impl RunConfig {
         }
         if self.label_smoothing > 0.0 {
             extras += &format!(", label smoothing {}", self.label_smoothing);
+        }
+        if self.tta {
+            extras += ", test-time flips";
         }
         if self.momentum > 0.0 {
             extras += &format!(", momentum {}", self.momentum);

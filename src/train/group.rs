@@ -92,11 +92,13 @@ pub struct RunOutcome {
     /// Trained parameters per layer (W: w_out x w_in, b: w_out), empty unless done.
     #[serde(skip)]
     pub weights: Vec<LayerParams>,
-    /// The snapshot ensemble's figures (`snapshots` > 0, done runs).
+    /// The run's averaged prediction (done runs with `snapshots` > 0 or `tta`):
+    /// its snapshots' probabilities, each on the images and their mirrors with
+    /// test-time flips.
     #[serde(default)]
-    pub snapshot: Option<EnsembleEval>,
+    pub averaged: Option<EnsembleEval>,
     /// Validation and test class probabilities (`save_probs`, done runs): the
-    /// snapshot ensemble's average when there is one, else the final net's.
+    /// averaged prediction's when there is one, else the final net's.
     #[serde(skip)]
     pub probs: Option<ClassProbs>,
 }
@@ -233,6 +235,13 @@ pub fn train_group<T: Real>(
     });
     let regs: Vec<StepRegs> = configs.iter().map(|c| c.step_regs()).collect();
     let snapshot_steps: Vec<Vec<usize>> = configs.iter().map(|c| c.snapshot_steps()).collect();
+    // Mirror images of the validation and test sets, for test-time flips.
+    let mirrored = configs.iter().any(|c| c.tta).then(|| {
+        (
+            crate::data::augment::mirrored(&split.val),
+            crate::data::augment::mirrored(&split.test),
+        )
+    });
     let classes = arch.classes;
     let mut prob_labels = vec![0u8; EVAL_CHUNK];
     let net = &mut state.net;
@@ -414,29 +423,16 @@ pub fn train_group<T: Real>(
                 }
                 sums.count += 1;
             }
-            for (set, pick) in [(&split.val, 0), (&split.test, 1)] {
-                let mut bufs: Vec<&mut [f32]> = state
-                    .snapshots
-                    .iter_mut()
-                    .enumerate()
-                    .filter(|(c, _)| snap.contains(c))
-                    .map(|(_, s)| {
-                        if pick == 0 {
-                            &mut s.val[..]
-                        } else {
-                            &mut s.test[..]
-                        }
-                    })
-                    .collect();
-                add_probs(
-                    net,
-                    set.view(),
-                    &mut eval_ws,
-                    &snap,
-                    &mut bufs,
-                    &mut prob_labels,
-                );
-            }
+            add_views(
+                net,
+                split,
+                mirrored.as_ref(),
+                configs,
+                &snap,
+                &mut state.snapshots,
+                &mut eval_ws,
+                &mut prob_labels,
+            );
             eval_s += e0.elapsed().as_secs_f64();
         }
         let log_now =
@@ -488,46 +484,35 @@ pub fn train_group<T: Real>(
             &mut test,
         );
     }
-    // Class probabilities of runs that save them (and have no snapshot average).
-    let mut final_probs: Vec<Option<ClassProbs>> = vec![None; cfgs];
+    // The final net's class probabilities, for runs that save them or flip
+    // their test images and have no snapshot sums.
+    let mut finals = vec![SnapshotSums::default(); cfgs];
     if !interrupted {
         let want: Vec<usize> = (0..cfgs)
             .filter(|&c| {
-                configs[c].save_probs
+                (configs[c].save_probs || configs[c].tta)
                     && state.diverged[c].is_none()
                     && state.snapshots[c].count == 0
             })
             .collect();
+        for &c in &want {
+            finals[c] = SnapshotSums {
+                count: 1,
+                val: vec![0.0; classes * split.val.len()],
+                test: vec![0.0; classes * split.test.len()],
+            };
+        }
         if !want.is_empty() {
-            let mut val: Vec<Vec<f32>> = vec![vec![0.0; classes * split.val.len()]; want.len()];
-            let mut test: Vec<Vec<f32>> = vec![vec![0.0; classes * split.test.len()]; want.len()];
-            let mut bufs: Vec<&mut [f32]> = val.iter_mut().map(|v| &mut v[..]).collect();
-            add_probs(
+            add_views(
                 net,
-                split.val.view(),
-                &mut eval_ws,
+                split,
+                mirrored.as_ref(),
+                configs,
                 &want,
-                &mut bufs,
+                &mut finals,
+                &mut eval_ws,
                 &mut prob_labels,
             );
-            let mut bufs: Vec<&mut [f32]> = test.iter_mut().map(|v| &mut v[..]).collect();
-            add_probs(
-                net,
-                split.test.view(),
-                &mut eval_ws,
-                &want,
-                &mut bufs,
-                &mut prob_labels,
-            );
-            for ((&c, v), t) in want.iter().zip(val).zip(test) {
-                final_probs[c] = Some(ClassProbs {
-                    classes,
-                    val: v,
-                    test: t,
-                    val_labels: split.val.labels.clone(),
-                    test_labels: split.test.labels.clone(),
-                });
-            }
         }
     }
     let mut folded = net.clone();
@@ -548,28 +533,28 @@ pub fn train_group<T: Real>(
         } else {
             Vec::new()
         };
-        let sums = &state.snapshots[c];
-        let snapshot = (status == Status::Done && sums.count > 0).then(|| EnsembleEval {
-            members: sums.count,
-            val: eval_probs(&sums.val, classes, &split.val.labels),
-            test: eval_probs(&sums.test, classes, &split.test.labels),
-        });
-        let probs = if status == Status::Done && cfg.save_probs {
-            if sums.count > 0 {
-                let scale = 1.0 / sums.count as f32;
-                Some(ClassProbs {
-                    classes,
-                    val: sums.val.iter().map(|v| v * scale).collect(),
-                    test: sums.test.iter().map(|v| v * scale).collect(),
-                    val_labels: split.val.labels.clone(),
-                    test_labels: split.test.labels.clone(),
-                })
-            } else {
-                final_probs[c].take()
-            }
+        let sums = if state.snapshots[c].count > 0 {
+            &state.snapshots[c]
         } else {
-            None
+            &finals[c]
         };
+        let members = sums.count * if cfg.tta { 2 } else { 1 };
+        let averaged = (status == Status::Done && sums.count > 0 && (cfg.snapshots > 0 || cfg.tta))
+            .then(|| EnsembleEval {
+                members,
+                val: eval_probs(&sums.val, classes, &split.val.labels),
+                test: eval_probs(&sums.test, classes, &split.test.labels),
+            });
+        let probs = (status == Status::Done && cfg.save_probs && sums.count > 0).then(|| {
+            let scale = 1.0 / members as f32;
+            ClassProbs {
+                classes,
+                val: sums.val.iter().map(|v| v * scale).collect(),
+                test: sums.test.iter().map(|v| v * scale).collect(),
+                val_labels: split.val.labels.clone(),
+                test_labels: split.test.labels.clone(),
+            }
+        });
         let nan = Eval {
             cost: f64::NAN,
             loss: f64::NAN,
@@ -588,7 +573,7 @@ pub fn train_group<T: Real>(
             ms_per_step,
             group_size: cfgs,
             weights,
-            snapshot,
+            averaged,
             probs,
         };
         observer.on_done(ids[c], &run);
@@ -630,5 +615,49 @@ pub fn shuffle_epoch(order: &mut [usize], data_seed: u64, epoch: usize) {
     for i in (1..order.len()).rev() {
         let j = rng.random_range(0..=i);
         order.swap(i, j);
+    }
+}
+
+/// Adds configurations `cs`' class probabilities on the validation and test
+/// sets to `sums[c]`, and for those with test-time flips (`tta`) also their
+/// probabilities on the mirror images (`mirrored`: validation, test).
+#[allow(clippy::too_many_arguments)]
+fn add_views<T: Real>(
+    net: &Net<T>,
+    split: &Split<T>,
+    mirrored: Option<&(crate::data::DataSet<T>, crate::data::DataSet<T>)>,
+    configs: &[RunConfig],
+    cs: &[usize],
+    sums: &mut [SnapshotSums],
+    ws: &mut crate::nn::Workspace<T>,
+    labels: &mut [u8],
+) {
+    let flipped: Vec<usize> = cs.iter().copied().filter(|&c| configs[c].tta).collect();
+    for pick in 0..2 {
+        let (set, mirror) = if pick == 0 {
+            (&split.val, mirrored.map(|m| &m.0))
+        } else {
+            (&split.test, mirrored.map(|m| &m.1))
+        };
+        for (views, data) in [(cs, Some(set)), (&flipped[..], mirror)] {
+            let Some(data) = data else { continue };
+            if views.is_empty() {
+                continue;
+            }
+            // `views` ascends, so the buffers come in its order.
+            let mut bufs: Vec<&mut [f32]> = sums
+                .iter_mut()
+                .enumerate()
+                .filter(|(c, _)| views.contains(c))
+                .map(|(_, s)| {
+                    if pick == 0 {
+                        &mut s.val[..]
+                    } else {
+                        &mut s.test[..]
+                    }
+                })
+                .collect();
+            add_probs(net, data.view(), ws, views, &mut bufs, labels);
+        }
     }
 }

@@ -102,9 +102,9 @@ pub struct RunResult {
     pub group_size: usize,
     /// Where it diverged, if it did.
     pub diverged: Option<Divergence>,
-    /// The snapshot ensemble's figures, when the run averaged snapshots.
+    /// The run's averaged prediction (snapshots and/or test-time flips).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<crate::nn::ensemble::EnsembleEval>,
+    pub averaged: Option<crate::nn::ensemble::EnsembleEval>,
 }
 
 impl RunResult {
@@ -127,7 +127,7 @@ impl RunResult {
             ms_per_step: o.ms_per_step,
             group_size: o.group_size,
             diverged: o.diverged,
-            snapshot: o.snapshot,
+            averaged: o.averaged,
         }
     }
 }
@@ -228,7 +228,7 @@ mod tests {
             ms_per_step: 0.5,
             group_size: 1,
             diverged: None,
-            snapshot: None,
+            averaged: None,
         };
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains("\"train_cost\":null"), "{text}");

@@ -104,6 +104,9 @@ pub struct TrainSettings {
     /// SGD momentum (0: plain SGD).
     #[serde(default)]
     pub momentum: f64,
+    /// Test-time flips in the averaged prediction.
+    #[serde(default)]
+    pub tta: bool,
 }
 
 impl TrainSettings {
@@ -141,6 +144,7 @@ impl TrainSettings {
             snapshots: 0,
             save_probs: false,
             momentum: 0.0,
+            tta: false,
         }
     }
 
@@ -245,6 +249,7 @@ impl TrainSettings {
             snapshots: self.snapshots,
             save_probs: self.save_probs,
             momentum: self.momentum,
+            tta: self.tta,
         })
     }
 
@@ -284,6 +289,7 @@ impl TrainSettings {
             Axis::Member => self.member = int()? as u64,
             Axis::Snapshots => self.snapshots = int()?,
             Axis::Momentum => self.momentum = num()?,
+            Axis::Tta => self.tta = int()? != 0,
             Axis::Hidden => match value {
                 Value::Widths(w) => {
                     self.hidden = w.clone();
@@ -352,10 +358,12 @@ pub enum Axis {
     Snapshots,
     /// SGD momentum.
     Momentum,
+    /// Test-time flips: 0 (off) or 1 (on).
+    Tta,
 }
 
 /// Every axis, in the order their names are listed in messages.
-pub const AXES: [Axis; 22] = [
+pub const AXES: [Axis; 23] = [
     Axis::Lambda,
     Axis::Eta,
     Axis::EtaMin,
@@ -378,6 +386,7 @@ pub const AXES: [Axis; 22] = [
     Axis::Member,
     Axis::Snapshots,
     Axis::Momentum,
+    Axis::Tta,
 ];
 
 impl Axis {
@@ -406,6 +415,7 @@ impl Axis {
             Axis::Member => "member",
             Axis::Snapshots => "snapshots",
             Axis::Momentum => "momentum",
+            Axis::Tta => "tta",
         }
     }
 
@@ -443,6 +453,7 @@ impl Axis {
                 | Axis::BatchNorm
                 | Axis::Member
                 | Axis::Snapshots
+                | Axis::Tta
         )
     }
 
@@ -465,7 +476,7 @@ impl Axis {
                 "bce" => Ok(Value::Loss(Loss::Bce)),
                 _ => bail!("loss {s}: use ce or bce"),
             },
-            Axis::Flip | Axis::BatchNorm => match s.to_ascii_lowercase().as_str() {
+            Axis::Flip | Axis::BatchNorm | Axis::Tta => match s.to_ascii_lowercase().as_str() {
                 "1" | "on" | "true" | "yes" => Ok(Value::Num(1.0)),
                 "0" | "off" | "false" | "no" => Ok(Value::Num(0.0)),
                 _ => bail!("{} {s}: use 0 or 1 (off or on)", self.name()),

@@ -43,3 +43,24 @@ pub fn numbers(r: &shallow::train::output::RunResult) -> [f64; 6] {
         r.test_cost,
     ]
 }
+
+/// A generated release (10,000 images per file, as the reader checks) written
+/// once per test binary under Cargo's target temporary folder.
+pub fn generated_release() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-cifar10-bin");
+        let data = shallow::data::generated::cifar10(10_000, 5);
+        std::fs::create_dir_all(&dir).unwrap();
+        for b in data.train.iter().chain(std::iter::once(&data.test)) {
+            let mut bytes = Vec::with_capacity(b.labels.len() * 3073);
+            for (j, &l) in b.labels.iter().enumerate() {
+                bytes.push(l);
+                bytes.extend_from_slice(&b.pixels[j * 3072..(j + 1) * 3072]);
+            }
+            shallow::util::write_atomic(&dir.join(&b.name), &bytes).unwrap();
+        }
+        dir
+    })
+    .clone()
+}
