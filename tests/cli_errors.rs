@@ -162,6 +162,46 @@ fn nonsense_hyperparameters() {
             "--whiten-eps -1",
         ),
         (vec!["train", "--whiten", "white"], "invalid value 'white'"),
+        (
+            vec!["train", "--model", "mlp", "--dropout", "1.5"],
+            "--dropout 1.5 is out of range",
+        ),
+        (
+            vec!["train", "--dropout", "0.2"],
+            "--dropout applies to hidden layers",
+        ),
+        (
+            vec!["train", "--batch-norm"],
+            "--batch-norm normalises hidden layers",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                "mlp",
+                "--loss",
+                "bce",
+                "--label-smoothing",
+                "0.1",
+            ],
+            "use it with --loss ce",
+        ),
+        (
+            vec!["train", "--model", "mlp", "--snapshots", "2"],
+            "use it with the cyclic schedule",
+        ),
+        (
+            vec!["sweep", "--cycles", "2", "--snapshots", "3"],
+            "exceeds the run's 2 complete cycles",
+        ),
+        (
+            vec!["sweep", "--momentum", "1"],
+            "--momentum 1 is out of range",
+        ),
+        (
+            vec!["experiment", "bonus", "--part", "all"],
+            "invalid value 'all'",
+        ),
     ] {
         let (code, _, err) = shallow(&args);
         assert_ne!(code, 0);

@@ -86,12 +86,13 @@ pub fn table(
         header.push("run".into());
     }
     header.extend(columns.iter().map(|c| c.0.clone()));
-    header.extend(
-        [
-            "schedule", "train %", "val %", "test %", "cost", "steps", "s", "status",
-        ]
-        .map(String::from),
-    );
+    // Runs with snapshots or test-time flips: their averaged prediction's test accuracy.
+    let averaged = results.iter().any(|r| r.averaged.is_some());
+    header.extend(["schedule", "train %", "val %", "test %"].map(String::from));
+    if averaged {
+        header.push("averaged test %".into());
+    }
+    header.extend(["cost", "steps", "s", "status"].map(String::from));
     let rows = ranking(results)
         .iter()
         .enumerate()
@@ -121,6 +122,11 @@ pub fn table(
                 pct(r.train_acc),
                 pct(r.val_acc),
                 pct(r.test_acc),
+            ]);
+            if averaged {
+                row.push(r.averaged.map_or("-".into(), |a| pct(a.test.acc)));
+            }
+            row.extend([
                 cost,
                 r.steps.to_string(),
                 format!("{:.1}", r.wall_s),
@@ -148,7 +154,15 @@ pub fn text_table(results: &[RunResult], columns: &Columns) -> String {
         &header,
         &rows,
         width,
-        &["status", "s", "steps", "cost", "schedule", "train %"],
+        &[
+            "status",
+            "s",
+            "steps",
+            "cost",
+            "schedule",
+            "train %",
+            "averaged test %",
+        ],
     )
 }
 
