@@ -123,6 +123,7 @@ fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, Trai
         },
         ..base.clone()
     };
+    let snapshots = if quick { 1 } else { 3 };
     let with = |f: &dyn Fn(&mut TrainSettings)| {
         let mut s = flips.clone();
         f(&mut s);
@@ -175,9 +176,9 @@ fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, Trai
             }),
         ),
         (
-            "+ flips, snapshot ensemble (last 3 cycles)".into(),
+            format!("+ flips, snapshot ensemble (last {snapshots} cycles)"),
             "+ flips".into(),
-            with(&|s| s.snapshots = if quick { 1 } else { 3 }),
+            with(&|s| s.snapshots = snapshots),
         ),
         (
             "+ flips, test-time flips".into(),

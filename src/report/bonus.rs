@@ -94,10 +94,12 @@ pub fn blocks(dir: &Path) -> Result<Vec<Block>> {
             "**--quick**: tiny runs that check the pipeline; the accuracies mean nothing.".into(),
         ));
     }
-    b.push(Block::Para(format!(
-        "49,000 training and 1,000 validation images, the whole test set. Total time {:.0} s.",
-        s.wall_s
-    )));
+    if !s.quick {
+        b.push(Block::Para(
+            "49,000 training and 1,000 validation images, the whole test set.".into(),
+        ));
+    }
+    b.push(Block::Para(format!("Total time {:.0} s.", s.wall_s)));
     if !s.runs.is_empty() {
         b.push(Block::Heading(2, "Recipes".into()));
         let rows = s
@@ -111,7 +113,7 @@ pub fn blocks(dir: &Path) -> Result<Vec<Block>> {
                     pct(r.single_test_acc),
                     pct(r.snapshot_test_acc),
                     pct(r.val_acc),
-                    format!("**{}**", pct(r.test_acc)),
+                    pct(r.test_acc),
                     pct(r.target),
                     if r.test_acc >= r.target {
                         "reached".into()
@@ -126,11 +128,11 @@ pub fn blocks(dir: &Path) -> Result<Vec<Block>> {
             [
                 "recipe",
                 "hidden",
-                "ensemble",
-                "one net, test",
-                "one net averaged (snapshots, flips), test",
-                "ensemble, val",
-                "ensemble, test",
+                "nets",
+                "1 net",
+                "1 net avg",
+                "val",
+                "test",
                 "target",
                 "",
                 "s",
@@ -138,6 +140,12 @@ pub fn blocks(dir: &Path) -> Result<Vec<Block>> {
             .map(String::from)
             .to_vec(),
             rows,
+        ));
+        b.push(Block::Para(
+            "nets: seed-ensemble members x snapshots each; 1 net: member 0's final net on the \
+             test set; 1 net avg: member 0's averaged prediction (its snapshots, each on the \
+             images and their mirror images); val and test: the whole ensemble's."
+                .into(),
         ));
         for r in &s.runs {
             b.push(Block::Para(format!("{}: {}.", r.name, r.describe)));
