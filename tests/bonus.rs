@@ -113,7 +113,14 @@ fn one_hidden_layer_recipe_reaches_60_percent() {
     let o = Command::new(env!("CARGO_BIN_EXE_shallow"))
         .env("CIFAR10_DIR", &d.dir)
         .env("OPENBLAS_CORETYPE", "Haswell")
-        .args(["experiment", "bonus", "--part", "one-hidden", "--json", "--quiet"])
+        .args([
+            "experiment",
+            "bonus",
+            "--part",
+            "one-hidden",
+            "--json",
+            "--quiet",
+        ])
         .arg("--out")
         .arg(tmp.path())
         .output()
@@ -125,5 +132,9 @@ fn one_hidden_layer_recipe_reaches_60_percent() {
     assert_eq!(r["name"], "one-hidden");
     assert_eq!(r["hidden"], serde_json::json!([1024]));
     let acc = r["test_acc"].as_f64().unwrap();
-    assert!(acc >= 0.60, "one hidden layer: {:.2}% test, below 60%", 100.0 * acc);
+    assert!(
+        acc >= 0.60,
+        "one hidden layer: {:.2}% test, below 60%",
+        100.0 * acc
+    );
 }

@@ -113,6 +113,22 @@ fn recipes(seed: u64, quick: bool) -> Vec<(BonusPart, Recipe)> {
     ]
 }
 
+/// Folder names of the ablation's rows, in their order (with the row number).
+const ROW_NAMES: [&str; 12] = [
+    "base",
+    "flips",
+    "translations",
+    "width",
+    "dropout",
+    "label_smoothing",
+    "momentum",
+    "batch_norm",
+    "zca",
+    "snapshots",
+    "test_time_flips",
+    "seed_ensemble",
+];
+
 /// The ablation: a base net, and one change at a time (most on top of flips,
 /// the largest single gain), each row named by what it adds.
 fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, TrainSettings)>) {
@@ -180,7 +196,10 @@ fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, Trai
             }),
         ),
         (
-            format!("+ flips, snapshot ensemble (last {snapshots} cycles)"),
+            format!(
+                "+ flips, snapshot ensemble (last {snapshots} cycle{})",
+                if snapshots == 1 { "" } else { "s" }
+            ),
             "+ flips".into(),
             with(&|s| s.snapshots = snapshots),
         ),
@@ -307,13 +326,13 @@ pub fn run_bonus(
         say("ablation: one change at a time");
         let mut configs = Vec::new();
         for (i, (_, _, s)) in rows.iter().enumerate() {
-            configs.push(s.run_config(&format!("row{i:02}"))?);
+            configs.push(s.run_config(&format!("{i:02}_{}", ROW_NAMES[i]))?);
         }
         // The seed ensemble's other two members (member 1 is in the table's row).
         let ens_row = rows.len() - 1;
         let mut extra = rows[ens_row].2.clone();
         extra.member = 2;
-        configs.push(extra.run_config(&format!("row{ens_row:02}_member2"))?);
+        configs.push(extra.run_config(&format!("{ens_row:02}_{}_member2", ROW_NAMES[ens_row]))?);
         let out = dir.join("ablation");
         let results = train(&configs, data, &opts.runner, &out, opts.mode, control)?;
         if interrupted(&results) {

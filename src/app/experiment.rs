@@ -370,16 +370,27 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
                 r.wall_s
             );
         }
-        for r in &summary.ablation {
-            println!(
-                "{:<45} test {:.2}%{}",
-                r.change,
-                100.0 * r.test_acc,
-                r.delta.map_or(String::new(), |d| format!(
-                    " ({:+.2} against {})",
-                    100.0 * d,
-                    r.against
-                ))
+        if !summary.ablation.is_empty() {
+            let header: Vec<String> = ["ablation", "val %", "test %", "points", "against"]
+                .map(String::from)
+                .to_vec();
+            let rows: Vec<Vec<String>> = summary
+                .ablation
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.change.clone(),
+                        format!("{:.2}", 100.0 * r.val_acc),
+                        format!("{:.2}", 100.0 * r.test_acc),
+                        r.delta.map_or("-".into(), |d| format!("{:+.2}", 100.0 * d)),
+                        r.against.clone(),
+                    ]
+                })
+                .collect();
+            let width = crate::util::terminal_width().unwrap_or(usize::MAX);
+            print!(
+                "{}",
+                crate::util::text_table_fit(&header, &rows, width, &["against", "val %"])
             );
         }
         println!(
