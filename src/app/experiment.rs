@@ -333,10 +333,11 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     })
 }
 
-/// `experiment bonus`: the recipes and the ablation, then the report; `--json`
-/// prints bonus.json.
-fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
-    use super::bonus::{run_bonus, BonusOptions};
+/// The output folder, the data (fetched when missing) and the runner of a fixed
+/// experiment (`all`, `bonus`): without --resume it starts over in its folder.
+fn fixed_experiment_setup(
+    a: &ExperimentArgs,
+) -> Result<(crate::data::Cifar10, crate::sweep::RunnerOptions)> {
     crate::util::create_dir(&a.common.out)?;
     let data = super::common::load_or_fetch(a.common.data.data.as_deref())?;
     let runner = runner_options(
@@ -346,6 +347,14 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
         (a.resume, !a.resume),
         data.dir.display().to_string(),
     )?;
+    Ok((data, runner))
+}
+
+/// `experiment bonus`: the recipes and the ablation, then the report; `--json`
+/// prints bonus.json.
+fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
+    use super::bonus::{run_bonus, BonusOptions};
+    let (data, runner) = fixed_experiment_setup(a)?;
     let opts = BonusOptions {
         seed: a.seed,
         quick: a.quick,
@@ -405,16 +414,7 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
 /// `experiment all`: every stage, then the report.
 fn run_everything(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     let t0 = std::time::Instant::now();
-    crate::util::create_dir(&a.common.out)?;
-    let data = super::common::load_or_fetch(a.common.data.data.as_deref())?;
-    // The experiment is fixed: without --resume it starts over in its folder.
-    let runner = runner_options(
-        &a.common,
-        None,
-        crate::sweep::DEFAULT_MAX_GROUP,
-        (a.resume, !a.resume),
-        data.dir.display().to_string(),
-    )?;
+    let (data, runner) = fixed_experiment_setup(a)?;
     let opts = AllOptions {
         seed: a.seed,
         quick: a.quick,

@@ -344,7 +344,18 @@ impl<T: Real> Net<T> {
     }
 
     /// Configuration c's velocity of layer l's weights (the layout of
-    /// [`Self::weight`]) and biases, mutably.
+    /// [`Self::weight`]) and biases.
+    pub fn velocity(&self, l: usize, c: usize) -> (ArrayView2<'_, T>, ArrayView1<'_, T>) {
+        let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
+        let v = if l == 0 {
+            self.velocity[0].slice(s![c * w_out..(c + 1) * w_out, ..])
+        } else {
+            self.velocity[l].slice(s![.., c * w_in..(c + 1) * w_in])
+        };
+        (v, units(&self.velocity_b[l], c, w_out))
+    }
+
+    /// [`Self::velocity`], mutably.
     pub fn velocity_mut(&mut self, l: usize, c: usize) -> (ArrayViewMut2<'_, T>, &mut [T]) {
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
         let v = if l == 0 {

@@ -67,10 +67,9 @@ impl Checkpoint {
         let (velocity, velocity_b) = if net.velocity.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let mut net = net.clone();
             (0..net.layers())
                 .map(|l| {
-                    let (v, vb) = net.velocity_mut(l, c);
+                    let (v, vb) = net.velocity(l, c);
                     (
                         v.t().iter().map(|x| x.f64()).collect(),
                         vb.iter().map(|x| x.f64()).collect(),

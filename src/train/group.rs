@@ -410,10 +410,10 @@ pub fn train_group<T: Real>(
         t += 1;
         observer.on_step(ids, t, &etas);
         // Snapshot ensembles: add the nets at the ends of the last cycles.
-        let snap: Vec<usize> = (0..cfgs)
-            .filter(|&c| state.diverged[c].is_none() && snapshot_steps[c].contains(&t))
-            .collect();
-        if !snap.is_empty() {
+        let snapshot_now = |c: usize| state.diverged[c].is_none() && snapshot_steps[c].contains(&t);
+        // Only a cycle's end allocates (outside the step proper): the list of snapshots.
+        if (0..cfgs).any(snapshot_now) {
+            let snap: Vec<usize> = (0..cfgs).filter(|&c| snapshot_now(c)).collect();
             let e0 = Instant::now();
             for &c in &snap {
                 let sums = &mut state.snapshots[c];
