@@ -278,3 +278,61 @@ impl AxesArgs {
         })
     }
 }
+
+/// Running on a Slurm cluster: `--slurm N` writes job scripts (and with
+/// `--submit` submits them) instead of training here.
+#[derive(Args, Clone, Default)]
+pub struct SlurmArgs {
+    /// Write Slurm job scripts into --out/slurm instead of training here: an
+    /// sbatch array of N tasks, one shard each, and the job that merges them
+    /// (a search: coarse, fine and final arrays, then its report).
+    #[arg(long, value_name = "N")]
+    pub slurm: Option<usize>,
+    /// With --slurm: also submit the jobs with sbatch and print their ids.
+    #[arg(long, requires = "slurm")]
+    pub submit: bool,
+    /// With --slurm: cores per array task, the --threads of its shard [4].
+    #[arg(long, requires = "slurm", value_name = "N")]
+    pub cpus_per_task: Option<usize>,
+    /// With --slurm: time limit per task, as sbatch takes it (e.g. 1:00:00).
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// With --slurm: memory per task, as sbatch takes it (e.g. 8G).
+    #[arg(long, requires = "slurm")]
+    pub mem: Option<String>,
+    /// With --slurm: the partition.
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// With --slurm: the account charged.
+    #[arg(long, requires = "slurm")]
+    pub account: Option<String>,
+}
+
+impl SlurmArgs {
+    /// The jobs' resources, checked.
+    pub fn resources(&self) -> anyhow::Result<crate::sweep::slurm::Resources> {
+        let cpus = self.cpus_per_task.unwrap_or(4);
+        if cpus == 0 || cpus > 1024 {
+            anyhow::bail!("--cpus-per-task {cpus}: give between 1 and the cores of a node");
+        }
+        for (flag, v) in [
+            ("--time", &self.time),
+            ("--mem", &self.mem),
+            ("--partition", &self.partition),
+            ("--account", &self.account),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"') {
+                    anyhow::bail!("{flag} {v:?}: give one word, as sbatch takes it");
+                }
+            }
+        }
+        Ok(crate::sweep::slurm::Resources {
+            cpus_per_task: cpus,
+            time: self.time.clone(),
+            mem: self.mem.clone(),
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+        })
+    }
+}

@@ -102,6 +102,7 @@ pub fn runner_options(
         guard: true,
         force,
         draw: Some(crate::report::run_pictures),
+        shard: None,
     })
 }
 

@@ -6,15 +6,20 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::{AxesArgs, CommonArgs, SettingsArgs};
+use super::args::{AxesArgs, CommonArgs, SettingsArgs, SlurmArgs};
 use super::common::{interrupted, print_json, runner_options, Finish};
 use crate::sweep::plan::SweepSettings;
-use crate::sweep::{results, run_configs, Dashboard, DisplayMode, SweepSpec};
+use crate::sweep::shard::{Shard, ShardRecord};
+use crate::sweep::{results, run_configs_shard, trained_here, Dashboard, DisplayMode, SweepSpec};
 use crate::train::{Control, TrainSettings};
 
 /// Flags of `shallow sweep`.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SweepArgs {
+    /// `shallow sweep merge`: gather a sharded sweep.
+    #[command(subcommand)]
+    pub command: Option<SweepCommand>,
     /// TOML file with the sweep's settings and axes (flags override it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -38,9 +43,44 @@ pub struct SweepArgs {
     /// Start over in an --out that holds another sweep, removing its runs.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Train only shard K of N (counting from 0) of the plan's lockstep
+    /// groups, into the usual run folders; `shallow sweep merge` gathers the
+    /// shards. A shard joins a folder holding the same plan and resumes its
+    /// own runs there; it refuses another plan.
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["force", "slurm"])]
+    pub shard: Option<String>,
+    /// Slurm: write (and submit) job scripts instead of training here.
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// Data, output folder, display and cores.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Subcommands of `shallow sweep`.
+#[derive(clap::Subcommand)]
+pub enum SweepCommand {
+    /// Gather the run folders of a sharded sweep (one shared folder, or one
+    /// per shard) and write its tables, summary.png and report; refuses plans
+    /// that differ and names the configurations still missing.
+    Merge(MergeArgs),
+}
+
+/// Flags of `shallow sweep merge`.
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The sweep folder(s) the shards wrote (their --out).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged sweep goes [the first DIR].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The flags of one layer (axes and fixed settings) as sweep settings.
@@ -81,23 +121,31 @@ pub fn labels(spec: &SweepSpec) -> Vec<String> {
         .collect()
 }
 
-/// Runs the sweep of `a`, writes its tables, summary picture and report, and
-/// prints the table.
+/// Runs the sweep of `a` (or its shard, or writes its Slurm jobs, or merges
+/// it), writes its tables, summary picture and report, and prints the table.
 pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
+    if let Some(SweepCommand::Merge(m)) = &a.command {
+        return merge(m);
+    }
     let spec = sweep_spec(a)?;
     let configs = spec.configs()?;
     for c in &configs {
         c.validate(c.split.train_len())?;
     }
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    if let Some(n) = a.slurm.slurm {
+        return write_slurm(a, &spec, &configs, n);
+    }
     crate::util::create_dir(&a.common.out)?;
     let data = crate::data::load(a.common.data.data.as_deref())?;
-    let opts = runner_options(
+    let mut opts = runner_options(
         &a.common,
         a.jobs,
         a.max_group,
         (a.resume, a.force),
         data.dir.display().to_string(),
     )?;
+    opts.shard = shard;
     let names = labels(&spec);
     let label = |c: &crate::train::RunConfig| {
         configs
@@ -105,12 +153,70 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
             .position(|x| x.name == c.name)
             .map_or_else(|| c.name.clone(), |i| names[i].clone())
     };
-    let dashboard = Dashboard::new(&configs, DisplayMode::detect(a.common.quiet), label);
+    let here = trained_here(&configs, &opts);
+    let mine: Vec<crate::train::RunConfig> = configs
+        .iter()
+        .zip(&here)
+        .filter(|(_, &h)| h)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let dashboard = Dashboard::new(&mine, DisplayMode::detect(a.common.quiet), label);
+    if let Some(s) = shard {
+        dashboard.println(&format!(
+            "shard {}: {} of {} configurations",
+            s.label(),
+            mine.len(),
+            configs.len()
+        ));
+    }
     let t0 = std::time::Instant::now();
-    let results = run_configs(&configs, &data, &opts, control, &dashboard)?;
+    let results = run_configs_shard(&configs, &data, &opts, control, &dashboard)?;
     let wall_s = t0.elapsed().as_secs_f64();
     // Written once the plan was accepted (a refused --resume leaves the folder as it was).
     crate::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
+    if let Some(s) = shard {
+        let finished = results
+            .iter()
+            .flatten()
+            .all(|r| r.status != crate::train::Status::Interrupted);
+        ShardRecord::now(
+            s,
+            mine.iter().map(|c| c.name.clone()).collect(),
+            finished,
+            opts.threads,
+            wall_s,
+        )
+        .write(&a.common.out)?;
+        if a.common.json {
+            let runs: Vec<_> = results.iter().flatten().collect();
+            print_json(&serde_json::json!({"shard": s, "runs": runs, "finished": finished, "wall_s": wall_s}))?;
+        } else if !a.common.quiet {
+            println!(
+                "shard {}: {} of {} configurations in {wall_s:.2} s into {}{}",
+                s.label(),
+                mine.len(),
+                configs.len(),
+                a.common.out.display(),
+                if finished {
+                    format!(
+                        "; once every shard is done: shallow sweep merge {}",
+                        a.common.out.display()
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        return Ok(if finished {
+            Finish::Done
+        } else {
+            Finish::Interrupted
+        });
+    }
+    let results: Vec<crate::train::output::RunResult> = results
+        .into_iter()
+        .map(|r| r.expect("every configuration ran"))
+        .collect();
     let columns = results::axis_columns(&spec);
     results::write_tables(&a.common.out, &results, &columns)?;
     let done = !interrupted(&results);
@@ -119,19 +225,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         crate::report::build::build(&a.common.out)?;
     }
     if a.common.json {
-        let runs: Vec<serde_json::Value> = results
-            .iter()
-            .zip(spec.points())
-            .map(|(r, p)| {
-                let axes: serde_json::Map<String, serde_json::Value> = p
-                    .iter()
-                    .map(|(axis, v)| (axis.name().to_string(), serde_json::json!(v)))
-                    .collect();
-                serde_json::json!({"name": r.name, "axes": axes, "lambda": r.lambda, "train_acc": r.train_acc, "val_acc": r.val_acc, "test_acc": r.test_acc, "steps": r.steps, "wall_s": r.wall_s, "status": r.status})
-            })
-            .collect();
-        let best = results::best(&results);
-        print_json(&serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s}))?;
+        print_results_json(&spec, &results, wall_s)?;
     } else if !a.common.quiet {
         print!("{}", results::text_table(&results, &columns));
         println!(
@@ -150,4 +244,208 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     } else {
         Finish::Interrupted
     })
+}
+
+/// The sweep's results as one JSON document: each run with its axis values, the best, the wall time.
+fn print_results_json(
+    spec: &SweepSpec,
+    results: &[crate::train::output::RunResult],
+    wall_s: f64,
+) -> Result<()> {
+    let runs: Vec<serde_json::Value> = results
+        .iter()
+        .zip(spec.points())
+        .map(|(r, p)| {
+            let axes: serde_json::Map<String, serde_json::Value> = p
+                .iter()
+                .map(|(axis, v)| (axis.name().to_string(), serde_json::json!(v)))
+                .collect();
+            serde_json::json!({"name": r.name, "axes": axes, "lambda": r.lambda, "train_acc": r.train_acc, "val_acc": r.val_acc, "test_acc": r.test_acc, "steps": r.steps, "wall_s": r.wall_s, "status": r.status})
+        })
+        .collect();
+    let best = results::best(results);
+    print_json(&serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s}))
+}
+
+/// `shallow sweep merge`: gathers the shards and prints the table.
+fn merge(m: &MergeArgs) -> Result<Finish> {
+    let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
+    let merged = crate::sweep::merge::merge(&m.dirs, &out)?;
+    if merged.kernels.len() > 1 {
+        let used: Vec<String> = merged
+            .kernels
+            .iter()
+            .map(|(k, n)| format!("{k} on {n} run{}", if *n == 1 { "" } else { "s" }))
+            .collect();
+        eprintln!(
+            "warning: the shards ran different OpenBLAS kernels ({}): each run is reproducible on its kernel, \
+             but together they are not bit for bit what one machine gives. Set OPENBLAS_CORETYPE in the job \
+             scripts (one every node has, e.g. Haswell) to make them agree",
+            used.join(", ")
+        );
+    }
+    let wall_s = merged.shards.iter().map(|r| r.wall_s).fold(0.0, f64::max);
+    if m.json {
+        match &merged.spec {
+            Some(spec) => print_results_json(spec, &merged.results, wall_s)?,
+            None => print_json(&serde_json::json!({"runs": merged.results}))?,
+        }
+    } else if !m.quiet {
+        let columns = merged
+            .spec
+            .as_ref()
+            .map(results::axis_columns)
+            .unwrap_or_default();
+        print!("{}", results::text_table(&merged.results, &columns));
+        println!(
+            "merged {} runs from {} shard{} ({} folder{} copied); tables{} in {}",
+            merged.results.len(),
+            merged.shards.len(),
+            if merged.shards.len() == 1 { "" } else { "s" },
+            merged.copied,
+            if merged.copied == 1 { "" } else { "s" },
+            if merged.spec.is_some() {
+                ", summary.png and report.html"
+            } else {
+                ""
+            },
+            merged.out.display()
+        );
+    }
+    Ok(Finish::Done)
+}
+
+/// `--slurm N`: checks the plan against --out (recording it there), writes the
+/// array and merge scripts into --out/slurm, and submits them with --submit.
+fn write_slurm(
+    a: &SweepArgs,
+    spec: &SweepSpec,
+    configs: &[crate::train::RunConfig],
+    n: usize,
+) -> Result<Finish> {
+    use crate::sweep::slurm::{self, Job};
+    let res = a.slurm.resources()?;
+    if n == 0 {
+        anyhow::bail!("--slurm 0: give the number of array tasks (shards), at least 1");
+    }
+    let groups = crate::sweep::shard::plan_groups(configs, a.max_group).len();
+    let tasks = n.min(groups);
+    if tasks < n {
+        eprintln!(
+            "--slurm {n}: the plan has {groups} lockstep group{} and a shard takes whole groups, so {tasks} array task{} \
+             (a lower --max-group makes more groups, and changes the last bits of the numbers)",
+            if groups == 1 { "" } else { "s" },
+            if tasks == 1 { "" } else { "s" }
+        );
+    }
+    let (out, data_dir, cwd) = slurm_paths(&a.common)?;
+    let mut opts = runner_options(
+        &a.common,
+        a.jobs,
+        a.max_group,
+        (a.resume, a.force),
+        data_dir.display().to_string(),
+    )?;
+    opts.out = out.clone();
+    // The plan goes into the folder now: a shard that computes another refuses to run.
+    crate::sweep::runner::guard_plan(configs, &opts)?;
+    crate::util::write_json(&out.join("sweep.json"), spec)?;
+    let rest = slurm::without_flags(
+        &slurm::own_args("sweep"),
+        &slurm::SLURM_VALUED,
+        &slurm::SLURM_BARE,
+    );
+    let mut args = vec!["sweep".to_string()];
+    args.extend(rest);
+    args.extend(fixed_paths(&out, &data_dir));
+    let jobs = vec![
+        Job {
+            file: "sweep.sbatch".into(),
+            name: "shallow-sweep".into(),
+            tasks: Some(tasks),
+            after: None,
+            cpus: res.cpus_per_task,
+            args,
+            raw: format!(
+                "--threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --shard \"$SLURM_ARRAY_TASK_ID/{tasks}\""
+            ),
+        },
+        Job {
+            file: "merge.sbatch".into(),
+            name: "shallow-merge".into(),
+            tasks: None,
+            after: Some(0),
+            cpus: 1,
+            args: vec![
+                "sweep".into(),
+                "merge".into(),
+                out.display().to_string(),
+                "--quiet".into(),
+            ],
+            raw: String::new(),
+        },
+    ];
+    submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "report")
+}
+
+/// The absolute --out (created), the data folder the shards will read
+/// (absolute; refused when there is none, since every shard would fetch it),
+/// and the folder the command runs in.
+pub fn slurm_paths(common: &CommonArgs) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    crate::util::create_dir(&common.out)?;
+    let out = common.out.canonicalize()?;
+    let Some(data) = crate::data::locate(common.data.data.as_deref())? else {
+        anyhow::bail!(
+            "--slurm: no CIFAR-10 data found (--data, $CIFAR10_DIR, ./data/cifar-10-batches-bin): \
+             fetch it once where every node can read it (`shallow data fetch --dest DIR`), then give --data DIR"
+        );
+    };
+    let data = data.canonicalize().unwrap_or(data);
+    let cwd = std::env::current_dir()?;
+    Ok((out, data, cwd))
+}
+
+/// `--data DATA --out OUT --quiet`: what every job passes whatever was typed.
+pub fn fixed_paths(out: &std::path::Path, data: &std::path::Path) -> Vec<String> {
+    vec![
+        "--data".into(),
+        data.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--quiet".into(),
+    ]
+}
+
+/// Writes the jobs' scripts, submits them when asked, and says what to do next.
+pub fn submit_or_tell(
+    out: &std::path::Path,
+    jobs: &[crate::sweep::slurm::Job],
+    res: &crate::sweep::slurm::Resources,
+    cwd: &std::path::Path,
+    submit: bool,
+    what: &str,
+) -> Result<Finish> {
+    use crate::sweep::slurm;
+    let dir = slurm::write(out, jobs, res, &slurm::exe()?, cwd)?;
+    let ids = if submit {
+        let ids = slurm::submit(&dir, jobs)?;
+        crate::util::write_json(
+            &dir.join("jobs.json"),
+            &jobs
+                .iter()
+                .zip(&ids)
+                .map(|(j, id)| serde_json::json!({"name": j.name, "job": id, "file": j.file}))
+                .collect::<Vec<_>>(),
+        )?;
+        Some(ids)
+    } else {
+        None
+    };
+    let results = format!(
+        "results: {} once the last job ({}) has run",
+        out.join("report.html").display(),
+        what
+    );
+    print!("{}", slurm::summary(&dir, jobs, ids.as_deref(), &results));
+    Ok(Finish::Done)
 }

@@ -149,7 +149,20 @@ fn run_info_blocks(dir: &Path, seed: u64) -> Vec<Block> {
                     vec!["seed".into(), seed.to_string()],
                     vec![
                         "machine".into(),
-                        format!("{}, {} cores used", i.cpu, i.cores),
+                        if i.shards.is_empty() {
+                            format!("{}, {} cores used", i.cpu, i.cores)
+                        } else {
+                            let hosts: std::collections::BTreeSet<&str> =
+                                i.shards.iter().map(|s| s.host.as_str()).collect();
+                            format!(
+                                "{} shards on {} host{}, {} cores in all (merged on {})",
+                                i.shards.len(),
+                                hosts.len(),
+                                if hosts.len() == 1 { "" } else { "s" },
+                                i.cores,
+                                i.cpu
+                            )
+                        },
                     ],
                     vec!["BLAS".into(), i.blas],
                     vec!["shallow".into(), i.version],
@@ -158,6 +171,31 @@ fn run_info_blocks(dir: &Path, seed: u64) -> Vec<Block> {
             ));
             for (date, command) in &i.resumed {
                 b.push(Block::Para(format!("Resumed {date}: `{command}`")));
+            }
+            if !i.shards.is_empty() {
+                b.push(Block::Para(format!(
+                    "Trained in {} shards, merged as above; the wall time is the longest shard's, the cores all shards' together:",
+                    i.shards.len()
+                )));
+                b.push(Block::Table(
+                    ["shard", "host", "Slurm job", "cores", "runs", "wall time", "ended"]
+                        .map(String::from)
+                        .to_vec(),
+                    i.shards
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.shard.label(),
+                                s.host.clone(),
+                                s.slurm_job.clone().unwrap_or_else(|| "-".into()),
+                                s.cores.to_string(),
+                                s.runs.len().to_string(),
+                                format!("{:.1} s", s.wall_s),
+                                s.date.clone(),
+                            ]
+                        })
+                        .collect(),
+                ));
             }
         }
         Err(_) => b.push(Block::Para(format!(

@@ -2,12 +2,16 @@
 //! runner, the live dashboard and the results tables.
 
 pub mod dashboard;
+pub mod merge;
 pub mod plan;
 pub mod results;
 pub mod runner;
+pub mod shard;
+pub mod slurm;
 
 pub use dashboard::{Dashboard, DisplayMode};
 pub use plan::{
     group_by_key, group_configs, log_range, AxisValues, SweepSettings, SweepSpec, DEFAULT_MAX_GROUP,
 };
-pub use runner::{run_configs, run_plan, RunnerOptions};
+pub use runner::{run_configs, run_configs_shard, run_plan, trained_here, RunnerOptions};
+pub use shard::Shard;

@@ -258,6 +258,9 @@ pub struct RunInfo {
     /// When it was resumed, if it was: (date, command line) of each resume.
     #[serde(default)]
     pub resumed: Vec<(String, String)>,
+    /// The shards it was trained in, when merged from shards (`shallow sweep merge`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::shard::ShardRecord>,
 }
 
 impl RunInfo {
@@ -283,6 +286,7 @@ impl RunInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             wall_s,
             resumed: vec![],
+            shards: vec![],
         }
     }
 

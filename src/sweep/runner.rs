@@ -45,6 +45,19 @@ pub struct RunnerOptions {
     /// Draws each finished run's pictures (curves.png, weights.png), usually
     /// `report::run_pictures`; none without it.
     pub draw: Option<crate::train::output::DrawRun>,
+    /// Train only this shard's lockstep groups ([`super::shard`]). A shard
+    /// joins the folder's plan as a resume does: it accepts the same plan,
+    /// refuses another, skips its finished configurations and continues its
+    /// checkpointed ones (so a requeued Slurm task picks up where it stopped).
+    pub shard: Option<super::shard::Shard>,
+}
+
+impl RunnerOptions {
+    /// Whether finished runs are kept and checkpoints continued: `--resume`,
+    /// or any shard.
+    pub fn resuming(&self) -> bool {
+        self.resume || self.shard.is_some()
+    }
 }
 
 /// File name of the plan record in a sweep folder.
@@ -139,14 +152,19 @@ pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
                     path.display()
                 )
             })?;
-        if opts.resume {
+        if opts.resuming() {
             let diffs = plan_differences(&old, &new);
             if !diffs.is_empty() {
                 anyhow::bail!(
-                    "--resume: {} holds another plan than this command's, so resuming would mix two experiments. \
+                    "{}: {} holds another plan than this command's, so {} would mix two experiments. \
                      It differs in:\n  {}\nRun the folder's own command to resume it, or start over there with --force \
                      (removes its runs), or use another --out",
+                    match opts.shard {
+                        Some(s) => format!("--shard {}", s.label()),
+                        None => "--resume".into(),
+                    },
                     opts.out.display(),
+                    if opts.shard.is_some() { "this shard" } else { "resuming" },
                     diffs.join("\n  ")
                 );
             }
@@ -219,6 +237,8 @@ enum GroupStart {
     Resume(Vec<Checkpoint>),
     /// Anything else: train from the start.
     Fresh,
+    /// Another shard's group: not trained here.
+    Elsewhere,
 }
 
 /// Trains every configuration of `configs` on `split` in the lockstep groups of
@@ -239,11 +259,34 @@ pub fn run_plan<T: Real>(
     control: &Control,
     dashboard: &Dashboard,
 ) -> Result<Vec<RunResult>> {
+    Ok(
+        run_plan_part(configs, ids, split, opts, control, dashboard, None)?
+            .into_iter()
+            .map(|r| r.expect("every configuration has a result"))
+            .collect(),
+    )
+}
+
+/// [`run_plan`] for the groups whose members `wanted` marks (all without it;
+/// a group is wanted or not as a whole): results of the others are `None`.
+fn run_plan_part<T: Real>(
+    configs: &[RunConfig],
+    ids: &[usize],
+    split: &Split<T>,
+    opts: &RunnerOptions,
+    control: &Control,
+    dashboard: &Dashboard,
+    wanted: Option<&[bool]>,
+) -> Result<Vec<Option<RunResult>>> {
     let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
     let groups = group_configs(configs, opts.max_group);
+    let wanted_group = |members: &[usize]| wanted.is_none_or(|w| w[members[0]]);
+    let resuming = opts.resuming();
     let mut starts = Vec::with_capacity(groups.len());
     for members in &groups {
-        let start = if opts.resume {
+        let start = if !wanted_group(members) {
+            GroupStart::Elsewhere
+        } else if resuming {
             let found: Vec<Found> = members
                 .iter()
                 .map(|&i| look(&opts.out.join(&configs[i].name), &configs[i]))
@@ -277,7 +320,7 @@ pub fn run_plan<T: Real>(
         };
         starts.push(start);
     }
-    if opts.resume {
+    if resuming {
         // Say what is resumed, and start those lines where they stopped.
         let (mut done, mut fresh) = (0usize, 0usize);
         let mut from: std::collections::BTreeMap<usize, usize> = Default::default();
@@ -291,6 +334,7 @@ pub fn run_plan<T: Real>(
                     *from.entry(cks[0].step).or_default() += members.len();
                 }
                 GroupStart::Fresh => fresh += members.len(),
+                GroupStart::Elsewhere => {}
             }
         }
         let mut parts = vec![format!("{done} done")];
@@ -298,15 +342,18 @@ pub fn run_plan<T: Real>(
         if fresh > 0 {
             parts.push(format!("{fresh} from the start"));
         }
-        dashboard.println(&format!(
-            "resuming {} run{}: {}",
-            configs.len(),
-            if configs.len() == 1 { "" } else { "s" },
-            parts.join(", ")
-        ));
+        let mine = done + fresh + from.values().sum::<usize>();
+        // A shard that finds nothing of its own says nothing.
+        if opts.resume || done + from.len() > 0 {
+            dashboard.println(&format!(
+                "resuming {mine} run{}: {}",
+                if mine == 1 { "" } else { "s" },
+                parts.join(", ")
+            ));
+        }
     }
     let todo: Vec<usize> = (0..groups.len())
-        .filter(|&g| !matches!(starts[g], GroupStart::Finished))
+        .filter(|&g| !matches!(starts[g], GroupStart::Finished | GroupStart::Elsewhere))
         .collect();
     let lanes = opts.jobs.max(1).min(todo.len().max(1));
     blas::set_threads(1);
@@ -380,16 +427,13 @@ pub fn run_plan<T: Real>(
             results[i] = Some(res);
         }
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every configuration has a result"))
-        .collect())
+    Ok(results)
 }
 
 /// Trains configurations that may use different splits or precisions: builds each
 /// (split, precision) pair's data once from `data` and runs its configurations
 /// with [`run_plan`], with the dashboard drawing meanwhile. Results come back in
-/// the order of `configs`.
+/// the order of `configs`. With [`RunnerOptions::shard`], use [`run_configs_shard`].
 pub fn run_configs(
     configs: &[RunConfig],
     data: &crate::data::Cifar10,
@@ -397,7 +441,43 @@ pub fn run_configs(
     control: &Control,
     dashboard: &Dashboard,
 ) -> Result<Vec<RunResult>> {
+    anyhow::ensure!(
+        opts.shard.is_none(),
+        "run_configs trains every configuration: use run_configs_shard for a shard"
+    );
+    Ok(run_configs_shard(configs, data, opts, control, dashboard)?
+        .into_iter()
+        .map(|o| o.expect("every configuration ran"))
+        .collect())
+}
+
+/// Which configurations of `configs` this process trains: all of them, or
+/// those of [`RunnerOptions::shard`] ([`super::shard::members`]).
+pub fn trained_here(configs: &[RunConfig], opts: &RunnerOptions) -> Vec<bool> {
+    match opts.shard {
+        Some(shard) => super::shard::members(configs, opts.max_group, shard),
+        None => vec![true; configs.len()],
+    }
+}
+
+/// [`run_configs`] for a shard or the whole plan: the configurations of
+/// [`trained_here`] have a result (in the order of `configs`), the others
+/// `None`. The dashboard's ids are positions among the configurations
+/// trained here, so it is built from those alone.
+pub fn run_configs_shard(
+    configs: &[RunConfig],
+    data: &crate::data::Cifar10,
+    opts: &RunnerOptions,
+    control: &Control,
+    dashboard: &Dashboard,
+) -> Result<Vec<Option<RunResult>>> {
     use crate::nn::Precision;
+    let here = trained_here(configs, opts);
+    // Dashboard id of each configuration trained here.
+    let mut ids = vec![usize::MAX; configs.len()];
+    for (n, i) in (0..configs.len()).filter(|&i| here[i]).enumerate() {
+        ids[i] = n;
+    }
     let mut keys: Vec<(crate::data::SplitSpec, Precision)> = Vec::new();
     for c in configs {
         if !keys.contains(&(c.split, c.precision)) {
@@ -414,35 +494,39 @@ pub fn run_configs(
             let idx: Vec<usize> = (0..configs.len())
                 .filter(|&i| configs[i].split == spec && configs[i].precision == precision)
                 .collect();
+            if !idx.iter().any(|&i| here[i]) {
+                continue; // nothing of this part here: its data is not built
+            }
             let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
+            let part_ids: Vec<usize> = idx.iter().map(|&i| ids[i]).collect();
+            let wanted: Vec<bool> = idx.iter().map(|&i| here[i]).collect();
             let runs = match precision {
-                Precision::F32 => run_plan(
+                Precision::F32 => run_plan_part(
                     &part,
-                    &idx,
+                    &part_ids,
                     &Split::<f32>::new(data, spec)?,
                     opts,
                     control,
                     dashboard,
+                    Some(&wanted),
                 )?,
-                Precision::F64 => run_plan(
+                Precision::F64 => run_plan_part(
                     &part,
-                    &idx,
+                    &part_ids,
                     &Split::<f64>::new(data, spec)?,
                     opts,
                     control,
                     dashboard,
+                    Some(&wanted),
                 )?,
             };
             for (i, r) in idx.into_iter().zip(runs) {
-                out[i] = Some(r);
+                out[i] = r;
             }
         }
         Ok(())
     })?;
-    Ok(out
-        .into_iter()
-        .map(|o| o.expect("every configuration ran"))
-        .collect())
+    Ok(out)
 }
 
 #[cfg(test)]
