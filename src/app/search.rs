@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use clap::Args;
 
-use super::args::{CommonArgs, SettingsArgs};
+use super::args::{CommonArgs, SettingsArgs, SlurmArgs};
 use super::common::{print_summary, runner_options, Finish};
 use crate::data::{Cifar10, SplitKind};
 use crate::sweep::plan::{random_values, AxisValues, SweepSettings, SweepSpec};
 use crate::sweep::results::{axis_columns, ranking, write_tables, SearchSummary};
-use crate::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions};
+use crate::sweep::shard::{Shard, ShardRecord};
+use crate::sweep::{run_configs, run_configs_shard, Dashboard, DisplayMode, RunnerOptions};
 use crate::train::output::RunResult;
 use crate::train::{Axis, Control, Status, TrainSettings, Value};
 use crate::util::{write_atomic, write_json};
@@ -114,6 +115,53 @@ fn values_of(spec: &SweepSpec) -> Vec<f64> {
         .collect()
 }
 
+/// The stages of a search, in the order they run.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Random values over the whole range.
+    Coarse,
+    /// Random values around the best coarse value.
+    Fine,
+    /// The best values on more data.
+    Final,
+}
+
+impl Stage {
+    /// The stage's name, which is also its folder.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Coarse => "coarse",
+            Stage::Fine => "fine",
+            Stage::Final => "final",
+        }
+    }
+}
+
+/// How a search (or one stage's shard of it) ended.
+#[derive(Debug)]
+pub enum SearchEnd {
+    /// Every stage ran: the summary.
+    Done(Box<SearchSummary>),
+    /// Stopped by Ctrl-C or SIGTERM; checkpoints kept for `resume`.
+    Interrupted,
+    /// One shard of one stage ran (`--stage S --shard K/N`).
+    Shard {
+        /// The stage.
+        stage: Stage,
+        /// The shard.
+        shard: Shard,
+        /// Its configurations / the stage's.
+        trained: usize,
+        /// The stage's configurations.
+        of: usize,
+        /// Whether all of its runs finished.
+        finished: bool,
+    },
+}
+
 /// Runs the three stages into `runner.out`/{coarse,fine,final}. Returns `None`
 /// when interrupted (checkpoints kept for `resume`).
 pub fn search(
@@ -123,37 +171,157 @@ pub fn search(
     control: &Control,
     mode: DisplayMode,
 ) -> Result<Option<SearchSummary>> {
+    Ok(match search_stage(data, opts, runner, control, mode, None)? {
+        SearchEnd::Done(s) => Some(*s),
+        _ => None,
+    })
+}
+
+/// The finished results of `configs` in `out`, in order, for a later stage's
+/// shard that needs them; refused, naming what is missing, when any is not
+/// finished (it would be trained there, by every shard at once).
+fn finished_stage(
+    stage: Stage,
+    later: Stage,
+    configs: &[crate::train::RunConfig],
+    runner: &RunnerOptions,
+) -> Result<Vec<RunResult>> {
+    // Checks (or records) the stage's plan, as a resume does.
+    crate::util::create_dir(&runner.out)?;
+    crate::sweep::runner::guard_plan(
+        configs,
+        &RunnerOptions {
+            resume: true,
+            force: false,
+            shard: None,
+            ..runner.clone()
+        },
+    )?;
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    for c in configs {
+        let path = runner.out.join(&c.name).join("result.json");
+        match std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunResult>(&b).ok())
+        {
+            Some(r) if r.status != Status::Interrupted => results.push(r),
+            _ => missing.push(c.name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "--stage {}: the {} stage is not finished in {}: {} of {} runs have no result ({}). \
+             The {} stage's values depend on it: run every shard of the {} stage first (--stage {} --shard K/N; \
+             the --slurm chain runs them in order)",
+            later.name(),
+            stage.name(),
+            runner.out.display(),
+            missing.len(),
+            configs.len(),
+            missing.join(", "),
+            later.name(),
+            stage.name(),
+            stage.name()
+        );
+    }
+    Ok(results)
+}
+
+/// [`search`], or with `only = (S, shard)` one shard of stage S: the stages
+/// before S must be finished in the folder (their results are read, not
+/// trained), S trains the shard's lockstep groups and records the shard, and
+/// nothing after S runs.
+pub fn search_stage(
+    data: &Cifar10,
+    opts: &SearchOptions,
+    runner: &RunnerOptions,
+    control: &Control,
+    mode: DisplayMode,
+    only: Option<(Stage, Shard)>,
+) -> Result<SearchEnd> {
     let axis = opts.axis.name();
-    let stage = |name: &str, spec: &SweepSpec| -> Result<(Vec<RunResult>, f64)> {
+    let shard_end: std::cell::Cell<Option<SearchEnd>> = std::cell::Cell::new(None);
+    // The stage's results and seconds, or None once a shard has run (see shard_end).
+    let stage = |name: Stage, spec: &SweepSpec| -> Result<Option<(Vec<RunResult>, f64)>> {
         let t0 = std::time::Instant::now();
         let configs = spec.configs()?;
         for c in &configs {
             c.validate(c.split.train_len())?;
         }
+        let out = runner.out.join(name.name());
+        let r = RunnerOptions {
+            out: out.clone(),
+            ..runner.clone()
+        };
+        if let Some((later, shard)) = only {
+            if name < later {
+                return Ok(Some((finished_stage(name, later, &configs, &r)?, 0.0)));
+            }
+            let r = RunnerOptions {
+                shard: Some(shard),
+                ..r
+            };
+            let here = crate::sweep::trained_here(&configs, &r);
+            let mine: Vec<_> = configs
+                .iter()
+                .zip(&here)
+                .filter(|(_, &h)| h)
+                .map(|(c, _)| c.clone())
+                .collect();
+            let dashboard = Dashboard::new(&mine, mode, |c| c.name.clone());
+            dashboard.println(&format!(
+                "== {} stage, shard {}: {} of {} runs",
+                name.name(),
+                shard.label(),
+                mine.len(),
+                configs.len()
+            ));
+            let results = run_configs_shard(&configs, data, &r, control, &dashboard)?;
+            write_json(&out.join("sweep.json"), spec)?;
+            let finished = results
+                .iter()
+                .flatten()
+                .all(|r| r.status != Status::Interrupted);
+            ShardRecord::now(
+                shard,
+                mine.iter().map(|c| c.name.clone()).collect(),
+                finished,
+                runner.threads,
+                t0.elapsed().as_secs_f64(),
+            )
+            .write(&out)?;
+            shard_end.set(Some(SearchEnd::Shard {
+                stage: name,
+                shard,
+                trained: mine.len(),
+                of: configs.len(),
+                finished,
+            }));
+            return Ok(None);
+        }
         let dashboard = Dashboard::new(&configs, mode, |c| c.name.clone());
         let first = configs.first();
         dashboard.println(&format!(
-            "== {name} stage: {} run{}, {}, {} training images",
+            "== {} stage: {} run{}, {}, {} training images",
+            name.name(),
             configs.len(),
             if configs.len() == 1 { "" } else { "s" },
             first.map_or(String::new(), |c| c.schedule.describe()),
             spec.base.split.train_len()
         ));
-        let out = runner.out.join(name);
-        let r = RunnerOptions {
-            out: out.clone(),
-            ..runner.clone()
-        };
         let results = run_configs(&configs, data, &r, control, &dashboard)?;
         write_tables(&out, &results, &axis_columns(spec))?;
         write_json(&out.join("sweep.json"), spec)?;
-        Ok((results, t0.elapsed().as_secs_f64()))
+        Ok(Some((results, t0.elapsed().as_secs_f64())))
     };
     let interrupted = |r: &[RunResult]| r.iter().any(|r| r.status == Status::Interrupted);
     let coarse_spec = opts.coarse()?;
-    let (coarse, t_coarse) = stage("coarse", &coarse_spec)?;
+    let Some((coarse, t_coarse)) = stage(Stage::Coarse, &coarse_spec)? else {
+        return Ok(shard_end.take().expect("a shard ran"));
+    };
     if interrupted(&coarse) {
-        return Ok(None);
+        return Ok(SearchEnd::Interrupted);
     }
     let coarse_values = values_of(&coarse_spec);
     let Some(&best_i) = ranking(&coarse)
@@ -175,9 +343,11 @@ pub fn search(
         opts.draw(lo, hi, opts.fine_n, opts.base.seed.wrapping_add(1))?,
         true,
     );
-    let (fine, t_fine) = stage("fine", &fine_spec)?;
+    let Some((fine, t_fine)) = stage(Stage::Fine, &fine_spec)? else {
+        return Ok(shard_end.take().expect("a shard ran"));
+    };
     if interrupted(&fine) {
-        return Ok(None);
+        return Ok(SearchEnd::Interrupted);
     }
     let fine_values = values_of(&fine_spec);
     // The final values: the top K of both stages by validation accuracy.
@@ -215,9 +385,11 @@ pub fn search(
         },
         false,
     );
-    let (finals, t_final) = stage("final", &final_spec)?;
+    let Some((finals, t_final)) = stage(Stage::Final, &final_spec)? else {
+        return Ok(shard_end.take().expect("a shard ran"));
+    };
     if interrupted(&finals) {
-        return Ok(None);
+        return Ok(SearchEnd::Interrupted);
     }
     let summary = SearchSummary {
         axis: axis.to_string(),
@@ -236,7 +408,7 @@ pub fn search(
         &runner.out.join("summary.md"),
         summary.markdown().as_bytes(),
     )?;
-    Ok(Some(summary))
+    Ok(SearchEnd::Done(Box::new(summary)))
 }
 
 /// Flags of `shallow search`.
@@ -286,6 +458,18 @@ pub struct SearchArgs {
     /// Start over in an --out that holds another search, removing its runs.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// With --shard: the stage whose shard runs. The stages before it must be
+    /// finished in --out (their results are read); none after it runs.
+    #[arg(long, value_enum, requires = "shard")]
+    pub stage: Option<Stage>,
+    /// Train only shard K of N (counting from 0) of --stage's lockstep groups
+    /// (a Slurm array task of the --slurm chain); `shallow search --resume`
+    /// then writes the summary and report.
+    #[arg(long, value_name = "K/N", requires = "stage", conflicts_with_all = ["force", "slurm"])]
+    pub shard: Option<String>,
+    /// Slurm: write (and submit) the chain of job scripts instead of training here.
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// Data, output folder, display and cores.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -354,10 +538,15 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
     Ok(opts)
 }
 
-/// `shallow search`: validates the flags of `a`, runs the search, prints its
-/// summary, and writes summary.png and the report.
+/// `shallow search`: validates the flags of `a`, runs the search (or one
+/// stage's shard, or writes its Slurm chain), prints its summary, and writes
+/// summary.png and the report.
 pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
     let opts = search_options(a)?;
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    if let Some(n) = a.slurm.slurm {
+        return write_slurm(a, &opts, n);
+    }
     crate::util::create_dir(&a.common.out)?;
     let data = crate::data::load(a.common.data.data.as_deref())?;
     let runner = runner_options(
@@ -369,8 +558,9 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
     )?;
     let t0 = std::time::Instant::now();
     let mode = DisplayMode::detect(a.common.quiet);
-    match search(&data, &opts, &runner, control, mode)? {
-        Some(summary) => {
+    let only = a.stage.zip(shard);
+    match search_stage(&data, &opts, &runner, control, mode, only)? {
+        SearchEnd::Done(summary) => {
             crate::sweep::results::RunInfo::record(
                 &a.common.out,
                 "search",
@@ -382,6 +572,104 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
             print_summary(&a.common, &summary, &summary.text())?;
             Ok(Finish::Done)
         }
-        None => Ok(Finish::Interrupted),
+        SearchEnd::Interrupted => Ok(Finish::Interrupted),
+        SearchEnd::Shard {
+            stage,
+            shard,
+            trained,
+            of,
+            finished,
+        } => {
+            if a.common.json {
+                super::common::print_json(&serde_json::json!({
+                    "stage": stage, "shard": shard, "trained": trained, "of": of, "finished": finished
+                }))?;
+            } else if !a.common.quiet {
+                println!(
+                    "{} stage, shard {}: {trained} of {of} runs in {:.2} s into {}",
+                    stage.name(),
+                    shard.label(),
+                    t0.elapsed().as_secs_f64(),
+                    a.common.out.join(stage.name()).display()
+                );
+            }
+            Ok(if finished {
+                Finish::Done
+            } else {
+                Finish::Interrupted
+            })
+        }
     }
+}
+
+/// `--slurm N`: writes the chain coarse array -> fine array -> final array ->
+/// report into --out/slurm (each after the one before succeeded), and
+/// submits it with --submit.
+fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish> {
+    use crate::sweep::slurm::{self, Job};
+    let res = a.slurm.resources()?;
+    if n == 0 {
+        bail!("--slurm 0: give the number of array tasks (shards) per stage, at least 1");
+    }
+    let (out, data_dir, cwd) = super::sweep::slurm_paths(&a.common)?;
+    let mut runner = runner_options(
+        &a.common,
+        a.jobs,
+        crate::sweep::DEFAULT_MAX_GROUP,
+        (a.resume, a.force),
+        data_dir.display().to_string(),
+    )?;
+    // The coarse plan goes into the folder now (a shard computing another
+    // refuses to run); --force clears the earlier search's stages.
+    if a.force {
+        for s in [Stage::Fine, Stage::Final] {
+            crate::sweep::runner::clear_plan(&out.join(s.name()))?;
+        }
+    }
+    runner.out = out.join(Stage::Coarse.name());
+    crate::util::create_dir(&runner.out)?;
+    let coarse = opts.coarse()?.configs()?;
+    crate::sweep::runner::guard_plan(&coarse, &runner)?;
+    let groups = |configs: &[crate::train::RunConfig]| {
+        crate::sweep::shard::plan_groups(configs, crate::sweep::DEFAULT_MAX_GROUP).len()
+    };
+    // The fine stage has as many runs as --fine-n, the final one --top.
+    let tasks = [
+        n.min(groups(&coarse)),
+        n.min(opts.fine_n),
+        n.min(opts.top),
+    ];
+    let rest = slurm::without_flags(
+        &slurm::own_args("search"),
+        &slurm::SLURM_VALUED,
+        &slurm::SLURM_BARE,
+    );
+    let mut args = vec!["search".to_string()];
+    args.extend(rest);
+    args.extend(super::sweep::fixed_paths(&out, &data_dir));
+    let threads = "--threads \"${SLURM_CPUS_PER_TASK:-1}\"";
+    let mut jobs: Vec<Job> = [Stage::Coarse, Stage::Fine, Stage::Final]
+        .into_iter()
+        .zip(tasks)
+        .enumerate()
+        .map(|(i, (stage, t))| Job {
+            file: format!("{}.sbatch", stage.name()),
+            name: format!("shallow-{}", stage.name()),
+            tasks: Some(t),
+            after: i.checked_sub(1),
+            cpus: res.cpus_per_task,
+            args: [args.clone(), vec!["--stage".into(), stage.name().into()]].concat(),
+            raw: format!("{threads} --shard \"$SLURM_ARRAY_TASK_ID/{t}\""),
+        })
+        .collect();
+    jobs.push(Job {
+        file: "report.sbatch".into(),
+        name: "shallow-report".into(),
+        tasks: None,
+        after: Some(2),
+        cpus: 1,
+        args: [args, vec!["--resume".into()]].concat(),
+        raw: "--threads 1".into(),
+    });
+    super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "report")
 }

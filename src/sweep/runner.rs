@@ -157,28 +157,24 @@ pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
             if !diffs.is_empty() {
                 anyhow::bail!(
                     "{}: {} holds another plan than this command's, so {} would mix two experiments. \
-                     It differs in:\n  {}\nRun the folder's own command to resume it, or start over there with --force \
-                     (removes its runs), or use another --out",
+                     It differs in:\n  {}\n{}",
                     match opts.shard {
                         Some(s) => format!("--shard {}", s.label()),
                         None => "--resume".into(),
                     },
                     opts.out.display(),
                     if opts.shard.is_some() { "this shard" } else { "resuming" },
-                    diffs.join("\n  ")
+                    diffs.join("\n  "),
+                    if opts.shard.is_some() {
+                        "Give every shard the same command, or use another --out"
+                    } else {
+                        "Run the folder's own command to resume it, or start over there with --force \
+                         (removes its runs), or use another --out"
+                    }
                 );
             }
         } else if opts.force {
-            for c in &old.runs {
-                let dir = opts.out.join(&c.name);
-                if dir.is_dir() {
-                    std::fs::remove_dir_all(&dir)
-                        .with_context(|| format!("--force: cannot remove {}", dir.display()))?;
-                }
-            }
-            for f in ["results.csv", "results.jsonl", "results.md", PLAN_FILE] {
-                let _ = std::fs::remove_file(opts.out.join(f));
-            }
+            remove_runs(&opts.out, &old)?;
         } else {
             anyhow::bail!(
                 "{} holds an earlier run of {} configuration{} ({PLAN_FILE}): continue it with --resume, \
@@ -190,6 +186,39 @@ pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
         }
     }
     write_json(&path, &new)
+}
+
+/// Removes the run folders of `plan` from `dir`, its tables, shard records
+/// and plan record (`--force`); other files stay.
+fn remove_runs(dir: &Path, plan: &PlanRecord) -> Result<()> {
+    for c in &plan.runs {
+        let run = dir.join(&c.name);
+        if run.is_dir() {
+            std::fs::remove_dir_all(&run)
+                .with_context(|| format!("--force: cannot remove {}", run.display()))?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.join(super::shard::SHARDS_DIR));
+    for f in ["results.csv", "results.jsonl", "results.md", PLAN_FILE] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    Ok(())
+}
+
+/// `--force` for a folder whose plan is not known yet (a search's later
+/// stages): removes the runs of the plan recorded in `dir`, if any.
+pub fn clear_plan(dir: &Path) -> Result<()> {
+    let path = dir.join(PLAN_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let old: PlanRecord = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not a shallow plan: use another --out, or delete the folder",
+            path.display()
+        )
+    })?;
+    remove_runs(dir, &old)
 }
 
 /// What a resume finds in a run folder.
