@@ -671,5 +671,5 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
         args: [args, vec!["--resume".into()]].concat(),
         raw: "--threads 1".into(),
     });
-    super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "report")
+    super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-report")
 }

@@ -385,7 +385,7 @@ fn write_slurm(
             raw: String::new(),
         },
     ];
-    submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "report")
+    submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-merge")
 }
 
 /// The absolute --out (created), the data folder the shards will read
