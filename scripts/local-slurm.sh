@@ -234,7 +234,10 @@ cmd_wait() {
         sleep 0.2
     done
     [ -z "$(squeue -h -j "$job" -o %i 2>/dev/null)" ] || die "job $job has not finished after ${limit} s"
-    rows=$(scontrol show job -o "$job" 2>/dev/null | grep -o 'JobId=[^ ]*\|ArrayTaskId=[^ ]*\|JobState=[^ ]*\|ExitCode=[^ ]*' | paste -sd' ' | sed 's/ JobId=/\nJobId=/g')
+    # One line per task: its JobId, ArrayTaskId, JobState and ExitCode fields.
+    rows=$(scontrol show job -o "$job" 2>/dev/null | awk '{ o = "";
+        for (i = 1; i <= NF; i++) if ($i ~ /^(JobId|ArrayTaskId|JobState|ExitCode)=/) o = o " " $i;
+        if (o != "") print substr(o, 2) }')
     [ -n "$rows" ] || die "job $job is unknown to slurmctld"
     echo "$rows"
     if grep -v 'JobState=COMPLETED' <<<"$rows" | grep -q .; then die "job $job: not every task COMPLETED"; fi

@@ -322,7 +322,10 @@ impl SlurmArgs {
             ("--account", &self.account),
         ] {
             if let Some(v) = v {
-                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"') {
+                if v.is_empty()
+                    || v.chars()
+                        .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+                {
                     anyhow::bail!("{flag} {v:?}: give one word, as sbatch takes it");
                 }
             }

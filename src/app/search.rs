@@ -171,10 +171,12 @@ pub fn search(
     control: &Control,
     mode: DisplayMode,
 ) -> Result<Option<SearchSummary>> {
-    Ok(match search_stage(data, opts, runner, control, mode, None)? {
-        SearchEnd::Done(s) => Some(*s),
-        _ => None,
-    })
+    Ok(
+        match search_stage(data, opts, runner, control, mode, None)? {
+            SearchEnd::Done(s) => Some(*s),
+            _ => None,
+        },
+    )
 }
 
 /// The finished results of `configs` in `out`, in order, for a later stage's
@@ -634,11 +636,7 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
         crate::sweep::shard::plan_groups(configs, crate::sweep::DEFAULT_MAX_GROUP).len()
     };
     // The fine stage has as many runs as --fine-n, the final one --top.
-    let tasks = [
-        n.min(groups(&coarse)),
-        n.min(opts.fine_n),
-        n.min(opts.top),
-    ];
+    let tasks = [n.min(groups(&coarse)), n.min(opts.fine_n), n.min(opts.top)];
     let rest = slurm::without_flags(
         &slurm::own_args("search"),
         &slurm::SLURM_VALUED,

@@ -189,7 +189,9 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         .write(&a.common.out)?;
         if a.common.json {
             let runs: Vec<_> = results.iter().flatten().collect();
-            print_json(&serde_json::json!({"shard": s, "runs": runs, "finished": finished, "wall_s": wall_s}))?;
+            print_json(
+                &serde_json::json!({"shard": s, "runs": runs, "finished": finished, "wall_s": wall_s}),
+            )?;
         } else if !a.common.quiet {
             println!(
                 "shard {}: {} of {} configurations in {wall_s:.2} s into {}{}",

@@ -178,9 +178,17 @@ fn run_info_blocks(dir: &Path, seed: u64) -> Vec<Block> {
                     i.shards.len()
                 )));
                 b.push(Block::Table(
-                    ["shard", "host", "Slurm job", "cores", "runs", "wall time", "ended"]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        "shard",
+                        "host",
+                        "Slurm job",
+                        "cores",
+                        "runs",
+                        "wall time",
+                        "ended",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                     i.shards
                         .iter()
                         .map(|s| {

@@ -190,7 +190,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         }
     }
     shards.sort_by_key(|r| (r.shard.count, r.shard.index));
-    let missing: Vec<usize> = (0..plan.runs.len()).filter(|&i| found[i].is_none()).collect();
+    let missing: Vec<usize> = (0..plan.runs.len())
+        .filter(|&i| found[i].is_none())
+        .collect();
     if !missing.is_empty() {
         bail!("{}", missing_message(plan, &missing, &shards, dirs));
     }
@@ -207,9 +209,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         *kernels.entry(kernel).or_default() += 1;
         results.push(r);
     }
-    let spec: Option<SweepSpec> = search.iter().find_map(|d| {
-        serde_json::from_slice(&std::fs::read(d.join("sweep.json")).ok()?).ok()
-    });
+    let spec: Option<SweepSpec> = search
+        .iter()
+        .find_map(|d| serde_json::from_slice(&std::fs::read(d.join("sweep.json")).ok()?).ok());
     if !out.join(PLAN_FILE).exists() {
         write_json(&out.join(PLAN_FILE), plan)?;
     }
@@ -265,7 +267,10 @@ fn missing_message(
     records: &[ShardRecord],
     dirs: &[PathBuf],
 ) -> String {
-    let names: Vec<&str> = missing.iter().map(|&i| plan.runs[i].name.as_str()).collect();
+    let names: Vec<&str> = missing
+        .iter()
+        .map(|&i| plan.runs[i].name.as_str())
+        .collect();
     let shown = if names.len() > 6 {
         format!("{}, ... ({} more)", names[..6].join(", "), names.len() - 6)
     } else {
@@ -292,9 +297,7 @@ fn missing_message(
             }
         }
         for (index, n) in by_shard {
-            let rec = records
-                .iter()
-                .find(|r| r.shard == Shard { index, count });
+            let rec = records.iter().find(|r| r.shard == Shard { index, count });
             let state = match rec {
                 None => "left no record: it has not run, or is still running".to_string(),
                 Some(r) if !r.finished => format!("was interrupted on {} ({})", r.host, r.date),

@@ -29,9 +29,12 @@ impl Shard {
     /// Parses `K/N` (`--shard 0/4`), refusing anything else with a message that
     /// names the flag and the form.
     pub fn parse(s: &str) -> Result<Self> {
-        let parsed = s
-            .split_once('/')
-            .and_then(|(k, n)| Some((k.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+        let parsed = s.split_once('/').and_then(|(k, n)| {
+            Some((
+                k.trim().parse::<usize>().ok()?,
+                n.trim().parse::<usize>().ok()?,
+            ))
+        });
         let Some((index, count)) = parsed else {
             bail!("--shard {s:?}: give K/N, shard K of N counting from 0, e.g. --shard 0/4 (Slurm: --shard $SLURM_ARRAY_TASK_ID/4)");
         };
@@ -249,10 +252,16 @@ mod tests {
         assert_eq!(Shard::parse("0/4").unwrap(), Shard { index: 0, count: 4 });
         assert_eq!(Shard::parse("3/4").unwrap().label(), "3/4");
         let e = Shard::parse("4/4").unwrap_err().to_string();
-        assert!(e.contains("K counts from 0 to N-1") && e.contains("--array=0-3"), "{e}");
+        assert!(
+            e.contains("K counts from 0 to N-1") && e.contains("--array=0-3"),
+            "{e}"
+        );
         for bad in ["", "1", "a/b", "1/0", "-1/4", "1/4/2"] {
             let e = Shard::parse(bad).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("--shard {bad}")) || e.contains("--shard"), "{e}");
+            assert!(
+                e.starts_with(&format!("--shard {bad}")) || e.contains("--shard"),
+                "{e}"
+            );
         }
     }
 

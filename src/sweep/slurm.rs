@@ -100,8 +100,8 @@ pub fn script(job: &Job, res: &Resources, exe: &Path, cwd: &Path, logs: &Path) -
     directive("--ntasks=1".into());
     directive(format!("--cpus-per-task={}", job.cpus));
     let log = match job.tasks {
-        Some(_) => format!("%x-%A_%a.out"),
-        None => format!("%x-%j.out"),
+        Some(_) => "%x-%A_%a.out",
+        None => "%x-%j.out",
     };
     directive(format!("--output={}", logs.join(log).display()));
     if job.after.is_some() {
@@ -241,7 +241,8 @@ pub fn own_args(command: &str) -> Vec<String> {
 
 /// This program's absolute path (for the scripts to run the same build).
 pub fn exe() -> Result<PathBuf> {
-    let p = std::env::current_exe().context("cannot find shallow's own path for the Slurm scripts")?;
+    let p =
+        std::env::current_exe().context("cannot find shallow's own path for the Slurm scripts")?;
     Ok(p.canonicalize().unwrap_or(p))
 }
 
@@ -349,7 +350,13 @@ mod tests {
             args: strings(&["sweep", "--grid", "hidden=50,100", "--out", "/r/o ut"]),
             raw: "--shard \"$SLURM_ARRAY_TASK_ID/3\"".into(),
         };
-        let s = script(&array, &res, Path::new("/opt/shallow"), Path::new("/home/me"), Path::new("/r/logs"));
+        let s = script(
+            &array,
+            &res,
+            Path::new("/opt/shallow"),
+            Path::new("/home/me"),
+            Path::new("/r/logs"),
+        );
         for want in [
             "#SBATCH --job-name=shallow-sweep\n",
             "#SBATCH --array=0-2\n",
@@ -363,7 +370,10 @@ mod tests {
         ] {
             assert!(s.contains(want), "{want:?} not in\n{s}");
         }
-        assert!(!s.contains("--account") && !s.contains("kill-on-invalid-dep"), "{s}");
+        assert!(
+            !s.contains("--account") && !s.contains("kill-on-invalid-dep"),
+            "{s}"
+        );
         let merge = Job {
             file: "merge.sbatch".into(),
             name: "shallow-merge".into(),
@@ -373,12 +383,27 @@ mod tests {
             args: strings(&["sweep", "merge", "/r/o"]),
             raw: String::new(),
         };
-        let m = script(&merge, &res, Path::new("/opt/shallow"), Path::new("/home/me"), Path::new("/r/logs"));
-        assert!(m.contains("#SBATCH --kill-on-invalid-dep=yes\n") && !m.contains("--array"), "{m}");
+        let m = script(
+            &merge,
+            &res,
+            Path::new("/opt/shallow"),
+            Path::new("/home/me"),
+            Path::new("/r/logs"),
+        );
+        assert!(
+            m.contains("#SBATCH --kill-on-invalid-dep=yes\n") && !m.contains("--array"),
+            "{m}"
+        );
         assert!(m.contains("#SBATCH --output=/r/logs/%x-%j.out\n"), "{m}");
         let sub = submit_script(&[array, merge]);
-        assert!(sub.contains("j0=$(sbatch --parsable sweep.sbatch)\n"), "{sub}");
-        assert!(sub.contains("j1=$(sbatch --parsable --dependency=afterok:$j0 merge.sbatch)\n"), "{sub}");
+        assert!(
+            sub.contains("j0=$(sbatch --parsable sweep.sbatch)\n"),
+            "{sub}"
+        );
+        assert!(
+            sub.contains("j1=$(sbatch --parsable --dependency=afterok:$j0 merge.sbatch)\n"),
+            "{sub}"
+        );
         assert!(sub.contains("squeue -j $j0,$j1"), "{sub}");
     }
 

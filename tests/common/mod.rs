@@ -64,3 +64,52 @@ pub fn generated_release() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// Names of the run folders (those with a config.json) in `dir`, sorted.
+pub fn run_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("config.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every run of `a` is in `b` with the same files, byte for byte (metrics,
+/// pictures, saved weights), and the same final numbers bit for bit; only
+/// config.json (cores used) and result.json's wall time may differ. Returns
+/// how many runs were compared.
+pub fn assert_same_runs(a: &std::path::Path, b: &std::path::Path) -> usize {
+    let names = run_names(a);
+    assert_eq!(names, run_names(b), "{} vs {}", a.display(), b.display());
+    for n in &names {
+        let files = |d: &std::path::Path| -> Vec<String> {
+            let mut f: Vec<String> = std::fs::read_dir(d.join(n))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f != "config.json" && f != "result.json")
+                .collect();
+            f.sort();
+            f
+        };
+        assert_eq!(files(a), files(b), "{n}: other files");
+        assert!(files(a).iter().any(|f| f == "metrics.csv"), "{n}");
+        for f in files(a) {
+            let m = |d: &std::path::Path| std::fs::read(d.join(n).join(&f)).unwrap();
+            assert!(m(a) == m(b), "{n}/{f} differs");
+        }
+        let r = |d: &std::path::Path| -> shallow::train::output::RunResult {
+            serde_json::from_slice(&std::fs::read(d.join(n).join("result.json")).unwrap()).unwrap()
+        };
+        let (x, y) = (numbers(&r(a)), numbers(&r(b)));
+        assert_eq!(
+            x.map(f64::to_bits),
+            y.map(f64::to_bits),
+            "{n}: {x:?} vs {y:?}"
+        );
+    }
+    names.len()
+}
