@@ -336,6 +336,7 @@ impl SlurmArgs {
             mem: self.mem.clone(),
             partition: self.partition.clone(),
             account: self.account.clone(),
+            coretype: crate::sweep::slurm::Resources::user_coretype(),
         })
     }
 }

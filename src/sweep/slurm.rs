@@ -26,6 +26,23 @@ pub struct Resources {
     pub partition: Option<String>,
     /// Account charged.
     pub account: Option<String>,
+    /// The `OPENBLAS_CORETYPE` the user set, exported by the scripts so that
+    /// every node runs the same kernel (None: each node's own choice).
+    pub coretype: Option<String>,
+}
+
+impl Resources {
+    /// The `OPENBLAS_CORETYPE` a user set for this process, if any: not one
+    /// shallow set itself after OpenBLAS failed to recognise this CPU, which
+    /// another node's CPU may not run.
+    pub fn user_coretype() -> Option<String> {
+        if std::env::var_os(crate::linalg::blas::KERNEL_CHOSEN_VAR).is_some() {
+            return None;
+        }
+        std::env::var("OPENBLAS_CORETYPE")
+            .ok()
+            .filter(|v| !v.is_empty())
+    }
 }
 
 /// One job: a script file, run as an array of `tasks` or once, after the job
@@ -121,6 +138,12 @@ pub fn script(job: &Job, res: &Resources, exe: &Path, cwd: &Path, logs: &Path) -
         directive(format!("--account={a}"));
     }
     s.push_str("set -euo pipefail\n");
+    if let Some(k) = &res.coretype {
+        s.push_str(&format!(
+            "export OPENBLAS_CORETYPE={}   # as set when the scripts were written\n",
+            quote(k)
+        ));
+    }
     s.push_str(&format!("cd {}\n", quote(&cwd.display().to_string())));
     let args: Vec<String> = job.args.iter().map(|a| quote(a)).collect();
     s.push_str(&format!(
@@ -188,6 +211,11 @@ pub fn submit(dir: &Path, jobs: &[Job]) -> Result<Vec<String>> {
     for j in jobs {
         let mut cmd = std::process::Command::new("sbatch");
         cmd.arg("--parsable");
+        if std::env::var_os(crate::linalg::blas::KERNEL_CHOSEN_VAR).is_some() {
+            // shallow chose this machine's kernel itself: the jobs' nodes choose their own.
+            cmd.env_remove("OPENBLAS_CORETYPE")
+                .env_remove(crate::linalg::blas::KERNEL_CHOSEN_VAR);
+        }
         if let Some(a) = j.after {
             cmd.arg(format!("--dependency=afterok:{}", ids[a]));
         }
@@ -340,6 +368,7 @@ mod tests {
             mem: Some("8G".into()),
             partition: Some("short".into()),
             account: None,
+            coretype: Some("Haswell".into()),
         };
         let array = Job {
             file: "sweep.sbatch".into(),
@@ -366,6 +395,7 @@ mod tests {
             "#SBATCH --mem=8G\n",
             "#SBATCH --partition=short\n",
             "cd /home/me\n",
+            "export OPENBLAS_CORETYPE=Haswell ",
             "exec /opt/shallow sweep --grid hidden=50,100 --out '/r/o ut' --shard \"$SLURM_ARRAY_TASK_ID/3\"\n",
         ] {
             assert!(s.contains(want), "{want:?} not in\n{s}");
