@@ -204,6 +204,13 @@ fn run_info_blocks(dir: &Path, seed: u64) -> Vec<Block> {
                         })
                         .collect(),
                 ));
+                if let Some(first) = i.shards.iter().find(|s| !s.command.is_empty()) {
+                    b.push(Block::Para(format!(
+                        "The command of shard {}:",
+                        first.shard.label()
+                    )));
+                    b.push(Block::Pre(first.command.clone()));
+                }
             }
         }
         Err(_) => b.push(Block::Para(format!(

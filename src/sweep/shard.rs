@@ -155,6 +155,9 @@ pub struct ShardRecord {
     pub date: String,
     /// Slurm job and array task, when run by Slurm (`SLURM_ARRAY_JOB_ID_TASK`).
     pub slurm_job: Option<String>,
+    /// The shard's command line, as typed (or as its job script ran it).
+    #[serde(default)]
+    pub command: String,
 }
 
 impl ShardRecord {
@@ -174,6 +177,7 @@ impl ShardRecord {
             wall_s,
             date: crate::util::utc_now(),
             slurm_job,
+            command: super::results::RunInfo::now("shard", cores, wall_s).command,
         }
     }
 
