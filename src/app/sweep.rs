@@ -194,14 +194,14 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
             )?;
         } else if !a.common.quiet {
             println!(
-                "shard {}: {} of {} configurations in {wall_s:.2} s into {}{}",
+                "shard {}: {} of {} configurations in {wall_s:.2} s, in {}{}",
                 s.label(),
                 mine.len(),
                 configs.len(),
                 a.common.out.display(),
                 if finished {
                     format!(
-                        "; once every shard is done: shallow sweep merge {}",
+                        "\nwhen every shard is done: shallow sweep merge {}",
                         a.common.out.display()
                     )
                 } else {
