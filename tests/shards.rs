@@ -4,24 +4,11 @@
 //! or write their own; merges refuse mixed plans and name what is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 
 fn shallow(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_shallow"))
-        .args(args)
-        .env("CIFAR10_DIR", common::generated_release())
-        .env_remove("OPENBLAS_NUM_THREADS")
-        .env_remove("SLURM_ARRAY_JOB_ID")
-        .env_remove("SLURM_JOB_ID")
-        .output()
-        .expect("runs");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::shallow_cli(args, None, &[])
 }
 
 fn ok(args: &[&str]) -> String {
@@ -40,28 +27,11 @@ fn refused(args: &[&str]) -> String {
     err
 }
 
-/// Six configurations in four lockstep groups (two widths, groups of at most two).
-const SWEEP: [&str; 16] = [
-    "sweep",
-    "--grid",
-    "lambda=1e-4,1e-3,1e-2",
-    "--grid",
-    "hidden=20,40",
-    "--cycles",
-    "1",
-    "--ns",
-    "20",
-    "--n-train",
-    "1000",
-    "--n-val",
-    "300",
-    "--log-points",
-    "2",
-    "--max-group=2",
-];
-
 fn sweep(out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = SWEEP.iter().map(|s| s.to_string()).collect();
+    let mut a: Vec<String> = common::SHARDED_SWEEP
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     a.extend(["--out".into(), out.display().to_string(), "--quiet".into()]);
     a.extend(extra.iter().map(|s| s.to_string()));
     a
@@ -189,34 +159,8 @@ fn shards_in_one_folder_or_in_their_own_merge_to_the_single_process_sweep_bit_fo
 #[test]
 fn a_search_run_stage_by_stage_in_shards_equals_the_search_in_one_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let base: Vec<String> = [
-        "search",
-        "--coarse",
-        "1e-4:1e-1:4",
-        "--fine-n",
-        "4",
-        "--top",
-        "2",
-        "--coarse-cycles",
-        "1",
-        "--fine-cycles",
-        "1",
-        "--final-cycles",
-        "1",
-        "--ns",
-        "20",
-        "--n-train",
-        "1000",
-        "--n-val",
-        "300",
-        "--final-n-val",
-        "300",
-        "--log-points",
-        "2",
-        "--quiet",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut base = common::small_search("1e-4:1e-1:4");
+    base.push("--quiet".into());
     let with = |out: &PathBuf, extra: &[&str]| -> Vec<String> {
         let mut a = base.clone();
         a.extend(["--out".into(), out.display().to_string()]);

@@ -147,19 +147,8 @@ fn running(name: &str) -> usize {
 }
 
 fn shallow(conf: &Path, cwd: &Path, args: &[String]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_shallow"))
-        .args(args)
-        .current_dir(cwd)
-        .env("CIFAR10_DIR", common::generated_release())
-        .env("SLURM_CONF", conf)
-        .env_remove("OPENBLAS_NUM_THREADS")
-        .output()
-        .expect("runs");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::shallow_cli(&args, Some(cwd), &[("SLURM_CONF", conf.as_os_str())])
 }
 
 fn ok(conf: &Path, cwd: &Path, args: &[String]) -> String {
@@ -209,26 +198,8 @@ fn sweeps_and_searches_on_a_real_slurm_cluster_equal_one_process_bit_for_bit() {
     std::fs::create_dir_all(&work).unwrap();
 
     // A sweep of six configurations in four lockstep groups, as three array tasks.
-    let sweep = args(&[
-        "sweep",
-        "--grid",
-        "lambda=1e-4,1e-3,1e-2",
-        "--grid",
-        "hidden=20,40",
-        "--cycles",
-        "1",
-        "--ns",
-        "20",
-        "--n-train",
-        "1000",
-        "--n-val",
-        "300",
-        "--log-points",
-        "2",
-        "--max-group",
-        "2",
-        "--save-weights",
-    ]);
+    let mut sweep = args(&common::SHARDED_SWEEP);
+    sweep.push("--save-weights".into());
     let single = work.join("single");
     ok(
         &conf,
@@ -287,31 +258,7 @@ fn sweeps_and_searches_on_a_real_slurm_cluster_equal_one_process_bit_for_bit() {
     }
 
     // A search as the chain coarse -> fine -> final -> report.
-    let search = args(&[
-        "search",
-        "--coarse",
-        "1e-4:1e-1:6",
-        "--fine-n",
-        "4",
-        "--top",
-        "2",
-        "--coarse-cycles",
-        "1",
-        "--fine-cycles",
-        "1",
-        "--final-cycles",
-        "1",
-        "--ns",
-        "20",
-        "--n-train",
-        "1000",
-        "--n-val",
-        "300",
-        "--final-n-val",
-        "300",
-        "--log-points",
-        "2",
-    ]);
+    let search = common::small_search("1e-4:1e-1:6");
     let single_search = work.join("search-single");
     ok(
         &conf,

@@ -215,40 +215,22 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::SplitSpec;
-    use crate::nn::{Loss, Precision};
-    use crate::train::{EvalTrain, Schedule};
+    use crate::nn::Precision;
+    use crate::sweep::SweepSpec;
+    use crate::train::TrainSettings;
 
-    fn config(name: &str, hidden: usize, steps: usize, precision: Precision) -> RunConfig {
-        RunConfig {
-            name: name.into(),
+    /// `n` configurations of the sweep defaults with `hidden` units, in `precision`.
+    fn configs(prefix: &str, n: usize, hidden: usize, precision: Precision) -> Vec<RunConfig> {
+        let base = TrainSettings {
             hidden: vec![hidden],
-            loss: Loss::Ce,
-            lambda: 0.01,
-            schedule: Schedule::Cyclic {
-                eta_min: 1e-5,
-                eta_max: 0.1,
-                ns: steps / 2,
-            },
-            batch: 100,
-            steps,
-            shuffle: false,
-            seed: 1,
-            split: SplitSpec::default(),
             precision,
-            log_every: steps / 2,
-            save_weights: false,
-            eval_train: EvalTrain::Sample(5000),
-            augment: Default::default(),
-            dropout: 0.0,
-            label_smoothing: 0.0,
-            batch_norm: false,
-            member: 0,
-            snapshots: 0,
-            save_probs: false,
-            momentum: 0.0,
-            tta: false,
-        }
+            ns: 500,
+            ..TrainSettings::sweep_default()
+        };
+        let lambdas: Vec<f64> = (0..n).map(|i| 1e-4 * (i + 1) as f64).collect();
+        let mut spec = SweepSpec::lambdas(base, &lambdas);
+        spec.prefix = prefix.into();
+        spec.configs().unwrap()
     }
 
     #[test]
@@ -273,11 +255,10 @@ mod tests {
     fn every_group_goes_whole_to_exactly_one_shard_and_the_work_is_balanced() {
         // 10 small runs (two groups of 4 and one of 2 at --max-group 4), 3 wide
         // ones and one in f64: five groups.
-        let mut configs: Vec<RunConfig> = (0..10)
-            .map(|i| config(&format!("s{i}"), 50, 1000, Precision::F32))
-            .collect();
-        configs.extend((0..3).map(|i| config(&format!("w{i}"), 400, 1000, Precision::F32)));
-        configs.push(config("d", 50, 1000, Precision::F64));
+        let mut all = configs("s", 10, 50, Precision::F32);
+        all.extend(configs("w", 3, 400, Precision::F32));
+        all.extend(configs("d", 1, 50, Precision::F64));
+        let configs = all;
         let groups = plan_groups(&configs, 4);
         assert_eq!(groups.len(), 5, "{groups:?}");
         let mut seen = vec![0; configs.len()];

@@ -113,3 +113,81 @@ pub fn assert_same_runs(a: &std::path::Path, b: &std::path::Path) -> usize {
     }
     names.len()
 }
+
+/// A sweep of six configurations in four lockstep groups (two widths, at most
+/// two per group) on the generated release: what the shard and Slurm tests cut.
+pub const SHARDED_SWEEP: [&str; 16] = [
+    "sweep",
+    "--grid",
+    "lambda=1e-4,1e-3,1e-2",
+    "--grid",
+    "hidden=20,40",
+    "--cycles",
+    "1",
+    "--ns",
+    "20",
+    "--n-train",
+    "1000",
+    "--n-val",
+    "300",
+    "--log-points",
+    "2",
+    "--max-group=2",
+];
+
+/// A small search on the generated release (6 coarse values in two groups, 4
+/// fine, the top 2 on more data), without --out.
+pub fn small_search(coarse: &str) -> Vec<String> {
+    [
+        "search",
+        "--coarse",
+        coarse,
+        "--fine-n",
+        "4",
+        "--top",
+        "2",
+        "--coarse-cycles",
+        "1",
+        "--fine-cycles",
+        "1",
+        "--final-cycles",
+        "1",
+        "--ns",
+        "20",
+        "--n-train",
+        "1000",
+        "--n-val",
+        "300",
+        "--final-n-val",
+        "300",
+        "--log-points",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Runs the shallow binary with `args` on the generated release (in `cwd`,
+/// with `envs` added): exit code, stdout and stderr.
+pub fn shallow_cli(
+    args: &[&str],
+    cwd: Option<&std::path::Path>,
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shallow"));
+    cmd.args(args)
+        .env("CIFAR10_DIR", generated_release())
+        .env_remove("OPENBLAS_NUM_THREADS")
+        .env_remove("SLURM_ARRAY_JOB_ID")
+        .env_remove("SLURM_JOB_ID")
+        .envs(envs.iter().copied());
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let o = cmd.output().expect("runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
