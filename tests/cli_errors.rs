@@ -255,3 +255,31 @@ fn sweep_file_errors_name_the_file_and_the_key() {
     assert_eq!(code, 2);
     assert!(err.contains("no CIFAR-10 data found"), "{err}");
 }
+
+/// `--precision bf16` on a CPU without AVX512-BF16 (as `SHALLOW_NO_BF16`
+/// makes any CPU look) is refused by every command that trains, before any
+/// data is read, naming the feature and the way out; nothing panics.
+#[test]
+fn bf16_without_the_cpu_feature_is_refused_naming_it() {
+    for args in [
+        &["train", "--model", "mlp", "--precision", "bf16"][..],
+        &["sweep", "--precision", "bf16"],
+        &["search", "--precision", "bf16"],
+        &["experiment", "a2", "--precision", "bf16"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shallow"))
+            .args(args)
+            .env("SHALLOW_NO_BF16", "1")
+            .env_remove("CIFAR10_DIR")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("needs a CPU with AVX512-BF16") && err.contains("use --precision f32"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

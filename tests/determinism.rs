@@ -338,3 +338,75 @@ fn regularised_ensembles_are_the_same_bits_whatever_the_jobs_threads_or_interrup
         check(dir.path(), &done, &metrics, &format!("stopped at {stop}"));
     }
 }
+
+/// Mixed precision keeps the bits too: `--precision bf16` (layer 0's products
+/// in the AVX512-BF16 kernel, plain and with momentum) gives the same numbers
+/// whatever the jobs, threads or interruptions, and other numbers than f32.
+#[test]
+fn bf16_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions() {
+    if !shallow::linalg::bf16::available() {
+        eprintln!("skipped: this CPU has no AVX512-BF16 (avx512_bf16 in /proc/cpuinfo)");
+        return;
+    }
+    let split = common::generated_split::<f32>(400, 100, 7);
+    let f32_cfgs = sweep_configs();
+    let mut cfgs = sweep_configs();
+    for (i, c) in cfgs.iter_mut().enumerate() {
+        c.precision = Precision::Bf16;
+        c.momentum = if i >= 3 { 0.5 } else { 0.0 };
+    }
+    let (base, base_metrics) = run_sweep(&cfgs, &split, 1, 1, None, &Control::new());
+    assert!(base.iter().all(|r| r.status == Status::Done));
+    let (plain, _) = run_sweep(&f32_cfgs[..3], &split, 1, 1, None, &Control::new());
+    for (a, b) in base.iter().zip(&plain) {
+        assert_ne!(
+            common::numbers(a),
+            common::numbers(b),
+            "{}: bf16 ran",
+            a.name
+        );
+        assert!(
+            (a.val_acc - b.val_acc).abs() < 0.05,
+            "{}: {} vs {}",
+            a.name,
+            a.val_acc,
+            b.val_acc
+        );
+    }
+    for (jobs, threads) in [(2, 2), (3, 2)] {
+        let (other, metrics) = run_sweep(&cfgs, &split, jobs, threads, None, &Control::new());
+        for (a, b) in base.iter().zip(&other) {
+            assert_eq!(
+                common::numbers(a),
+                common::numbers(b),
+                "{} --jobs {jobs} --threads {threads}",
+                a.name
+            );
+        }
+        assert_eq!(
+            base_metrics, metrics,
+            "metrics.csv --jobs {jobs} --threads {threads}"
+        );
+    }
+    for stop in [7, 33] {
+        let dir = tempfile::tempdir().unwrap();
+        run_sweep(
+            &cfgs,
+            &split,
+            2,
+            2,
+            Some(dir.path()),
+            &Control::stop_at(stop),
+        );
+        let (done, metrics) = run_sweep(&cfgs, &split, 1, 2, Some(dir.path()), &Control::new());
+        for (a, b) in base.iter().zip(&done) {
+            assert_eq!(
+                common::numbers(a),
+                common::numbers(b),
+                "{} stopped at {stop}",
+                a.name
+            );
+        }
+        assert_eq!(base_metrics, metrics, "metrics.csv stopped at {stop}");
+    }
+}

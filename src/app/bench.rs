@@ -157,6 +157,29 @@ fn gemm_gflops<T: Real>(
     2.0 * (m * n * k) as f64 / s / 1e9
 }
 
+/// GFLOP/s of one m x n x k product in the bf16 kernel on one core, operands
+/// packed beforehand; with `repack`, A is re-packed before every product (as
+/// the weights are after every update).
+fn bf16_gflops(m: usize, n: usize, k: usize, repack: bool, min_s: f64) -> Result<f64> {
+    use crate::linalg::bf16;
+    let a = Array2::from_elem((m, k).f(), 0.5f32);
+    let b = Array2::from_elem((k, n).f(), 0.25f32);
+    let mut pa = bf16::PackedA::of(a.view());
+    let pb = bf16::PackedB::of(b.view());
+    let mut c = Array2::<f32>::zeros((m, n).f());
+    let mut err = Ok(());
+    let s = time_per_call(min_s, || {
+        if repack {
+            pa.pack(a.view());
+        }
+        if let Err(e) = bf16::gemm(1.0, &pa, &pb, 1.0, c.view_mut()) {
+            err = Err(e);
+        }
+    });
+    err?;
+    Ok(2.0 * (m * n * k) as f64 / s / 1e9)
+}
+
 /// The GEMM shapes of the workload: (role, m, n, k, B transposed).
 fn shapes() -> Vec<(&'static str, usize, usize, usize, bool)> {
     vec![
@@ -320,6 +343,22 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             });
         }
     }
+    // The bf16 kernel (AVX512-BF16 only): one core; "all: BLAS" holds the
+    // speed with A re-packed every call, "all: blocks" is not measured.
+    if crate::linalg::bf16::available() {
+        for (role, m, n, k, _) in shapes() {
+            gemms.push(GemmBench {
+                role: role.into(),
+                kind: "bf16".into(),
+                m,
+                n,
+                k,
+                gflops_1t: bf16_gflops(m, n, k, false, min_s)?,
+                gflops_all: bf16_gflops(m, n, k, true, min_s)?,
+                gflops_split: f64::NAN,
+            });
+        }
+    }
     let mut steps = Vec::new();
     for threads in [1, cores] {
         let p = if threads == 1 { &one } else { &pool };
@@ -461,16 +500,29 @@ impl std::fmt::Display for BenchReport {
             "{:<22} {:>6} {:>17} {:>10} {:>10} {:>10}",
             "shape", "kind", "m x n x k", "1 thread", "all: BLAS", "all: blocks"
         )?;
+        let cell = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.1}")
+            } else {
+                "-".into()
+            }
+        };
         for g in &self.gemm {
             writeln!(
                 f,
-                "{:<22} {:>6} {:>17} {:>10.1} {:>10.1} {:>10.1}",
+                "{:<22} {:>6} {:>17} {:>10} {:>10} {:>10}",
                 g.role,
                 g.kind,
                 format!("{}x{}x{}", g.m, g.n, g.k),
-                g.gflops_1t,
-                g.gflops_all,
-                g.gflops_split
+                cell(g.gflops_1t),
+                cell(g.gflops_all),
+                cell(g.gflops_split)
+            )?;
+        }
+        if self.gemm.iter().any(|g| g.kind == "bf16") {
+            writeln!(
+                f,
+                "(bf16: our AVX512-BF16 kernel, bf16 operands and f32 sums, one core; its \"all: BLAS\" column is one core with A re-packed before every product)"
             )?;
         }
         writeln!(

@@ -3,6 +3,7 @@
 //! (`blas`). Everything that multiplies matrices (whitening in `data`, the
 //! networks in `nn`, the benches) goes through it; it imports nothing of ours.
 
+pub mod bf16;
 pub mod blas;
 pub mod real;
 

@@ -27,6 +27,12 @@ pub trait Real:
     fn of(x: f64) -> Self;
     /// Converts to f64 exactly.
     fn f64(self) -> f64;
+    /// The same view as f32, when this type is f32 (the bf16 kernel's
+    /// operands and results are f32); `None` for f64.
+    fn f32_view(v: ndarray::ArrayView2<'_, Self>) -> Option<ndarray::ArrayView2<'_, f32>>;
+    /// The same mutable view as f32, when this type is f32; `None` for f64.
+    fn f32_view_mut(v: ndarray::ArrayViewMut2<'_, Self>)
+        -> Option<ndarray::ArrayViewMut2<'_, f32>>;
 }
 
 impl Real for f32 {
@@ -37,6 +43,14 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    fn f32_view(v: ndarray::ArrayView2<'_, Self>) -> Option<ndarray::ArrayView2<'_, f32>> {
+        Some(v)
+    }
+    fn f32_view_mut(
+        v: ndarray::ArrayViewMut2<'_, Self>,
+    ) -> Option<ndarray::ArrayViewMut2<'_, f32>> {
+        Some(v)
+    }
 }
 
 impl Real for f64 {
@@ -46,6 +60,14 @@ impl Real for f64 {
     }
     fn f64(self) -> f64 {
         self
+    }
+    fn f32_view(_: ndarray::ArrayView2<'_, Self>) -> Option<ndarray::ArrayView2<'_, f32>> {
+        None
+    }
+    fn f32_view_mut(
+        _: ndarray::ArrayViewMut2<'_, Self>,
+    ) -> Option<ndarray::ArrayViewMut2<'_, f32>> {
+        None
     }
 }
 

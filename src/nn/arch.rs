@@ -13,6 +13,28 @@ pub enum Precision {
     F32,
     /// Double precision (gradient checks).
     F64,
+    /// Mixed precision on CPUs with AVX512-BF16: layer 0's two big products
+    /// (W X and G X^T) in bf16 with f32 sums, everything else f32.
+    Bf16,
+}
+
+impl Precision {
+    /// The element type the network is stored and updated in.
+    pub fn storage(self) -> Precision {
+        match self {
+            Precision::F64 => Precision::F64,
+            Precision::F32 | Precision::Bf16 => Precision::F32,
+        }
+    }
+
+    /// What computes layer 0's products, for config.json: OpenBLAS, or the bf16 kernel.
+    pub fn layer0_kernel(self) -> &'static str {
+        match self {
+            Precision::F32 => "OpenBLAS sgemm",
+            Precision::F64 => "OpenBLAS dgemm",
+            Precision::Bf16 => "shallow's AVX512-BF16 kernel (VDPBF16PS: bf16 products, f32 sums)",
+        }
+    }
 }
 
 /// Which network: the linear classifier (Assignment 1) or the MLP (Assignment 2).

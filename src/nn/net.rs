@@ -26,6 +26,7 @@ use super::layers::{
 };
 use super::loss::{loss_backward, loss_forward};
 use super::profile::{self, Phase};
+use crate::linalg::bf16;
 use crate::linalg::blas::{gemm, gemm_blocks};
 use crate::linalg::Real;
 
@@ -74,6 +75,10 @@ pub struct Net<T> {
     pub velocity: Vec<Array2<T>>,
     /// Velocities of the biases, the layout of `biases` (empty without momentum).
     pub velocity_b: Vec<Array1<T>>,
+    /// With `--precision bf16` ([`Self::enable_bf16`]): layer 0's stored weights
+    /// (C*w1 x d) packed in bf16 for the AVX512-BF16 kernel, re-packed whenever
+    /// they change; the layer's two big products then run in bf16 with f32 sums.
+    bf16: Option<bf16::PackedA>,
 }
 
 /// One configuration's regularisers in a training pass: dropout and label
@@ -143,6 +148,17 @@ pub struct Workspace<T> {
     /// Whether the last forward pass was a training pass (the backward needs one
     /// for batch norm).
     trained: bool,
+    /// With bf16: the batch X (d x cap), the layer-0 output gradient G
+    /// ((C*w1) x cap) and X^T (cap x d), packed for the kernel each step.
+    bf16: Option<Bf16Scratch>,
+}
+
+/// The packed operands of layer 0's bf16 products (see [`Workspace`]).
+#[derive(Clone, Debug)]
+struct Bf16Scratch {
+    x: bf16::PackedB,
+    g: bf16::PackedA,
+    xt: bf16::PackedB,
 }
 
 impl<T> Workspace<T> {
@@ -254,6 +270,31 @@ impl<T: Real> Net<T> {
             weights,
             biases,
             scale: vec![T::one(); configs],
+            bf16: None,
+        }
+    }
+
+    /// Mixed precision (`--precision bf16`): from now on layer 0's forward
+    /// product W X and weight product G X^T take bf16 operands with f32 sums in
+    /// the AVX512-BF16 kernel; weights, updates and every other layer stay f32.
+    /// Refuses on a CPU without the feature, and for f64 networks.
+    pub fn enable_bf16(&mut self) -> anyhow::Result<()> {
+        bf16::require()?;
+        let w = T::f32_view(self.weights[0].view())
+            .ok_or_else(|| anyhow::anyhow!("--precision bf16 trains f32 networks only"))?;
+        self.bf16 = Some(bf16::PackedA::of(w));
+        Ok(())
+    }
+
+    /// Whether layer 0 runs in bf16 ([`Self::enable_bf16`]).
+    pub fn uses_bf16(&self) -> bool {
+        self.bf16.is_some()
+    }
+
+    /// Packs layer 0's weights again after they changed (bf16 only).
+    fn repack_bf16(&mut self) {
+        if let Some(p) = &mut self.bf16 {
+            p.pack(T::f32_view(self.weights[0].view()).expect("bf16 nets are f32"));
         }
     }
 
@@ -436,6 +477,11 @@ impl<T: Real> Net<T> {
             keep: vec![T::one(); c],
             smoothing: vec![T::zero(); c],
             trained: false,
+            bf16: self.bf16.as_ref().map(|_| Bf16Scratch {
+                x: bf16::PackedB::new(self.widths[0], cap),
+                g: bf16::PackedA::new(c * self.widths[1], cap),
+                xt: bf16::PackedB::new(cap, self.widths[0]),
+            }),
         }
     }
 
@@ -447,6 +493,7 @@ impl<T: Real> Net<T> {
         }
         scale_block(self.weight_mut(0, c), s);
         self.scale[c] = T::one();
+        self.repack_bf16();
     }
 
     /// Folds every configuration's scale (before saving or comparing weights).
@@ -476,6 +523,7 @@ impl<T: Real> Net<T> {
                 vb.fill(T::zero());
             }
         }
+        self.repack_bf16();
     }
 
     /// Sum of squared effective weights (all layers, no biases) per configuration,
@@ -600,13 +648,20 @@ impl<T: Real> Net<T> {
         let mut timer = profile::start();
         // Layer 0: one stacked GEMM for every configuration.
         let w1 = self.widths[1];
-        gemm_blocks(
-            T::one(),
-            self.weights[0].view(),
-            x,
-            T::zero(),
-            ws.acts[0].slice_mut(s![.., ..n]),
-        );
+        match (&self.bf16, &mut ws.bf16) {
+            (Some(w), Some(scratch)) => {
+                scratch.x.pack(T::f32_view(x).expect("bf16 nets are f32"));
+                let out = T::f32_view_mut(ws.acts[0].slice_mut(s![.., ..n])).expect("f32");
+                bf16::gemm_blocks(1.0, w, &scratch.x, 0.0, out).expect("checked by enable_bf16");
+            }
+            _ => gemm_blocks(
+                T::one(),
+                self.weights[0].view(),
+                x,
+                T::zero(),
+                ws.acts[0].slice_mut(s![.., ..n]),
+            ),
+        }
         profile::lap(&mut timer, Phase::ForwardGemm);
         for c in 0..cfgs {
             if layers > 1 {
@@ -907,6 +962,20 @@ impl<T: Real> Net<T> {
         } else {
             &mut ws.grads[0]
         };
+        // C <- alpha G X^T + beta C: in bf16 with f32 sums (the operands packed
+        // here, after G is final), or in f32 through BLAS.
+        let scratch = &mut ws.bf16;
+        let mut weight_product =
+            |alpha: T, g: ArrayView2<'_, T>, beta: T, c: ArrayViewMut2<'_, T>| match scratch {
+                Some(p) => {
+                    p.g.pack(T::f32_view(g).expect("bf16 nets are f32"));
+                    p.xt.pack_transposed(T::f32_view(x).expect("f32"));
+                    let c = T::f32_view_mut(c).expect("f32");
+                    bf16::gemm_blocks(alpha.f64() as f32, &p.g, &p.xt, beta.f64() as f32, c)
+                        .expect("checked by enable_bf16");
+                }
+                None => gemm_blocks(alpha, g, x.t(), beta, c),
+            };
         match mode {
             Backward::Update { etas, lambdas } if self.momentum > T::zero() => {
                 let mu = self.momentum;
@@ -915,10 +984,9 @@ impl<T: Real> Net<T> {
                     bias_step(ArrayViewMut1::from(vb), inv_n, block(g0, c, w1, n), mu);
                 }
                 profile::lap(&mut timer, Phase::Update);
-                gemm_blocks(
+                weight_product(
                     inv_n,
                     g0.slice(s![.., ..n]),
-                    x.t(),
                     mu,
                     self.velocity[0].view_mut(),
                 );
@@ -926,6 +994,7 @@ impl<T: Real> Net<T> {
                 for c in 0..cfgs {
                     self.momentum_step(0, c, etas[c], lambdas[c]);
                 }
+                self.repack_bf16();
                 profile::lap(&mut timer, Phase::Update);
             }
             Backward::Update { etas, lambdas } => {
@@ -945,14 +1014,15 @@ impl<T: Real> Net<T> {
                     scale_block(block_mut(g0, c, w1, n), -eta * inv_n / self.scale[c]);
                 }
                 profile::lap(&mut timer, Phase::Update);
-                gemm_blocks(
+                weight_product(
                     T::one(),
                     g0.slice(s![.., ..n]),
-                    x.t(),
                     T::one(),
                     self.weights[0].view_mut(),
                 );
                 profile::lap(&mut timer, Phase::BackwardGemm);
+                self.repack_bf16();
+                profile::lap(&mut timer, Phase::Update);
             }
             Backward::Gradients { lambdas, grads } => {
                 for (c, &lambda) in lambdas.iter().enumerate().take(cfgs) {
@@ -962,10 +1032,9 @@ impl<T: Real> Net<T> {
                         .zip_mut_with(&self.weight(0, c), |g, &w| *g = decay * w);
                     bias_step(grads.bias_mut(0, c), inv_n, block(g0, c, w1, n), T::zero());
                 }
-                gemm(
+                weight_product(
                     inv_n,
                     g0.slice(s![.., ..n]),
-                    x.t(),
                     T::one(),
                     grads.weights[0].view_mut(),
                 );
@@ -1238,6 +1307,65 @@ mod tests {
             for (p, q) in g64.weights[l].iter().zip(&g32.weights[l]) {
                 assert!((p - *q as f64).abs() < 1e-5 * (1.0 + p.abs()), "{p} vs {q}");
             }
+        }
+    }
+
+    /// The bf16 path's gradients (layer 0's products with bf16 operands and f32
+    /// sums) against f64 ones: within bf16's accuracy (8 bits of mantissa, about
+    /// 0.4% per operand), and measurably different from f32's, so the kernel ran.
+    #[test]
+    fn bf16_gradients_match_f64_to_bf16_accuracy() {
+        if !bf16::available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            let mut n = Net::<f32>::init(&arch(&[6], Loss::Ce), &[1]);
+            let e = n.enable_bf16().unwrap_err().to_string();
+            assert!(e.contains("AVX512-BF16"), "{e}");
+            return;
+        }
+        let a = Arch {
+            input: 256,
+            ..arch(&[20, 8], Loss::Ce)
+        };
+        // The f64 reference sees the inputs and first-layer weights rounded to
+        // bf16 as the kernel does, so that no ReLU flips on a rounding of its
+        // input: what is left is the kernel's arithmetic and G's rounding.
+        let round = |v: f64| bf16::from_bf16(bf16::to_bf16(v as f32)) as f64;
+        let (x, y) = toy(256, 40, 5);
+        let x = x.mapv(round);
+        let x32 = x.mapv(|v| v as f32);
+        let lambdas = [0.1, 0.001];
+        let mut n64 = Net::<f64>::init(&a, &[9, 10]);
+        n64.weights[0].mapv_inplace(round);
+        let mut n32 = Net::<f32>::init(&a, &[9, 10]);
+        n32.weights[0].mapv_inplace(|v| round(v as f64) as f32);
+        let plain = n32.gradients(x32.view(), &y, &[0.1, 0.001]);
+        n32.enable_bf16().unwrap();
+        assert!(n32.uses_bf16());
+        let g64 = n64.gradients(x.view(), &y, &lambdas);
+        let g16 = n32.gradients(x32.view(), &y, &[0.1, 0.001]);
+        let rel = |g: &Net<f32>, l: usize| {
+            let num: f64 = g.weights[l]
+                .iter()
+                .zip(&g64.weights[l])
+                .map(|(p, q)| (*p as f64 - q).powi(2))
+                .sum();
+            let den: f64 = g64.weights[l].iter().map(|q| q * q).sum();
+            (num / den).sqrt()
+        };
+        for l in 0..3 {
+            let (e16, e32) = (rel(&g16, l), rel(&plain, l));
+            assert!(e16 < 1e-2, "layer {l}: bf16 relative error {e16}");
+            assert!(e32 < 1e-5, "layer {l}: f32 relative error {e32}");
+            if l == 0 {
+                assert!(e16 > 1e-4, "layer 0 ran in bf16: {e16} (f32: {e32})");
+            }
+            eprintln!("layer {l}: relative error bf16 {e16:.2e}, f32 {e32:.2e}");
+        }
+        for (p, q) in g16.biases[0].iter().zip(&g64.biases[0]) {
+            assert!(
+                (*p as f64 - q).abs() < 1e-2 * (1e-3 + q.abs()),
+                "{p} vs {q}"
+            );
         }
     }
 }

@@ -403,6 +403,7 @@ fn run_plan_part<T: Real>(
         blas: blas::describe(),
         blas_kernel: blas::kernel(),
         blas_kernel_source: blas::kernel_source(),
+        layer0_kernel: c.precision.layer0_kernel().to_string(),
     };
     let train_one = |g: usize| -> Result<GroupResults> {
         let members = &groups[g];
@@ -530,7 +531,7 @@ pub fn run_configs_shard(
             let part_ids: Vec<usize> = idx.iter().map(|&i| ids[i]).collect();
             let wanted: Vec<bool> = idx.iter().map(|&i| here[i]).collect();
             let runs = match precision {
-                Precision::F32 => run_plan_part(
+                Precision::F32 | Precision::Bf16 => run_plan_part(
                     &part,
                     &part_ids,
                     &Split::<f32>::new(data, spec)?,

@@ -241,6 +241,9 @@ impl RunConfig {
 
     /// Checks every value, with a message naming the flag and a fix.
     pub fn validate(&self, n_train: usize) -> Result<()> {
+        if self.precision == crate::nn::Precision::Bf16 {
+            crate::linalg::bf16::require()?;
+        }
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
             bail!(
                 "--lambda {} must be a finite value >= 0, e.g. 0.01",

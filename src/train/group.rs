@@ -245,6 +245,9 @@ pub fn train_group<T: Real>(
     let classes = arch.classes;
     let mut prob_labels = vec![0u8; EVAL_CHUNK];
     let net = &mut state.net;
+    if first.precision == crate::nn::Precision::Bf16 {
+        net.enable_bf16()?;
+    }
     let mut ws = net.workspace(batch);
     let mut eval_ws = net.workspace(EVAL_CHUNK.min(n_train.max(split.val.len()).max(1)));
     let mut stats = vec![LossStat::default(); cfgs];

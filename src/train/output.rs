@@ -49,6 +49,10 @@ pub struct SavedConfig {
     /// (`OPENBLAS_CORETYPE`), or shallow on a CPU OpenBLAS did not recognise.
     #[serde(default)]
     pub blas_kernel_source: String,
+    /// What computed layer 0's two big products: OpenBLAS, or with
+    /// `--precision bf16` shallow's AVX512-BF16 kernel.
+    #[serde(default)]
+    pub layer0_kernel: String,
 }
 
 /// Reads a number that JSON wrote as `null`: serde_json writes NaN and the
