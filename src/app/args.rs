@@ -125,7 +125,8 @@ pub struct SettingsArgs {
     /// Reshuffle the training set every epoch.
     #[arg(long)]
     pub shuffle: bool,
-    /// Floating-point precision [f32].
+    /// Floating-point precision: f32, f64, or bf16 (mixed: layer 0's two big
+    /// products in bf16 with f32 sums, on CPUs with AVX512-BF16) [f32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// Save the trained weights as .npy.

@@ -75,6 +75,9 @@ pub struct StepBench {
 /// The 8-lambda lockstep sweep, as `shallow sweep` runs it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepBench {
+    /// f32, or bf16 (layer 0's products in the AVX512-BF16 kernel).
+    #[serde(default)]
+    pub precision: crate::nn::Precision,
     /// Configurations.
     pub configs: usize,
     /// Lockstep groups they train in.
@@ -204,12 +207,16 @@ fn step_bench<T: Real>(
     threads: usize,
     min_s: f64,
     roof: &dyn Fn(usize, usize, usize, bool, bool) -> f64,
-) -> StepBench {
+    bf16: bool,
+) -> Result<StepBench> {
     blas::set_threads(1);
     let arch = Arch::cifar(hidden, Loss::Ce);
     let batch = 100;
     let seeds: Vec<u64> = (0..configs as u64).collect();
     let mut net = Net::<T>::init(&arch, &seeds);
+    if bf16 {
+        net.enable_bf16()?;
+    }
     let mut ws = net.workspace(batch);
     let mut stats = vec![LossStat::default(); configs];
     let etas = vec![T::of(0.01); configs];
@@ -276,11 +283,12 @@ fn step_bench<T: Real>(
                 / (roof(k, batch, m1, false, false) * 1e9);
         }
     }
-    StepBench {
-        model: match gather {
-            Some(a) if a.is_on() => format!("{}, shuffled+augmented", arch.describe()),
-            Some(_) => format!("{}, shuffled", arch.describe()),
-            None => arch.describe(),
+    Ok(StepBench {
+        model: match (gather, bf16) {
+            (_, true) => format!("{}, bf16", arch.describe()),
+            (Some(a), _) if a.is_on() => format!("{}, shuffled+augmented", arch.describe()),
+            (Some(_), _) => format!("{}, shuffled", arch.describe()),
+            (None, _) => arch.describe(),
         },
         configs,
         threads,
@@ -293,7 +301,7 @@ fn step_bench<T: Real>(
             .zip(phases)
             .map(|(n, v)| (n.to_string(), v * 1e3 / steps as f64))
             .collect(),
-    }
+    })
 }
 
 /// Runs every measurement.
@@ -368,13 +376,21 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             pad: crate::data::Pad::Reflect,
         };
         let plain = crate::data::Augment::default();
-        for (hidden, configs, gather) in [
-            (vec![], 1, None),
-            (vec![50], 1, None),
-            (vec![50], 1, Some(plain)),
-            (vec![50], 1, Some(flips)),
-            (vec![50], 4, None),
+        let bf16 = crate::linalg::bf16::available();
+        for (hidden, configs, gather, mixed) in [
+            (vec![], 1, None, false),
+            (vec![50], 1, None, false),
+            (vec![50], 1, Some(plain), false),
+            (vec![50], 1, Some(flips), false),
+            (vec![50], 4, None, false),
+            (vec![50], 8, None, false),
+            (vec![50], 1, None, true),
+            (vec![50], 4, None, true),
+            (vec![50], 8, None, true),
         ] {
+            if mixed && !bf16 {
+                continue;
+            }
             // Each product at the speed of the path training takes for it.
             let roof = |m: usize, n: usize, k: usize, tb: bool, layer0: bool| {
                 blas::set_threads(1);
@@ -389,8 +405,9 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
                     threads,
                     min_s * 3.0,
                     &roof,
+                    mixed,
                 )
-            }));
+            })?);
         }
         if cores == 1 {
             break;
@@ -430,9 +447,18 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             Some(d) => Split::<f32>::new(d, base.base.split)?,
             None => crate::data::generated::split_like(SplitKind::Full, 1),
         };
-        for log_points in [0, base.base.log_points] {
+        let mut variants = vec![
+            (0, crate::nn::Precision::F32),
+            (base.base.log_points, crate::nn::Precision::F32),
+        ];
+        if crate::linalg::bf16::available() {
+            variants.push((0, crate::nn::Precision::Bf16));
+            variants.push((base.base.log_points, crate::nn::Precision::Bf16));
+        }
+        for (log_points, precision) in variants {
             let mut spec = base.clone();
             spec.base.log_points = log_points;
+            spec.base.precision = precision;
             let configs = spec.configs()?;
             let groups = crate::sweep::group_configs(&configs, crate::sweep::DEFAULT_MAX_GROUP);
             let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
@@ -462,6 +488,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
                 floor += steps_each as f64 * (f0 / (fwd * 1e9) + f0 / (grad * 1e9));
             }
             sweep.push(SweepBench {
+                precision,
                 configs: configs.len(),
                 groups: groups.len(),
                 steps: steps_each,
@@ -577,7 +604,12 @@ impl std::fmt::Display for BenchReport {
         for s in &self.sweep {
             writeln!(
                 f,
-                "Sweep: {} lambdas x {} steps in {} groups (m = 50, split full, {} cores, {}): {:.2} s wall, {:.1} GFLOP/s; GEMM floor {:.2} s ({:.0}%)",
+                "Sweep, {}: {} lambdas x {} steps in {} groups (m = 50, split full, {} cores, {}): {:.2} s wall, {:.1} GFLOP/s; f32 GEMM floor {:.2} s ({:.0}%)",
+                match s.precision {
+                    crate::nn::Precision::Bf16 => "bf16",
+                    crate::nn::Precision::F64 => "f64",
+                    crate::nn::Precision::F32 => "f32",
+                },
                 s.configs,
                 s.steps,
                 s.groups,

@@ -282,7 +282,7 @@ pub struct ExperimentArgs {
     /// Base seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Floating-point precision.
+    /// Floating-point precision: f32, f64, or bf16 (mixed, AVX512-BF16 CPUs).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// `all` only: tiny versions of every stage (a smoke test of the pipeline).
