@@ -78,6 +78,11 @@ fn steps_allocate_nothing(threads: usize) {
         );
         bonus.set_momentum(0.9);
         let mut bonus_ws = bonus.workspace(n);
+        // Mixed precision where the CPU has AVX512-BF16: layer 0 packed and
+        // multiplied in bf16, in buffers allocated with the workspace.
+        let mut mixed = Net::<f32>::init(&arch, &[5, 6]);
+        let bf16 = mixed.enable_bf16().is_ok();
+        let mut mixed_ws = mixed.workspace(n);
         let regs: Vec<StepRegs> = (0..4)
             .map(|c| StepRegs {
                 drop: if hidden.is_empty() {
@@ -94,6 +99,10 @@ fn steps_allocate_nothing(threads: usize) {
         net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
         bonus.forward_train(x.view(), &y, &mut bonus_ws, &mut stats, 0, &regs);
         bonus.backward_update(x.view(), &y, &mut bonus_ws, &etas, &lambdas);
+        if bf16 {
+            mixed.forward_loss(x.view(), &y, &mut mixed_ws, &mut stats[..2]);
+            mixed.backward_update(x.view(), &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
+        }
         let before = ALLOCS.load(Ordering::SeqCst);
         for step in 0..20 {
             shuffle_epoch(&mut order, 9, step);
@@ -116,6 +125,10 @@ fn steps_allocate_nothing(threads: usize) {
             net.backward_update(x.view(), &y, &mut ws, &etas, &lambdas);
             bonus.forward_train(x.view(), &y, &mut bonus_ws, &mut stats, step as u64, &regs);
             bonus.backward_update(x.view(), &y, &mut bonus_ws, &etas, &lambdas);
+            if bf16 {
+                mixed.forward_loss(x.view(), &y, &mut mixed_ws, &mut stats[..2]);
+                mixed.backward_update(x.view(), &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
+            }
             // A view of consecutive images, as without shuffling.
             let block = data.slice(s![.., 100..100 + n]);
             net.forward_loss(block, &y, &mut ws, &mut stats);

@@ -32,21 +32,25 @@ pub const DISABLE_VAR: &str = "SHALLOW_NO_BF16";
 
 /// Whether this CPU runs the kernel (AVX-512 F, BW, VL and BF16), detected at
 /// run time (and not disabled by `SHALLOW_NO_BF16`).
+/// Asked once per process (the products ask on every call).
 pub fn available() -> bool {
-    if std::env::var_os(DISABLE_VAR).is_some() {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if std::env::var_os(DISABLE_VAR).is_some() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// The refusal when the CPU lacks the feature, naming it and the way out.
