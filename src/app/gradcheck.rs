@@ -70,7 +70,15 @@ pub struct GradcheckArgs {
 /// [`Finish::Failed`] when a check fails.
 pub fn run(a: &GradcheckArgs) -> Result<Finish> {
     if a.precision != crate::nn::Precision::F64 {
-        bail!("--precision f32 is too coarse for finite differences: gradient checks run in f64");
+        bail!(
+            "--precision {}: too coarse for finite differences, gradient checks run in f64{}",
+            serde_json::to_value(a.precision)?.as_str().unwrap_or("f32"),
+            if a.precision == crate::nn::Precision::Bf16 {
+                " (the test suite checks the bf16 path against f64: nn::net tests)"
+            } else {
+                ""
+            }
+        );
     }
     if !(a.h > 0.0 && a.h < 1.0) {
         bail!(
