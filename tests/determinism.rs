@@ -139,6 +139,42 @@ fn run_sweep(
     (results, metrics)
 }
 
+/// `cfgs` give `base` (and its metrics.csv) with any other jobs and threads,
+/// and when stopped at each of `stops` and resumed with other ones.
+fn assert_same_bits_on_any_jobs_threads_or_resume(
+    cfgs: &[RunConfig],
+    split: &shallow::data::Split<f32>,
+    (base, base_metrics): (&[RunResult], &[Vec<u8>]),
+    stops: &[usize],
+) {
+    for (jobs, threads) in [(2, 2), (3, 2)] {
+        let (other, metrics) = run_sweep(cfgs, split, jobs, threads, None, &Control::new());
+        for (a, b) in base.iter().zip(&other) {
+            assert_eq!(
+                common::numbers(a),
+                common::numbers(b),
+                "{} --jobs {jobs} --threads {threads}",
+                a.name
+            );
+        }
+        assert_eq!(base_metrics, metrics, "--jobs {jobs} --threads {threads}");
+    }
+    for &stop in stops {
+        let dir = tempfile::tempdir().unwrap();
+        run_sweep(cfgs, split, 2, 2, Some(dir.path()), &Control::stop_at(stop));
+        let (done, metrics) = run_sweep(cfgs, split, 1, 2, Some(dir.path()), &Control::new());
+        for (a, b) in base.iter().zip(&done) {
+            assert_eq!(
+                common::numbers(a),
+                common::numbers(b),
+                "{} stopped at {stop}",
+                a.name
+            );
+        }
+        assert_eq!(base_metrics, metrics, "stopped at {stop}");
+    }
+}
+
 #[test]
 fn threads_and_jobs_do_not_change_a_bit() {
     let split = common::generated_split::<f32>(400, 100, 3);
@@ -250,32 +286,7 @@ fn augmented_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions
         common::numbers(&plain[0]),
         "augmentation changes what is learned"
     );
-    let (other, metrics) = run_sweep(&cfgs, &split, 2, 2, None, &Control::new());
-    for (a, b) in base.iter().zip(&other) {
-        assert_eq!(common::numbers(a), common::numbers(b), "{}", a.name);
-    }
-    assert_eq!(base_metrics, metrics);
-    for stop in [7, 33] {
-        let dir = tempfile::tempdir().unwrap();
-        run_sweep(
-            &cfgs,
-            &split,
-            2,
-            2,
-            Some(dir.path()),
-            &Control::stop_at(stop),
-        );
-        let (done, metrics) = run_sweep(&cfgs, &split, 1, 2, Some(dir.path()), &Control::new());
-        for (a, b) in base.iter().zip(&done) {
-            assert_eq!(
-                common::numbers(a),
-                common::numbers(b),
-                "{} stopped at {stop}",
-                a.name
-            );
-        }
-        assert_eq!(base_metrics, metrics, "stopped at {stop}");
-    }
+    assert_same_bits_on_any_jobs_threads_or_resume(&cfgs, &split, (&base, &base_metrics), &[7, 33]);
 }
 
 /// The bonus pieces keep the bits: dropout (different per configuration),
@@ -373,40 +384,5 @@ fn bf16_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions() {
             b.val_acc
         );
     }
-    for (jobs, threads) in [(2, 2), (3, 2)] {
-        let (other, metrics) = run_sweep(&cfgs, &split, jobs, threads, None, &Control::new());
-        for (a, b) in base.iter().zip(&other) {
-            assert_eq!(
-                common::numbers(a),
-                common::numbers(b),
-                "{} --jobs {jobs} --threads {threads}",
-                a.name
-            );
-        }
-        assert_eq!(
-            base_metrics, metrics,
-            "metrics.csv --jobs {jobs} --threads {threads}"
-        );
-    }
-    for stop in [7, 33] {
-        let dir = tempfile::tempdir().unwrap();
-        run_sweep(
-            &cfgs,
-            &split,
-            2,
-            2,
-            Some(dir.path()),
-            &Control::stop_at(stop),
-        );
-        let (done, metrics) = run_sweep(&cfgs, &split, 1, 2, Some(dir.path()), &Control::new());
-        for (a, b) in base.iter().zip(&done) {
-            assert_eq!(
-                common::numbers(a),
-                common::numbers(b),
-                "{} stopped at {stop}",
-                a.name
-            );
-        }
-        assert_eq!(base_metrics, metrics, "metrics.csv stopped at {stop}");
-    }
+    assert_same_bits_on_any_jobs_threads_or_resume(&cfgs, &split, (&base, &base_metrics), &[7, 33]);
 }
