@@ -264,13 +264,7 @@ pub fn search_stage(
                 shard: Some(shard),
                 ..r
             };
-            let here = crate::sweep::trained_here(&configs, &r);
-            let mine: Vec<_> = configs
-                .iter()
-                .zip(&here)
-                .filter(|(_, &h)| h)
-                .map(|(c, _)| c.clone())
-                .collect();
+            let mine = crate::sweep::configs_here(&configs, &r);
             let dashboard = Dashboard::new(&mine, mode, |c| c.name.clone());
             dashboard.println(&format!(
                 "== {} stage, shard {}: {} of {} runs",

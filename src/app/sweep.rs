@@ -10,7 +10,7 @@ use super::args::{AxesArgs, CommonArgs, SettingsArgs, SlurmArgs};
 use super::common::{interrupted, print_json, runner_options, Finish};
 use crate::sweep::plan::SweepSettings;
 use crate::sweep::shard::{Shard, ShardRecord};
-use crate::sweep::{results, run_configs_shard, trained_here, Dashboard, DisplayMode, SweepSpec};
+use crate::sweep::{configs_here, results, run_configs_shard, Dashboard, DisplayMode, SweepSpec};
 use crate::train::{Control, TrainSettings};
 
 /// Flags of `shallow sweep`.
@@ -153,13 +153,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
             .position(|x| x.name == c.name)
             .map_or_else(|| c.name.clone(), |i| names[i].clone())
     };
-    let here = trained_here(&configs, &opts);
-    let mine: Vec<crate::train::RunConfig> = configs
-        .iter()
-        .zip(&here)
-        .filter(|(_, &h)| h)
-        .map(|(c, _)| c.clone())
-        .collect();
+    let mine = configs_here(&configs, &opts);
     let dashboard = Dashboard::new(&mine, DisplayMode::detect(a.common.quiet), label);
     if let Some(s) = shard {
         dashboard.println(&format!(

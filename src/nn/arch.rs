@@ -19,14 +19,6 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// The element type the network is stored and updated in.
-    pub fn storage(self) -> Precision {
-        match self {
-            Precision::F64 => Precision::F64,
-            Precision::F32 | Precision::Bf16 => Precision::F32,
-        }
-    }
-
     /// What computes layer 0's products, for config.json: OpenBLAS, or the bf16 kernel.
     pub fn layer0_kernel(self) -> &'static str {
         match self {

@@ -13,5 +13,7 @@ pub use dashboard::{Dashboard, DisplayMode};
 pub use plan::{
     group_by_key, group_configs, log_range, AxisValues, SweepSettings, SweepSpec, DEFAULT_MAX_GROUP,
 };
-pub use runner::{run_configs, run_configs_shard, run_plan, trained_here, RunnerOptions};
+pub use runner::{
+    configs_here, run_configs, run_configs_shard, run_plan, trained_here, RunnerOptions,
+};
 pub use shard::Shard;

@@ -264,9 +264,10 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    /// The record of the command running now.
-    pub fn now(kind: &str, cores: usize, wall_s: f64) -> Self {
-        let command = std::env::args()
+    /// This process's command line, as typed (arguments with spaces or shell
+    /// characters in quotes).
+    pub fn command_line() -> String {
+        std::env::args()
             .map(|a| {
                 if a.is_empty() || a.contains([' ', '"', '\'', '*', '$']) {
                     format!("'{a}'")
@@ -275,10 +276,14 @@ impl RunInfo {
                 }
             })
             .collect::<Vec<_>>()
-            .join(" ");
+            .join(" ")
+    }
+
+    /// The record of the command running now.
+    pub fn now(kind: &str, cores: usize, wall_s: f64) -> Self {
         RunInfo {
             kind: kind.into(),
-            command,
+            command: Self::command_line(),
             date: crate::util::utc_now(),
             cpu: crate::util::cpu_model(),
             cores,

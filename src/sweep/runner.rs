@@ -490,6 +490,17 @@ pub fn trained_here(configs: &[RunConfig], opts: &RunnerOptions) -> Vec<bool> {
     }
 }
 
+/// The configurations of [`trained_here`] themselves, in plan order (what
+/// this process's dashboard shows).
+pub fn configs_here(configs: &[RunConfig], opts: &RunnerOptions) -> Vec<RunConfig> {
+    configs
+        .iter()
+        .zip(trained_here(configs, opts))
+        .filter(|(_, here)| *here)
+        .map(|(c, _)| c.clone())
+        .collect()
+}
+
 /// [`run_configs`] for a shard or the whole plan: the configurations of
 /// [`trained_here`] have a result (in the order of `configs`), the others
 /// `None`. The dashboard's ids are positions among the configurations
@@ -508,22 +519,14 @@ pub fn run_configs_shard(
     for (n, i) in (0..configs.len()).filter(|&i| here[i]).enumerate() {
         ids[i] = n;
     }
-    let mut keys: Vec<(crate::data::SplitSpec, Precision)> = Vec::new();
-    for c in configs {
-        if !keys.contains(&(c.split, c.precision)) {
-            keys.push((c.split, c.precision));
-        }
-    }
     create_dir(&opts.out)?;
     if opts.guard {
         guard_plan(configs, opts)?;
     }
     let mut out: Vec<Option<RunResult>> = vec![None; configs.len()];
     dashboard.run_while(|| -> Result<()> {
-        for (spec, precision) in keys {
-            let idx: Vec<usize> = (0..configs.len())
-                .filter(|&i| configs[i].split == spec && configs[i].precision == precision)
-                .collect();
+        for idx in super::shard::plan_parts(configs) {
+            let (spec, precision) = (configs[idx[0]].split, configs[idx[0]].precision);
             if !idx.iter().any(|&i| here[i]) {
                 continue; // nothing of this part here: its data is not built
             }

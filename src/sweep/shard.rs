@@ -58,22 +58,33 @@ impl Shard {
     }
 }
 
-/// The lockstep groups of a whole plan, as indices into `configs`, in the
-/// order the runner trains them: configurations are split by (split,
-/// precision) in order of first appearance, then grouped with
-/// [`group_configs`] within each part.
-pub fn plan_groups(configs: &[RunConfig], max_group: usize) -> Vec<Vec<usize>> {
+/// The parts of a plan that share their data: indices into `configs` of each
+/// (split, precision), in order of first appearance. The runner builds each
+/// part's data once and trains its groups; [`plan_groups`] numbers the groups
+/// the same way.
+pub fn plan_parts(configs: &[RunConfig]) -> Vec<Vec<usize>> {
     let mut keys: Vec<(crate::data::SplitSpec, crate::nn::Precision)> = Vec::new();
     for c in configs {
         if !keys.contains(&(c.split, c.precision)) {
             keys.push((c.split, c.precision));
         }
     }
+    keys.into_iter()
+        .map(|key| {
+            (0..configs.len())
+                .filter(|&i| (configs[i].split, configs[i].precision) == key)
+                .collect()
+        })
+        .collect()
+}
+
+/// The lockstep groups of a whole plan, as indices into `configs`, in the
+/// order the runner trains them: configurations are split by (split,
+/// precision) in order of first appearance, then grouped with
+/// [`group_configs`] within each part.
+pub fn plan_groups(configs: &[RunConfig], max_group: usize) -> Vec<Vec<usize>> {
     let mut groups = Vec::new();
-    for key in keys {
-        let idx: Vec<usize> = (0..configs.len())
-            .filter(|&i| (configs[i].split, configs[i].precision) == key)
-            .collect();
+    for idx in plan_parts(configs) {
         let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
         for g in group_configs(&part, max_group) {
             groups.push(g.into_iter().map(|j| idx[j]).collect());
@@ -177,7 +188,7 @@ impl ShardRecord {
             wall_s,
             date: crate::util::utc_now(),
             slurm_job,
-            command: super::results::RunInfo::now("shard", cores, wall_s).command,
+            command: super::results::RunInfo::command_line(),
         }
     }
 
