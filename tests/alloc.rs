@@ -61,10 +61,7 @@ fn steps_allocate_nothing(threads: usize) {
         let mut order: Vec<usize> = (0..1000).collect();
         let etas = [0.01f32, 0.02, 0.05, 0.1];
         let lambdas = [0.0f32, 0.01, 0.1, 0.2];
-        let set = shallow::data::DataSet {
-            x: data.clone(),
-            labels: vec![0; 1000],
-        };
+        let set = shallow::data::DataSet::new(data.clone(), vec![0; 1000]);
         let augment = shallow::data::Augment {
             flip: true,
             translate: 3,

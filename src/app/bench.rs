@@ -108,6 +108,10 @@ pub struct BenchReport {
     pub data: String,
     /// GEMM roofline.
     pub gemm: Vec<GemmBench>,
+    /// One core's f32 FMA and bf16 dot-product peaks (AVX512-BF16 CPUs only):
+    /// whether bf16 can beat f32 on this CPU at all.
+    #[serde(default)]
+    pub peak: Option<crate::linalg::bf16::InstructionPeak>,
     /// Training steps.
     pub steps: Vec<StepBench>,
     /// Forward-only evaluation, images per second (m = 50, all cores).
@@ -175,7 +179,7 @@ fn bf16_gflops(m: usize, n: usize, k: usize, repack: bool, min_s: f64) -> Result
         if repack {
             pa.pack(a.view());
         }
-        if let Err(e) = bf16::gemm(1.0, &pa, &pb, 1.0, c.view_mut()) {
+        if let Err(e) = bf16::gemm(1.0, &pa, pb.view(), 1.0, c.view_mut()) {
             err = Err(e);
         }
     });
@@ -367,6 +371,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             });
         }
     }
+    let peak = crate::linalg::bf16::instruction_peak(min_s);
     let mut steps = Vec::new();
     for threads in [1, cores] {
         let p = if threads == 1 { &one } else { &pool };
@@ -507,6 +512,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             d.dir.display().to_string()
         }),
         gemm: gemms,
+        peak,
         steps,
         eval_images_per_s,
         sweep,
@@ -556,6 +562,24 @@ impl std::fmt::Display for BenchReport {
             f,
             "(all: BLAS = one call on OpenBLAS's threads; all: blocks = the output's columns cut into fixed single-threaded blocks on a pool of every core, as training does)"
         )?;
+        if let Some(p) = &self.peak {
+            writeln!(
+                f,
+                "\nInstruction peak, one core: f32 FMA {:.1} GFLOP/s, bf16 dot product {:.1} GFLOP/s ({:.2}x)",
+                p.f32_fma,
+                p.bf16_dot,
+                p.bf16_dot / p.f32_fma
+            )?;
+            writeln!(
+                f,
+                "{}",
+                if p.bf16_dot > 1.2 * p.f32_fma {
+                    "(bf16 products outrun f32 FMAs here: --precision bf16 can be faster than f32)"
+                } else {
+                    "(bf16 products are no faster than f32 FMAs here: --precision bf16 cannot beat f32 on this CPU; it pays on AMD Zen 4/5)"
+                }
+            )?;
+        }
         writeln!(f, "\nTraining step (batch 100, f32)")?;
         writeln!(
             f,

@@ -214,10 +214,7 @@ mod tests {
     #[test]
     fn mirrored_sets_flip_every_image_and_twice_is_the_identity() {
         let x = ndarray::Array2::from_shape_fn((PIXELS, 3).f(), |(i, j)| (i * 3 + j) as f32);
-        let set = crate::data::DataSet {
-            x,
-            labels: vec![1, 2, 3],
-        };
+        let set = crate::data::DataSet::new(x, vec![1, 2, 3]);
         let m = mirrored(&set);
         assert_eq!(m.labels, set.labels);
         for j in 0..3 {

@@ -79,9 +79,31 @@ pub struct DataSet<T> {
     pub x: Array2<T>,
     /// Labels 0..9, n of them.
     pub labels: Vec<u8>,
+    /// The images in bf16 for the mixed-precision kernel, converted on first
+    /// use ([`Self::packed_bf16`]), once per process: every run borrows it.
+    packed_bf16: std::sync::OnceLock<crate::linalg::bf16::PackedSet>,
 }
 
 impl<T: Real> DataSet<T> {
+    /// A set of the images `x` (d x n, Fortran order) with their labels.
+    pub fn new(x: Array2<T>, labels: Vec<u8>) -> Self {
+        DataSet {
+            x,
+            labels,
+            packed_bf16: std::sync::OnceLock::new(),
+        }
+    }
+    /// The images in bf16, in both layouts the bf16 kernel reads (see
+    /// [`crate::linalg::bf16::PackedSet`]), converted on the first call and
+    /// kept: training on consecutive batches then packs nothing per step.
+    /// `None` for an f64 set. Call it only once `x` is final.
+    pub fn packed_bf16(&self) -> Option<&crate::linalg::bf16::PackedSet> {
+        let x = T::f32_view(self.x.view())?;
+        Some(
+            self.packed_bf16
+                .get_or_init(|| crate::linalg::bf16::PackedSet::new(x)),
+        )
+    }
     /// Number of images n.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -387,9 +409,8 @@ impl<T: Real> Split<T> {
             matrix: None,
         };
         let key = (spec.whiten != Whitening::None).then(|| whiten::pixels_key(&train.1, d));
-        let mk = |(labels, px): (Vec<u8>, Vec<u8>), pre: &Preprocess| DataSet {
-            x: pre.apply::<T>(&px),
-            labels,
+        let mk = |(labels, px): (Vec<u8>, Vec<u8>), pre: &Preprocess| {
+            DataSet::new(pre.apply::<T>(&px), labels)
         };
         let mut train = mk(train, &pre);
         if let Some(key) = key {

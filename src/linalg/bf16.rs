@@ -269,11 +269,139 @@ impl PackedB {
 
     /// Element (i, j) as f32 (after rounding).
     pub fn get(&self, i: usize, j: usize) -> f32 {
-        from_bf16(self.data[j * pairs(self.k) * 2 + i])
+        self.view().get(i, j)
+    }
+
+    /// What was packed last, as the kernel's B operand.
+    pub fn view(&self) -> BView<'_> {
+        BView {
+            k: self.k,
+            n: self.n,
+            ld: pairs(self.k) * 2,
+            data: &self.data,
+        }
     }
 }
 
-fn check(a: &PackedA, b: &PackedB, c: &ArrayViewMut2<'_, f32>) {
+/// The kernel's B operand (k x n) without ownership: column j's k values
+/// (padded to even) at `data[j * ld..]`, in the layout of [`PackedB`]. A
+/// [`PackedB`] is one ([`PackedB::view`]); so is a batch of a [`PackedSet`],
+/// whose columns lie farther apart than their length.
+#[derive(Clone, Copy, Debug)]
+pub struct BView<'a> {
+    k: usize,
+    n: usize,
+    /// Distance between consecutive columns, in bf16 values (even, at least
+    /// `pairs(k) * 2`).
+    ld: usize,
+    data: &'a [u16],
+}
+
+impl BView<'_> {
+    /// Rows (the inner dimension).
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// Element (i, j) as f32 (after rounding).
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        from_bf16(self.data[j * self.ld + i])
+    }
+}
+
+/// A training set's images in bf16, converted once per process in both
+/// layouts the kernel reads, so that a batch of consecutive images j0..j0 + n
+/// needs no packing at all ([`Self::batch`]):
+/// - `images`: d x N, one image per column (B of the forward product W X);
+/// - `pixels`: N x d, one pixel per column over every image (B of the weight
+///   product G X^T; a batch is a window of each column).
+///
+/// Together they take the memory of one f32 copy. Rounding commutes with
+/// these copies, so a step on a batch of the set computes the same bits as a
+/// step that packs the batch itself.
+#[derive(Clone, Debug)]
+pub struct PackedSet {
+    images: PackedB,
+    pixels: PackedB,
+}
+
+/// Both packed operands of a batch of a [`PackedSet`]: X (d x n) and X^T (n x d).
+#[derive(Clone, Copy, Debug)]
+pub struct PackedBatch<'a> {
+    /// The images, d x n: B of W X.
+    pub x: BView<'a>,
+    /// Their transpose, n x d: B of G X^T.
+    pub xt: BView<'a>,
+}
+
+impl PackedSet {
+    /// Converts `x` (d x N, columns contiguous or not) to bf16 in both layouts.
+    pub fn new(x: ArrayView2<'_, f32>) -> Self {
+        let mut pixels = PackedB::new(x.ncols(), x.nrows());
+        pixels.pack_transposed(x);
+        PackedSet {
+            images: PackedB::of(x),
+            pixels,
+        }
+    }
+
+    /// Images (N).
+    pub fn len(&self) -> usize {
+        self.images.n
+    }
+
+    /// Whether the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.images.n == 0
+    }
+
+    /// Images j0..j0 + n as the kernel's operands, without copying; `None`
+    /// when j0 or n is odd (a pair of k would straddle the batch's edge): pack
+    /// such a batch instead.
+    pub fn batch(&self, j0: usize, n: usize) -> Option<PackedBatch<'_>> {
+        assert!(
+            j0 + n <= self.len(),
+            "batch {j0}+{n} past {} images",
+            self.len()
+        );
+        if j0 % 2 == 1 || n % 2 == 1 {
+            return None;
+        }
+        let images = self.images.view();
+        let pixels = self.pixels.view();
+        Some(PackedBatch {
+            x: BView {
+                k: images.k,
+                n,
+                ld: images.ld,
+                data: &images.data[j0 * images.ld..],
+            },
+            xt: BView {
+                k: n,
+                n: pixels.n,
+                ld: pixels.ld,
+                data: &pixels.data[j0..],
+            },
+        })
+    }
+}
+
+fn check(a: &PackedA, b: &BView<'_>, c: &ArrayViewMut2<'_, f32>) {
+    assert!(
+        b.ld % 2 == 0
+            && b.ld >= pairs(b.k) * 2
+            && (b.n == 0 || (b.n - 1) * b.ld + pairs(b.k) * 2 <= b.data.len()),
+        "bf16 gemm: B's columns ({}x{}, ld {}) overrun its {} values",
+        b.k,
+        b.n,
+        b.ld,
+        b.data.len()
+    );
     assert!(
         a.k == b.k && c.nrows() == a.m && c.ncols() == b.n,
         "bf16 gemm shapes: A {}x{}, B {}x{}, C {}x{}",
@@ -300,11 +428,11 @@ fn flush(x: f32) -> f32 {
 pub fn gemm_emulated(
     alpha: f32,
     a: &PackedA,
-    b: &PackedB,
+    b: BView<'_>,
     beta: f32,
     mut c: ArrayViewMut2<'_, f32>,
 ) {
-    check(a, b, &c);
+    check(a, &b, &c);
     for j in 0..b.n {
         for i in 0..a.m {
             let mut acc = 0.0f32;
@@ -326,11 +454,11 @@ pub fn gemm_emulated(
 pub fn gemm(
     alpha: f32,
     a: &PackedA,
-    b: &PackedB,
+    b: BView<'_>,
     beta: f32,
     c: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
-    check(a, b, &c);
+    check(a, &b, &c);
     require()?;
     gemm_cols(alpha, a, b, 0, beta, c);
     Ok(())
@@ -340,7 +468,7 @@ pub fn gemm(
 fn gemm_cols(
     alpha: f32,
     a: &PackedA,
-    b: &PackedB,
+    b: BView<'_>,
     j0: usize,
     beta: f32,
     c: ArrayViewMut2<'_, f32>,
@@ -362,11 +490,11 @@ fn gemm_cols(
 pub fn gemm_blocks(
     alpha: f32,
     a: &PackedA,
-    b: &PackedB,
+    b: BView<'_>,
     beta: f32,
     c: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
-    check(a, b, &c);
+    check(a, &b, &c);
     require()?;
     let n = c.ncols();
     let parts = crate::linalg::blas::blocks_for(n);
@@ -382,7 +510,7 @@ fn range(
     bounds: &[usize],
     alpha: f32,
     a: &PackedA,
-    b: &PackedB,
+    b: BView<'_>,
     beta: f32,
     c: ArrayViewMut2<'_, f32>,
 ) {
@@ -398,11 +526,57 @@ fn range(
     );
 }
 
+/// What one core's multiply-add units can do, in GFLOP/s: f32 FMA
+/// (`VFMADD231PS`, 16 lanes x 2 FLOPs) and bf16 dot products (`VDPBF16PS`,
+/// 16 lanes x 2 pairs x 2 FLOPs), each on 16 independent 512-bit
+/// accumulators with no memory traffic. The bf16 kernel can only beat f32
+/// OpenBLAS where the second figure beats the first: on AMD Zen 4/5 it is
+/// about twice; on Intel Sapphire and Emerald Rapids (without AMX) it is half,
+/// because `VDPBF16PS` issues on one port every other cycle.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InstructionPeak {
+    /// f32 FMA peak, GFLOP/s on one core.
+    pub f32_fma: f64,
+    /// bf16 dot-product peak, GFLOP/s on one core.
+    pub bf16_dot: f64,
+}
+
+/// Measures [`InstructionPeak`] on the calling thread for about `min_s`
+/// seconds each; `None` where the CPU lacks AVX512-BF16.
+pub fn instruction_peak(min_s: f64) -> Option<InstructionPeak> {
+    if !available() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // FLOPs per loop turn: 16 accumulators x 16 lanes x 2 (x 2 pairs for bf16).
+        let rate = |f: unsafe fn(usize) -> f32, flops_per_turn: f64| {
+            let mut turns = 1usize << 16;
+            loop {
+                let t = std::time::Instant::now();
+                // SAFETY: the features were detected.
+                std::hint::black_box(unsafe { f(turns) });
+                let s = t.elapsed().as_secs_f64();
+                if s >= min_s {
+                    return flops_per_turn * turns as f64 / s / 1e9;
+                }
+                turns *= 2;
+            }
+        };
+        Some(InstructionPeak {
+            f32_fma: rate(kernel::fma_turns, 16.0 * 16.0 * 2.0),
+            bf16_dot: rate(kernel::dot_turns, 16.0 * 16.0 * 4.0),
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 // Register tiles are indexed explicitly: the loops unroll over constants.
 #[allow(clippy::needless_range_loop)]
 mod kernel {
-    use super::{pairs, PackedA, PackedB, MR, NR};
+    use super::{pairs, BView, PackedA, MR, NR};
     use ndarray::ArrayViewMut2;
     use std::arch::x86_64::*;
 
@@ -412,7 +586,7 @@ mod kernel {
     pub unsafe fn gemm(
         alpha: f32,
         a: &PackedA,
-        b: &PackedB,
+        b: BView<'_>,
         j0: usize,
         beta: f32,
         mut c: ArrayViewMut2<'_, f32>,
@@ -427,21 +601,21 @@ mod kernel {
             let mut j = 0;
             while j < n {
                 let cols = (n - j).min(NR);
-                let bp = b.data.as_ptr().add((j0 + j) * kp * 2);
+                let bp = b.data.as_ptr().add((j0 + j) * b.ld);
                 let mut acc = [[_mm512_setzero_ps(); NR]; 2];
                 match cols {
-                    12 => tile::<12>(ap, bp, kp, &mut acc),
-                    11 => tile::<11>(ap, bp, kp, &mut acc),
-                    10 => tile::<10>(ap, bp, kp, &mut acc),
-                    9 => tile::<9>(ap, bp, kp, &mut acc),
-                    8 => tile::<8>(ap, bp, kp, &mut acc),
-                    7 => tile::<7>(ap, bp, kp, &mut acc),
-                    6 => tile::<6>(ap, bp, kp, &mut acc),
-                    5 => tile::<5>(ap, bp, kp, &mut acc),
-                    4 => tile::<4>(ap, bp, kp, &mut acc),
-                    3 => tile::<3>(ap, bp, kp, &mut acc),
-                    2 => tile::<2>(ap, bp, kp, &mut acc),
-                    _ => tile::<1>(ap, bp, kp, &mut acc),
+                    12 => tile::<12>(ap, bp, kp, b.ld, &mut acc),
+                    11 => tile::<11>(ap, bp, kp, b.ld, &mut acc),
+                    10 => tile::<10>(ap, bp, kp, b.ld, &mut acc),
+                    9 => tile::<9>(ap, bp, kp, b.ld, &mut acc),
+                    8 => tile::<8>(ap, bp, kp, b.ld, &mut acc),
+                    7 => tile::<7>(ap, bp, kp, b.ld, &mut acc),
+                    6 => tile::<6>(ap, bp, kp, b.ld, &mut acc),
+                    5 => tile::<5>(ap, bp, kp, b.ld, &mut acc),
+                    4 => tile::<4>(ap, bp, kp, b.ld, &mut acc),
+                    3 => tile::<3>(ap, bp, kp, b.ld, &mut acc),
+                    2 => tile::<2>(ap, bp, kp, b.ld, &mut acc),
+                    _ => tile::<1>(ap, bp, kp, b.ld, &mut acc),
                 }
                 let valpha = _mm512_set1_ps(alpha);
                 let vbeta = _mm512_set1_ps(beta);
@@ -490,6 +664,7 @@ mod kernel {
         ap: *const u16,
         bp: *const u16,
         kp: usize,
+        ld: usize,
         acc: &mut [[__m512; NR]; 2],
     ) {
         let mut a0;
@@ -499,7 +674,7 @@ mod kernel {
             a0 = _mm512_loadu_si512(ap.add(p * MR * 2) as *const __m512i);
             a1 = _mm512_loadu_si512(ap.add(p * MR * 2 + 32) as *const __m512i);
             for col in 0..N {
-                let pair = (bp.add(col * kp * 2 + p * 2) as *const i32).read_unaligned();
+                let pair = (bp.add(col * ld + p * 2) as *const i32).read_unaligned();
                 let bv = _mm512_set1_epi32(pair);
                 local[0][col] = _mm512_dpbf16_ps(local[0][col], m512bh(a0), m512bh(bv));
                 local[1][col] = _mm512_dpbf16_ps(local[1][col], m512bh(a1), m512bh(bv));
@@ -615,6 +790,44 @@ mod kernel {
         }
     }
 
+    /// `turns` rounds of 16 independent f32 FMAs (see [`super::instruction_peak`]).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma_turns(turns: usize) -> f32 {
+        let a = _mm512_set1_ps(std::hint::black_box(0.5));
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for _ in 0..turns {
+            for r in acc.iter_mut() {
+                *r = _mm512_fmadd_ps(a, a, *r);
+            }
+            // Keeps the loop from being folded into one multiplication.
+            std::arch::asm!("", options(nomem, nostack));
+        }
+        let mut s = _mm512_setzero_ps();
+        for r in acc {
+            s = _mm512_add_ps(s, r);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
+    /// `turns` rounds of 16 independent bf16 dot products.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn dot_turns(turns: usize) -> f32 {
+        // 0.5 in bf16, in every half of every lane.
+        let a = m512bh(_mm512_set1_epi32(std::hint::black_box(0x3f00_3f00)));
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for _ in 0..turns {
+            for r in acc.iter_mut() {
+                *r = _mm512_dpbf16_ps(*r, a, a);
+            }
+            std::arch::asm!("", options(nomem, nostack));
+        }
+        let mut s = _mm512_setzero_ps();
+        for r in acc {
+            s = _mm512_add_ps(s, r);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
     #[inline(always)]
     fn m512i(v: __m512bh) -> __m512i {
         // SAFETY: same size, any bits.
@@ -716,7 +929,7 @@ mod tests {
         let (a, b) = (matrix(m, k, 1, true), matrix(k, n, 2, true));
         let (pa, pb) = (PackedA::of(a.view()), PackedB::of(b.view()));
         let mut c = Array2::<f32>::zeros((m, n).f());
-        gemm_emulated(1.0, &pa, &pb, 0.0, c.view_mut());
+        gemm_emulated(1.0, &pa, pb.view(), 0.0, c.view_mut());
         for i in 0..m {
             for j in 0..n {
                 let exact: f64 = (0..k)
@@ -737,7 +950,7 @@ mod tests {
             let e = gemm(
                 1.0,
                 &PackedA::new(1, 1),
-                &PackedB::new(1, 1),
+                PackedB::new(1, 1).view(),
                 0.0,
                 Array2::zeros((1, 1)).view_mut(),
             )
@@ -766,8 +979,8 @@ mod tests {
                 let (pa, pb) = (PackedA::of(a.view()), PackedB::of(b.view()));
                 let c0 = matrix(m, n, 5, fortran);
                 let (mut want, mut got) = (c0.clone(), c0.clone());
-                gemm_emulated(alpha, &pa, &pb, beta, want.view_mut());
-                gemm(alpha, &pa, &pb, beta, got.view_mut()).unwrap();
+                gemm_emulated(alpha, &pa, pb.view(), beta, want.view_mut());
+                gemm(alpha, &pa, pb.view(), beta, got.view_mut()).unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         assert_eq!(
@@ -787,7 +1000,7 @@ mod tests {
         gemm(
             1.0,
             &PackedA::of(a.view()),
-            &PackedB::of(b.view()),
+            PackedB::of(b.view()).view(),
             0.0,
             c.view_mut(),
         )
@@ -831,14 +1044,14 @@ mod tests {
         let (a, b) = (matrix(70, 3072, 1, true), matrix(3072, 100, 2, true));
         let (pa, pb) = (PackedA::of(a.view()), PackedB::of(b.view()));
         let mut one = Array2::<f32>::zeros((70, 100).f());
-        gemm(1.0, &pa, &pb, 0.0, one.view_mut()).unwrap();
+        gemm(1.0, &pa, pb.view(), 0.0, one.view_mut()).unwrap();
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
             let mut c = Array2::<f32>::zeros((70, 100).f());
-            pool.install(|| gemm_blocks(1.0, &pa, &pb, 0.0, c.view_mut()).unwrap());
+            pool.install(|| gemm_blocks(1.0, &pa, pb.view(), 0.0, c.view_mut()).unwrap());
             assert!(
                 c.iter()
                     .zip(one.iter())
@@ -897,5 +1110,57 @@ mod tests {
             let want = PackedB::of(a.t());
             assert_eq!(&t.data[..want.data.len()], &want.data[..], "X^T {m}x{k}");
         }
+    }
+
+    /// A batch of the packed set holds exactly what packing the batch itself
+    /// would (on every machine), and multiplies to the same bits (where the
+    /// CPU has the feature).
+    #[test]
+    fn batches_of_a_packed_set_equal_packing_each_batch() {
+        let (d, n_set) = (3072, 40);
+        let x = matrix(d, n_set, 7, true);
+        let set = PackedSet::new(x.view());
+        assert_eq!(set.len(), n_set);
+        for (j0, n) in [(0, 10), (10, 10), (30, 10), (4, 36), (0, 40)] {
+            let batch = set.batch(j0, n).expect("even start and length");
+            let cols = x.slice(ndarray::s![.., j0..j0 + n]);
+            let own_x = PackedB::of(cols);
+            let mut own_xt = PackedB::new(n, d);
+            own_xt.pack_transposed(cols);
+            assert_eq!((batch.x.rows(), batch.x.cols()), (d, n));
+            assert_eq!((batch.xt.rows(), batch.xt.cols()), (n, d));
+            for j in 0..n {
+                for i in 0..d {
+                    assert_eq!(batch.x.get(i, j).to_bits(), own_x.get(i, j).to_bits());
+                    assert_eq!(batch.xt.get(j, i).to_bits(), own_xt.get(j, i).to_bits());
+                }
+            }
+            if !available() {
+                continue;
+            }
+            // Forward W X and weight product G X^T, as a step computes them.
+            let w = PackedA::of(matrix(70, d, 8, true).view());
+            let g = PackedA::of(matrix(70, n, 9, true).view());
+            let mut want = Array2::<f32>::zeros((70, n).f());
+            let mut got = want.clone();
+            gemm(1.0, &w, own_x.view(), 0.0, want.view_mut()).unwrap();
+            gemm(1.0, &w, batch.x, 0.0, got.view_mut()).unwrap();
+            assert!(want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            let mut want = matrix(70, d, 8, true);
+            let mut got = want.clone();
+            gemm_blocks(-0.01, &g, own_xt.view(), 0.999, want.view_mut()).unwrap();
+            gemm_blocks(-0.01, &g, batch.xt, 0.999, got.view_mut()).unwrap();
+            assert!(want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        // A pair of k may not straddle a batch's edge: odd starts and lengths
+        // are packed per step instead.
+        assert!(set.batch(1, 10).is_none());
+        assert!(set.batch(0, 9).is_none());
     }
 }

@@ -14,4 +14,4 @@ pub use crate::linalg::blas::{self, gemm, try_gemm, GemmError};
 pub use crate::linalg::Real;
 pub use arch::{Arch, ModelKind, Precision};
 pub use loss::Loss;
-pub use net::{LayerParams, Net, Workspace};
+pub use net::{Input, LayerParams, Net, Workspace};

@@ -153,6 +153,25 @@ pub struct Workspace<T> {
     bf16: Option<Bf16Scratch>,
 }
 
+/// A training batch as [`Net::forward_train`] and [`Net::backward_update`]
+/// read it: the images x (d x n, column-major) and, for a bf16 net, optionally
+/// the same images already in bf16 (a batch of a [`bf16::PackedSet`], converted
+/// once per process), which spares packing X and X^T every step. Either way
+/// the step computes the same bits. A plain view converts into one.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a, T> {
+    /// The images, d x n.
+    pub x: ArrayView2<'a, T>,
+    /// The same images packed for the bf16 kernel (ignored by f32 and f64 nets).
+    pub packed: Option<bf16::PackedBatch<'a>>,
+}
+
+impl<'a, T> From<ArrayView2<'a, T>> for Input<'a, T> {
+    fn from(x: ArrayView2<'a, T>) -> Self {
+        Input { x, packed: None }
+    }
+}
+
 /// The packed operands of layer 0's bf16 products (see [`Workspace`]).
 #[derive(Clone, Debug)]
 struct Bf16Scratch {
@@ -555,23 +574,25 @@ impl<T: Real> Net<T> {
         ws: &mut Workspace<T>,
         stats: &mut [LossStat],
     ) {
-        self.forward(x, labels, ws, stats, Pass::Eval);
+        self.forward(x.into(), labels, ws, stats, Pass::Eval);
     }
 
     /// Forward pass of training step `step`, with each configuration's dropout
     /// and label smoothing (`regs`) and batch norm on the batch's statistics;
     /// [`Self::backward_update`] follows it on the same batch. Without batch norm,
     /// dropout or smoothing it is [`Self::forward_loss`], bit for bit. Allocates nothing.
-    pub fn forward_train(
+    pub fn forward_train<'a>(
         &self,
-        x: ArrayView2<'_, T>,
+        x: impl Into<Input<'a, T>>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         stats: &mut [LossStat],
         step: u64,
         regs: &[StepRegs],
-    ) {
-        self.forward(x, labels, ws, stats, Pass::Train { step, regs });
+    ) where
+        T: 'a,
+    {
+        self.forward(x.into(), labels, ws, stats, Pass::Train { step, regs });
     }
 
     /// The epilogue of hidden layer l's GEMM on configuration c's block: scale,
@@ -619,14 +640,22 @@ impl<T: Real> Net<T> {
 
     fn forward(
         &self,
-        x: ArrayView2<'_, T>,
+        input: Input<'_, T>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         stats: &mut [LossStat],
         pass: Pass<'_>,
     ) {
+        let x = input.x;
         let n = x.ncols();
         assert!(n <= ws.cap && labels.len() == n && x.nrows() == self.widths[0]);
+        if let Some(p) = input.packed {
+            let d = x.nrows();
+            assert!(
+                (p.x.rows(), p.x.cols(), p.xt.rows(), p.xt.cols()) == (d, n, n, d),
+                "the packed batch's shape differs from the batch's"
+            );
+        }
         let layers = self.layers();
         let cfgs = self.configs;
         ws.trained = matches!(pass, Pass::Train { .. });
@@ -650,9 +679,15 @@ impl<T: Real> Net<T> {
         let w1 = self.widths[1];
         match (&self.bf16, &mut ws.bf16) {
             (Some(w), Some(scratch)) => {
-                scratch.x.pack(T::f32_view(x).expect("bf16 nets are f32"));
+                let b = match input.packed {
+                    Some(p) => p.x,
+                    None => {
+                        scratch.x.pack(T::f32_view(x).expect("bf16 nets are f32"));
+                        scratch.x.view()
+                    }
+                };
                 let out = T::f32_view_mut(ws.acts[0].slice_mut(s![.., ..n])).expect("f32");
-                bf16::gemm_blocks(1.0, w, &scratch.x, 0.0, out).expect("checked by enable_bf16");
+                bf16::gemm_blocks(1.0, w, b, 0.0, out).expect("checked by enable_bf16");
             }
             _ => gemm_blocks(
                 T::one(),
@@ -709,15 +744,17 @@ impl<T: Real> Net<T> {
     /// One SGD step for every configuration, after [`Self::forward_loss`] on the
     /// same `x` and `labels`: W <- (1 - 2 eta_c lambda_c) W - (eta_c / n) dL/dW and
     /// b <- b - (eta_c / n) dL/db, fused into the backward GEMMs. Allocates nothing.
-    pub fn backward_update(
+    pub fn backward_update<'a>(
         &mut self,
-        x: ArrayView2<'_, T>,
+        x: impl Into<Input<'a, T>>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         etas: &[T],
         lambdas: &[T],
-    ) {
-        self.backward(x, labels, ws, Backward::Update { etas, lambdas });
+    ) where
+        T: 'a,
+    {
+        self.backward(x.into(), labels, ws, Backward::Update { etas, lambdas });
     }
 
     /// Plain gradients of the cost (mean loss + lambda_c * sum W^2) for every
@@ -749,7 +786,7 @@ impl<T: Real> Net<T> {
         // backward() takes &mut self for the update mode; gradients leave self unchanged.
         let mut me = self.clone();
         me.backward(
-            x,
+            x.into(),
             labels,
             &mut ws,
             Backward::Gradients {
@@ -867,11 +904,12 @@ impl<T: Real> Net<T> {
 
     fn backward(
         &mut self,
-        x: ArrayView2<'_, T>,
+        input: Input<'_, T>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         mut mode: Backward<'_, T>,
     ) {
+        let x = input.x;
         let n = x.ncols();
         let layers = self.layers();
         let cfgs = self.configs;
@@ -969,9 +1007,15 @@ impl<T: Real> Net<T> {
             |alpha: T, g: ArrayView2<'_, T>, beta: T, c: ArrayViewMut2<'_, T>| match scratch {
                 Some(p) => {
                     p.g.pack(T::f32_view(g).expect("bf16 nets are f32"));
-                    p.xt.pack_transposed(T::f32_view(x).expect("f32"));
+                    let xt = match input.packed {
+                        Some(b) => b.xt,
+                        None => {
+                            p.xt.pack_transposed(T::f32_view(x).expect("f32"));
+                            p.xt.view()
+                        }
+                    };
                     let c = T::f32_view_mut(c).expect("f32");
-                    bf16::gemm_blocks(alpha.f64() as f32, &p.g, &p.xt, beta.f64() as f32, c)
+                    bf16::gemm_blocks(alpha.f64() as f32, &p.g, xt, beta.f64() as f32, c)
                         .expect("checked by enable_bf16");
                 }
                 None => gemm_blocks(alpha, g, x.t(), beta, c),
@@ -1366,6 +1410,72 @@ mod tests {
                 (*p as f64 - q).abs() < 1e-2 * (1e-3 + q.abs()),
                 "{p} vs {q}"
             );
+        }
+    }
+
+    /// Steps on batches of a [`bf16::PackedSet`] (converted once) compute the
+    /// same bits as steps that pack each batch, with and without momentum; and
+    /// after every step the packed weights are the weights rounded to bf16.
+    #[test]
+    fn bf16_steps_on_a_packed_set_equal_steps_that_pack_each_batch() {
+        if !bf16::available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let a = Arch {
+            input: 256,
+            ..arch(&[40], Loss::Ce)
+        };
+        let (x, y) = toy(256, 60, 6);
+        let x = x.mapv(|v| v as f32);
+        let set = bf16::PackedSet::new(x.view());
+        let (etas, lambdas) = ([0.05f32, 0.02], [0.01f32, 0.1]);
+        for mu in [0.0, 0.9] {
+            let mut nets: Vec<Net<f32>> = (0..2)
+                .map(|_| {
+                    let mut n = Net::<f32>::init(&a, &[3, 4]);
+                    n.set_momentum(mu);
+                    n.enable_bf16().unwrap();
+                    n
+                })
+                .collect();
+            let mut ws: Vec<Workspace<f32>> = nets.iter().map(|n| n.workspace(20)).collect();
+            for step in 0..6 {
+                let j0 = (step % 3) * 20;
+                let cols = x.slice(s![.., j0..j0 + 20]);
+                let labels = &y[j0..j0 + 20];
+                let mut stats = [[LossStat::default(); 2]; 2];
+                let inputs = [
+                    Input::from(cols),
+                    Input {
+                        x: cols,
+                        packed: set.batch(j0, 20),
+                    },
+                ];
+                for (k, input) in inputs.into_iter().enumerate() {
+                    let regs = [StepRegs::default(); 2];
+                    nets[k].forward_train(
+                        input,
+                        labels,
+                        &mut ws[k],
+                        &mut stats[k],
+                        step as u64,
+                        &regs,
+                    );
+                    nets[k].backward_update(input, labels, &mut ws[k], &etas, &lambdas);
+                }
+                assert_eq!(stats[0], stats[1], "step {step}, momentum {mu}");
+                let bits =
+                    |n: &Net<f32>| n.weights[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&nets[0]), bits(&nets[1]), "step {step}, momentum {mu}");
+                let packed = nets[1].bf16.as_ref().unwrap();
+                let fresh = bf16::PackedA::of(nets[1].weights[0].view());
+                for i in 0..80 {
+                    for j in 0..256 {
+                        assert_eq!(packed.get(i, j).to_bits(), fresh.get(i, j).to_bits());
+                    }
+                }
+            }
         }
     }
 }

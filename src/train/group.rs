@@ -16,7 +16,7 @@ use super::probs::ClassProbs;
 use crate::data::Split;
 use crate::nn::ensemble::{add_probs, eval_probs, EnsembleEval};
 use crate::nn::net::{Eval, LossStat, StepRegs, MAX_GROUP};
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use ndarray::{Array2, ShapeBuilder};
 
 use crate::nn::{LayerParams, Net, Real};
 use crate::util::mix64;
@@ -266,6 +266,13 @@ pub fn train_group<T: Real>(
     };
     let mut batch_y = vec![0u8; batch];
     let data_seed = first.data_seed();
+    // bf16 on consecutive batches: the training images in bf16, converted once
+    // per process and shared by every run, so a step packs no images.
+    let packed_set = if net.uses_bf16() && !gathers && batch % 2 == 0 {
+        split.train.packed_bf16()
+    } else {
+        None
+    };
 
     // Intermediate points evaluate a fixed sample of the training set (chosen
     // once from the seed), gathered chunk by chunk into a reused buffer.
@@ -363,7 +370,7 @@ pub fn train_group<T: Real>(
         let pos = t % per_epoch;
         // Take the batch: a view of consecutive columns, or a gather when
         // shuffling or augmenting (each image flipped and shifted as it is copied).
-        let (x, y): (ArrayView2<'_, T>, &[u8]) = if gathers {
+        let (x, y): (crate::nn::Input<'_, T>, &[u8]) = if gathers {
             if first.shuffle && pos == 0 {
                 shuffle_epoch(&mut order, data_seed, t / per_epoch);
             }
@@ -381,10 +388,13 @@ pub fn train_group<T: Real>(
             for (k, &j) in ids.iter().enumerate() {
                 batch_y[k] = split.train.labels[j];
             }
-            (batch_x.view(), &batch_y)
+            (batch_x.view().into(), &batch_y)
         } else {
             (
-                split.train.cols(pos * batch, batch),
+                crate::nn::Input {
+                    x: split.train.cols(pos * batch, batch),
+                    packed: packed_set.and_then(|p| p.batch(pos * batch, batch)),
+                },
                 &split.train.labels[pos * batch..(pos + 1) * batch],
             )
         };
