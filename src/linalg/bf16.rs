@@ -460,9 +460,23 @@ pub fn gemm(
 ) -> Result<()> {
     check(a, &b, &c);
     require()?;
-    gemm_cols(alpha, a, b, 0, beta, c);
+    gemm_cols(alpha, a, b, 0, beta, c, None);
     Ok(())
 }
+
+/// Where a product also writes its result C rounded to bf16: the data of a
+/// [`PackedA`] of C's shape (C its A operand next time), shared by the column
+/// blocks, each of which writes only its own (whole) pairs of columns.
+#[derive(Clone, Copy)]
+struct Repack {
+    data: *mut u16,
+}
+
+// SAFETY: the blocks that share it write disjoint pairs of columns (their
+// bounds are even), and the PackedA it points to is borrowed mutably for the
+// whole product.
+unsafe impl Send for Repack {}
+unsafe impl Sync for Repack {}
 
 /// The product for B's columns `j0..j0 + c.ncols()` into `c`; the features were checked.
 fn gemm_cols(
@@ -472,11 +486,12 @@ fn gemm_cols(
     j0: usize,
     beta: f32,
     c: ArrayViewMut2<'_, f32>,
+    repack: Option<Repack>,
 ) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: callers checked the CPU's features and the shapes.
     unsafe {
-        kernel::gemm(alpha, a, b, j0, beta, c)
+        kernel::gemm(alpha, a, b, j0, beta, c, repack)
     };
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("bf16::require refuses on this architecture");
@@ -496,14 +511,63 @@ pub fn gemm_blocks(
 ) -> Result<()> {
     check(a, &b, &c);
     require()?;
+    blocks(alpha, a, b, beta, c, None);
+    Ok(())
+}
+
+/// [`gemm_blocks`] that also leaves the new C, rounded to bf16, in `c_packed`
+/// (a [`PackedA`] of C's shape), written from the registers as each tile of C
+/// is stored: the SGD update W <- alpha G X^T + beta W re-packs the bf16
+/// weights in the same pass, not in a pass of its own. `c_packed` ends equal to
+/// `PackedA::of(c)`, bit for bit.
+pub fn gemm_blocks_repacking(
+    alpha: f32,
+    a: &PackedA,
+    b: BView<'_>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+    c_packed: &mut PackedA,
+) -> Result<()> {
+    check(a, &b, &c);
+    assert!(
+        c_packed.m == c.nrows() && c_packed.k == c.ncols(),
+        "bf16 gemm: C is {}x{} but its packed copy {}x{}",
+        c.nrows(),
+        c.ncols(),
+        c_packed.m,
+        c_packed.k
+    );
+    require()?;
+    if c.strides()[0] != 1 {
+        // The fused stores read C's columns as vectors.
+        blocks(alpha, a, b, beta, c.view_mut(), None);
+        c_packed.pack(c.view());
+        return Ok(());
+    }
+    let repack = Repack {
+        data: c_packed.data.as_mut_ptr(),
+    };
+    blocks(alpha, a, b, beta, c, Some(repack));
+    Ok(())
+}
+
+/// C's columns cut into `blas::blocks_for`'s fixed blocks, with bounds rounded
+/// to even (so that a pair of columns of a re-packed C stays in one block).
+fn blocks(
+    alpha: f32,
+    a: &PackedA,
+    b: BView<'_>,
+    beta: f32,
+    c: ArrayViewMut2<'_, f32>,
+    repack: Option<Repack>,
+) {
     let n = c.ncols();
     let parts = crate::linalg::blas::blocks_for(n);
     let mut bounds = [0usize; crate::linalg::blas::MAX_BLOCKS + 1];
     for (i, v) in bounds.iter_mut().enumerate().take(parts + 1) {
-        *v = n * i / parts;
+        *v = if i == parts { n } else { (n * i / parts) & !1 };
     }
-    range(&bounds[..parts + 1], alpha, a, b, beta, c);
-    Ok(())
+    range(&bounds[..parts + 1], alpha, a, b, beta, c, repack);
 }
 
 fn range(
@@ -513,16 +577,17 @@ fn range(
     b: BView<'_>,
     beta: f32,
     c: ArrayViewMut2<'_, f32>,
+    repack: Option<Repack>,
 ) {
     let parts = bounds.len() - 1;
     if parts <= 1 {
-        return gemm_cols(alpha, a, b, bounds[0], beta, c);
+        return gemm_cols(alpha, a, b, bounds[0], beta, c, repack);
     }
     let mid = parts / 2;
     let (lo, hi) = c.split_at(ndarray::Axis(1), bounds[mid] - bounds[0]);
     rayon::join(
-        || range(&bounds[..=mid], alpha, a, b, beta, lo),
-        || range(&bounds[mid..], alpha, a, b, beta, hi),
+        || range(&bounds[..=mid], alpha, a, b, beta, lo, repack),
+        || range(&bounds[mid..], alpha, a, b, beta, hi, repack),
     );
 }
 
@@ -576,7 +641,7 @@ pub fn instruction_peak(min_s: f64) -> Option<InstructionPeak> {
 // Register tiles are indexed explicitly: the loops unroll over constants.
 #[allow(clippy::needless_range_loop)]
 mod kernel {
-    use super::{pairs, BView, PackedA, MR, NR};
+    use super::{pairs, BView, PackedA, Repack, MR, NR};
     use ndarray::ArrayViewMut2;
     use std::arch::x86_64::*;
 
@@ -590,9 +655,13 @@ mod kernel {
         j0: usize,
         beta: f32,
         mut c: ArrayViewMut2<'_, f32>,
+        repack: Option<Repack>,
     ) {
         let kp = pairs(a.k);
         let n = c.ncols();
+        // C's pairs of columns in its packed copy (C is m x (its full width)).
+        let c_pairs = pairs(b.n);
+        let mut stored = [[_mm512_setzero_ps(); NR]; 2];
         let (rs, cs) = (c.strides()[0], c.strides()[1]);
         let cptr = c.as_mut_ptr();
         for panel in 0..a.m.div_ceil(MR) {
@@ -641,6 +710,7 @@ mod kernel {
                                 _mm512_add_ps(v, _mm512_mul_ps(vbeta, old))
                             };
                             _mm512_mask_storeu_ps(base, mask, out);
+                            stored[half][col] = _mm512_maskz_mov_ps(mask, out);
                         } else {
                             let mut lanes = [0.0f32; 16];
                             _mm512_storeu_ps(lanes.as_mut_ptr(), v);
@@ -648,6 +718,29 @@ mod kernel {
                                 let p = base.offset(r as isize * rs);
                                 *p = if beta == 0.0 { x } else { x + beta * *p };
                             }
+                        }
+                    }
+                }
+                if let Some(r) = repack {
+                    // The tile's new C, rounded to bf16, into C's packed
+                    // panel: pairs of columns, 16 rows' pairs per vector.
+                    debug_assert!(rs == 1 && (j0 + j) % 2 == 0);
+                    for half in 0..2 {
+                        if rows <= half * 16 {
+                            continue;
+                        }
+                        for q in 0..cols.div_ceil(2) {
+                            let lo = stored[half][2 * q];
+                            let hi = if 2 * q + 1 < cols {
+                                stored[half][2 * q + 1]
+                            } else {
+                                _mm512_setzero_ps()
+                            };
+                            let pair = (j0 + j) / 2 + q;
+                            let out = r
+                                .data
+                                .add(panel * c_pairs * MR * 2 + pair * MR * 2 + half * 32);
+                            _mm512_storeu_si512(out as *mut __m512i, interleave(lo, hi));
                         }
                     }
                 }
@@ -703,6 +796,18 @@ mod kernel {
         }
     }
 
+    /// `lo` and `hi` rounded to bf16 and interleaved: lo0, hi0, lo1, hi1, ...
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    #[inline]
+    unsafe fn interleave(lo: __m512, hi: __m512) -> __m512i {
+        let both = m512i(_mm512_cvtne2ps_pbh(hi, lo));
+        let order = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        _mm512_permutexvar_epi16(order, both)
+    }
+
     /// 16 rows from `lo` and `hi` (the `live` first; the rest read as zero),
     /// rounded to bf16 and interleaved: lo0, hi0, lo1, hi1, ...
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
@@ -718,12 +823,7 @@ mod kernel {
             Some(p) => _mm512_maskz_loadu_ps(mask, p),
             None => _mm512_setzero_ps(),
         };
-        let both = m512i(_mm512_cvtne2ps_pbh(h, l));
-        let order = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-            4, 19, 3, 18, 2, 17, 1, 16, 0,
-        );
-        _mm512_permutexvar_epi16(order, both)
+        interleave(l, h)
     }
 
     /// [`PackedA::pack`] for an A whose columns are contiguous.
@@ -1162,5 +1262,45 @@ mod tests {
         // are packed per step instead.
         assert!(set.batch(1, 10).is_none());
         assert!(set.batch(0, 9).is_none());
+    }
+
+    /// The product that re-packs C as it stores it leaves C as [`gemm`] does
+    /// and its packed copy as a fresh pack of C, bit for bit, on any pool and
+    /// on ragged shapes (m not a multiple of 32, an odd number of columns).
+    #[test]
+    fn repacking_products_leave_c_and_its_fresh_pack() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        for (m, n, k) in [(50, 3072, 100), (17, 301, 9), (64, 25, 40), (1, 13, 2)] {
+            let (a, b) = (matrix(m, k, 1, true), matrix(k, n, 2, true));
+            let (pa, pb) = (PackedA::of(a.view()), PackedB::of(b.view()));
+            let start = matrix(m, n, 3, true);
+            let mut want = start.clone();
+            gemm(-0.05, &pa, pb.view(), 0.999, want.view_mut()).unwrap();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = start.clone();
+                // A stale copy, as the weights' before the step.
+                let mut packed = PackedA::of(start.view());
+                pool.install(|| {
+                    gemm_blocks_repacking(-0.05, &pa, pb.view(), 0.999, c.view_mut(), &mut packed)
+                        .unwrap()
+                });
+                assert!(
+                    c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{n}x{k}, {threads} threads"
+                );
+                assert_eq!(
+                    packed.data,
+                    PackedA::of(c.view()).data,
+                    "{m}x{n}x{k}, {threads} threads"
+                );
+            }
+        }
     }
 }

@@ -1003,8 +1003,13 @@ impl<T: Real> Net<T> {
         // C <- alpha G X^T + beta C: in bf16 with f32 sums (the operands packed
         // here, after G is final), or in f32 through BLAS.
         let scratch = &mut ws.bf16;
+        // `c_packed`: C's bf16 copy (the packed weights), re-packed in the same pass.
         let mut weight_product =
-            |alpha: T, g: ArrayView2<'_, T>, beta: T, c: ArrayViewMut2<'_, T>| match scratch {
+            |alpha: T,
+             g: ArrayView2<'_, T>,
+             beta: T,
+             c: ArrayViewMut2<'_, T>,
+             c_packed: Option<&mut bf16::PackedA>| match scratch {
                 Some(p) => {
                     p.g.pack(T::f32_view(g).expect("bf16 nets are f32"));
                     let xt = match input.packed {
@@ -1015,8 +1020,12 @@ impl<T: Real> Net<T> {
                         }
                     };
                     let c = T::f32_view_mut(c).expect("f32");
-                    bf16::gemm_blocks(alpha.f64() as f32, &p.g, xt, beta.f64() as f32, c)
-                        .expect("checked by enable_bf16");
+                    let (alpha, beta) = (alpha.f64() as f32, beta.f64() as f32);
+                    match c_packed {
+                        Some(w) => bf16::gemm_blocks_repacking(alpha, &p.g, xt, beta, c, w),
+                        None => bf16::gemm_blocks(alpha, &p.g, xt, beta, c),
+                    }
+                    .expect("checked by enable_bf16");
                 }
                 None => gemm_blocks(alpha, g, x.t(), beta, c),
             };
@@ -1033,6 +1042,7 @@ impl<T: Real> Net<T> {
                     g0.slice(s![.., ..n]),
                     mu,
                     self.velocity[0].view_mut(),
+                    None,
                 );
                 profile::lap(&mut timer, Phase::BackwardGemm);
                 for c in 0..cfgs {
@@ -1058,15 +1068,15 @@ impl<T: Real> Net<T> {
                     scale_block(block_mut(g0, c, w1, n), -eta * inv_n / self.scale[c]);
                 }
                 profile::lap(&mut timer, Phase::Update);
+                // bf16: the packed weights are re-packed as the product stores them.
                 weight_product(
                     T::one(),
                     g0.slice(s![.., ..n]),
                     T::one(),
                     self.weights[0].view_mut(),
+                    self.bf16.as_mut(),
                 );
                 profile::lap(&mut timer, Phase::BackwardGemm);
-                self.repack_bf16();
-                profile::lap(&mut timer, Phase::Update);
             }
             Backward::Gradients { lambdas, grads } => {
                 for (c, &lambda) in lambdas.iter().enumerate().take(cfgs) {
@@ -1081,6 +1091,7 @@ impl<T: Real> Net<T> {
                     g0.slice(s![.., ..n]),
                     T::one(),
                     grads.weights[0].view_mut(),
+                    None,
                 );
             }
         }
