@@ -225,12 +225,19 @@ fn step_bench<T: Real>(
     let mut stats = vec![LossStat::default(); configs];
     let etas = vec![T::of(0.01); configs];
     let lambdas = vec![T::of(0.01); configs];
+    let regs = vec![crate::nn::net::StepRegs::default(); configs];
     let per_epoch = split.train.len() / batch;
     let mut t = 0usize;
     // With augmentation the batch is gathered image by image, flipped and
     // shifted, into a buffer allocated once, as the trainer does.
     let mut gathered = ndarray::Array2::<T>::zeros((arch.input, batch).f());
     let mut ids = vec![0usize; batch];
+    // bf16 on consecutive batches reads the images converted once, as the trainer does.
+    let packed = if bf16 && gather.is_none() {
+        split.train.packed_bf16()
+    } else {
+        None
+    };
     let mut step = |net: &mut Net<T>| {
         let mut timer = profile::start();
         let pos = t % per_epoch;
@@ -251,12 +258,15 @@ fn step_bench<T: Real>(
             );
         }
         let x = if gather.is_some() {
-            gathered.view()
+            gathered.view().into()
         } else {
-            split.train.cols(pos * batch, batch)
+            crate::nn::Input {
+                x: split.train.cols(pos * batch, batch),
+                packed: packed.and_then(|p| p.batch(pos * batch, batch)),
+            }
         };
         profile::lap(&mut timer, profile::Phase::Batch);
-        net.forward_loss(x, y, &mut ws, &mut stats);
+        net.forward_train(x, y, &mut ws, &mut stats, t as u64, &regs);
         net.backward_update(x, y, &mut ws, &etas, &lambdas);
         t += 1;
     };

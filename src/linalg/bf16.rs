@@ -226,21 +226,7 @@ impl PackedB {
     pub fn pack(&mut self, b: ArrayView2<'_, f32>) {
         self.resize(b.nrows(), b.ncols());
         let len = pairs(self.k) * 2;
-        let vector = cfg!(target_arch = "x86_64") && available();
-        for (j, col) in b.columns().into_iter().enumerate() {
-            let out = &mut self.data[j * len..(j + 1) * len];
-            out[len - 1] = 0;
-            match col.as_slice() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the features were detected.
-                Some(src) if vector => unsafe { kernel::convert(src, out) },
-                _ => {
-                    for (o, &v) in out.iter_mut().zip(col.iter()) {
-                        *o = to_bf16(v);
-                    }
-                }
-            }
-        }
+        pack_columns(&mut self.data[..self.n * len], b, len);
     }
 
     /// Packs the transpose of `x` (so B = x^T, k = x's columns, n = x's rows),
@@ -249,22 +235,7 @@ impl PackedB {
     pub fn pack_transposed(&mut self, x: ArrayView2<'_, f32>) {
         self.resize(x.ncols(), x.nrows());
         let len = pairs(self.k) * 2;
-        if self.k % 2 == 1 {
-            for j in 0..self.n {
-                self.data[j * len + len - 1] = 0;
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if x.strides()[0] == 1 && available() {
-            // SAFETY: the features were detected; columns are contiguous.
-            unsafe { kernel::pack_transposed(&mut self.data, x, len) };
-            return;
-        }
-        for (i, col) in x.columns().into_iter().enumerate() {
-            for (j, &v) in col.iter().enumerate() {
-                self.data[j * len + i] = to_bf16(v);
-            }
-        }
+        pack_transposed_into(&mut self.data[..self.n * len], x, len);
     }
 
     /// Element (i, j) as f32 (after rounding).
@@ -330,6 +301,11 @@ pub struct PackedSet {
     pixels: PackedB,
 }
 
+/// Images per task when a [`PackedSet`] is built.
+pub const SET_IMAGES_PER_TASK: usize = 1024;
+/// Pixels (rows of the set) per task when a [`PackedSet`] is built.
+pub const SET_PIXELS_PER_TASK: usize = 64;
+
 /// Both packed operands of a batch of a [`PackedSet`]: X (d x n) and X^T (n x d).
 #[derive(Clone, Copy, Debug)]
 pub struct PackedBatch<'a> {
@@ -340,14 +316,42 @@ pub struct PackedBatch<'a> {
 }
 
 impl PackedSet {
-    /// Converts `x` (d x N, columns contiguous or not) to bf16 in both layouts.
+    /// Converts `x` (d x N, columns contiguous or not) to bf16 in both layouts,
+    /// in tasks of [`SET_IMAGES_PER_TASK`] images and [`SET_PIXELS_PER_TASK`]
+    /// pixels on the current rayon pool (the result does not depend on it).
     pub fn new(x: ArrayView2<'_, f32>) -> Self {
-        let mut pixels = PackedB::new(x.ncols(), x.nrows());
-        pixels.pack_transposed(x);
-        PackedSet {
-            images: PackedB::of(x),
-            pixels,
-        }
+        use rayon::prelude::*;
+        let (d, n) = x.dim();
+        let mut images = PackedB::new(d, n);
+        let mut pixels = PackedB::new(n, d);
+        let (image_len, pixel_len) = (pairs(d) * 2, pairs(n) * 2);
+        rayon::join(
+            || {
+                let per = SET_IMAGES_PER_TASK;
+                images
+                    .data
+                    .par_chunks_mut(image_len * per)
+                    .enumerate()
+                    .for_each(|(t, out)| {
+                        let j = t * per;
+                        let cols = x.slice(ndarray::s![.., j..(j + per).min(n)]);
+                        pack_columns(out, cols, image_len);
+                    })
+            },
+            || {
+                let per = SET_PIXELS_PER_TASK;
+                pixels
+                    .data
+                    .par_chunks_mut(pixel_len * per)
+                    .enumerate()
+                    .for_each(|(t, out)| {
+                        let i = t * per;
+                        let rows = x.slice(ndarray::s![i..(i + per).min(d), ..]);
+                        pack_transposed_into(out, rows, pixel_len);
+                    })
+            },
+        );
+        PackedSet { images, pixels }
     }
 
     /// Images (N).
@@ -391,9 +395,50 @@ impl PackedSet {
     }
 }
 
+/// `b`'s columns (k values each, any layout) rounded to bf16 into `out`, one
+/// column per `len` values (k padded with a zero to even).
+fn pack_columns(out: &mut [u16], b: ArrayView2<'_, f32>, len: usize) {
+    let vector = cfg!(target_arch = "x86_64") && available();
+    for (j, col) in b.columns().into_iter().enumerate() {
+        let out = &mut out[j * len..(j + 1) * len];
+        out[len - 1] = 0;
+        match col.as_slice() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the features were detected.
+            Some(src) if vector => unsafe { kernel::convert(src, out) },
+            _ => {
+                for (o, &v) in out.iter_mut().zip(col.iter()) {
+                    *o = to_bf16(v);
+                }
+            }
+        }
+    }
+}
+
+/// `x`'s transpose rounded to bf16 into `out`: column i of the result (x's
+/// row i, its n values padded with a zero to even) at `out[i * len..]`.
+fn pack_transposed_into(out: &mut [u16], x: ArrayView2<'_, f32>, len: usize) {
+    if x.ncols() % 2 == 1 {
+        for i in 0..x.nrows() {
+            out[i * len + len - 1] = 0;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x.strides()[0] == 1 && available() {
+        // SAFETY: the features were detected; columns are contiguous.
+        unsafe { kernel::pack_transposed(out, x, len) };
+        return;
+    }
+    for (j, col) in x.columns().into_iter().enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            out[i * len + j] = to_bf16(v);
+        }
+    }
+}
+
 fn check(a: &PackedA, b: &BView<'_>, c: &ArrayViewMut2<'_, f32>) {
     assert!(
-        b.ld % 2 == 0
+        b.ld.is_multiple_of(2)
             && b.ld >= pairs(b.k) * 2
             && (b.n == 0 || (b.n - 1) * b.ld + pairs(b.k) * 2 <= b.data.len()),
         "bf16 gemm: B's columns ({}x{}, ld {}) overrun its {} values",
@@ -664,11 +709,14 @@ mod kernel {
         let mut stored = [[_mm512_setzero_ps(); NR]; 2];
         let (rs, cs) = (c.strides()[0], c.strides()[1]);
         let cptr = c.as_mut_ptr();
+        // Panels of A outermost: a panel (MR x k bf16) stays in cache while the
+        // columns of B stream past it. (Tiles of B outermost when A fits in
+        // cache measured no faster, on packed or on strided B.)
         for panel in 0..a.m.div_ceil(MR) {
-            let rows = (a.m - panel * MR).min(MR);
-            let ap = a.data.as_ptr().add(panel * kp * MR * 2);
-            let mut j = 0;
-            while j < n {
+            for t in 0..n.div_ceil(NR) {
+                let rows = (a.m - panel * MR).min(MR);
+                let ap = a.data.as_ptr().add(panel * kp * MR * 2);
+                let j = t * NR;
                 let cols = (n - j).min(NR);
                 let bp = b.data.as_ptr().add((j0 + j) * b.ld);
                 let mut acc = [[_mm512_setzero_ps(); NR]; 2];
@@ -724,7 +772,7 @@ mod kernel {
                 if let Some(r) = repack {
                     // The tile's new C, rounded to bf16, into C's packed
                     // panel: pairs of columns, 16 rows' pairs per vector.
-                    debug_assert!(rs == 1 && (j0 + j) % 2 == 0);
+                    debug_assert!(rs == 1 && (j0 + j).is_multiple_of(2));
                     for half in 0..2 {
                         if rows <= half * 16 {
                             continue;
@@ -744,7 +792,6 @@ mod kernel {
                         }
                     }
                 }
-                j += cols;
             }
         }
     }
@@ -854,7 +901,10 @@ mod kernel {
 
     /// [`PackedB::pack_transposed`] for an X whose columns are contiguous:
     /// two images at a time, 16 features at a time, each pair stored as one
-    /// 32-bit word in its feature's column.
+    /// 32-bit word in its feature's column. Features go in blocks of
+    /// [`FEATURE_BLOCK`], every image pair within a block, so that the
+    /// scattered stores land in few pages (a whole training set's columns lie
+    /// 90 KB apart: scattering over all 3072 at once misses the TLB on every word).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn pack_transposed(data: &mut [u16], x: ndarray::ArrayView2<'_, f32>, len: usize) {
         let (d, n) = (x.nrows(), x.ncols());
@@ -866,29 +916,34 @@ mod kernel {
             _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
             _mm512_set1_epi32(step as i32),
         );
-        for q in 0..n.div_ceil(2) {
-            let lo_col = base.offset((2 * q) as isize * cs);
-            let hi_col = (2 * q + 1 < n).then(|| base.offset((2 * q + 1) as isize * cs));
-            let mut f = 0;
-            while f < d {
-                let live = (d - f).min(16);
-                let v = pairs16(lo_col.add(f), hi_col.map(|h| h.add(f)), live);
-                let mask: __mmask16 = if live >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << live) - 1
-                };
-                _mm512_mask_i32scatter_epi32(
-                    words.add(f * step as usize + q) as *mut _,
-                    mask,
-                    index,
-                    v,
-                    4,
-                );
-                f += 16;
+        for f0 in (0..d).step_by(FEATURE_BLOCK) {
+            for q in 0..n.div_ceil(2) {
+                let lo_col = base.offset((2 * q) as isize * cs);
+                let hi_col = (2 * q + 1 < n).then(|| base.offset((2 * q + 1) as isize * cs));
+                let mut f = f0;
+                while f < d.min(f0 + FEATURE_BLOCK) {
+                    let live = (d - f).min(16);
+                    let v = pairs16(lo_col.add(f), hi_col.map(|h| h.add(f)), live);
+                    let mask: __mmask16 = if live >= 16 {
+                        0xffff
+                    } else {
+                        (1u16 << live) - 1
+                    };
+                    _mm512_mask_i32scatter_epi32(
+                        words.add(f * step as usize + q) as *mut _,
+                        mask,
+                        index,
+                        v,
+                        4,
+                    );
+                    f += 16;
+                }
             }
         }
     }
+
+    /// Features per block of [`pack_transposed`]: 64 pages of scattered stores.
+    const FEATURE_BLOCK: usize = 64;
 
     /// `turns` rounds of 16 independent f32 FMAs (see [`super::instruction_peak`]).
     #[target_feature(enable = "avx512f")]

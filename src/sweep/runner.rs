@@ -389,6 +389,15 @@ fn run_plan_part<T: Real>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()?;
+    // bf16 groups on consecutive batches share the training images converted
+    // once: convert them here, on the whole pool, before any group waits for them.
+    if crate::linalg::bf16::available()
+        && todo
+            .iter()
+            .any(|&g| configs[groups[g][0]].reads_packed_bf16())
+    {
+        pool.install(|| split.train.packed_bf16());
+    }
     let sizes = [split.train.len(), split.val.len(), split.test.len()];
     let saved = |c: &RunConfig| SavedConfig {
         config: c.clone(),

@@ -332,6 +332,17 @@ impl RunConfig {
         (n_train / self.batch).max(1)
     }
 
+    /// Whether training reads its batches from the images converted to bf16
+    /// once per process ([`crate::data::DataSet::packed_bf16`]): bf16 on
+    /// consecutive batches of an even size. Shuffled or augmented batches are
+    /// packed each step instead.
+    pub fn reads_packed_bf16(&self) -> bool {
+        self.precision == crate::nn::Precision::Bf16
+            && !self.shuffle
+            && !self.augment.is_on()
+            && self.batch.is_multiple_of(2)
+    }
+
     /// Short description for titles, e.g. `mlp [50], lambda 0.01, cyclic ...`.
     pub fn describe(&self) -> String {
         let model = if self.hidden.is_empty() {

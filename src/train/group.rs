@@ -268,7 +268,7 @@ pub fn train_group<T: Real>(
     let data_seed = first.data_seed();
     // bf16 on consecutive batches: the training images in bf16, converted once
     // per process and shared by every run, so a step packs no images.
-    let packed_set = if net.uses_bf16() && !gathers && batch % 2 == 0 {
+    let packed_set = if net.uses_bf16() && first.reads_packed_bf16() {
         split.train.packed_bf16()
     } else {
         None
