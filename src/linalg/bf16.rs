@@ -2,14 +2,22 @@
 //! Lake and Sapphire Rapids onwards): bf16 operands, f32 products and sums,
 //! through `VDPBF16PS`, which does twice the multiply-adds of an f32 FMA per
 //! instruction. Debian's OpenBLAS 0.3.21 has no `sbgemm`, so this is our own.
+//! Whether it beats f32 depends on how often the CPU issues it: twice the f32
+//! FMA rate on Zen 5, half on Sapphire Rapids ([`instruction_peak`] measures it).
 //!
 //! C (m x n, f32) = alpha * A (m x k) B (k x n) + beta * C, with
 //! - A packed by [`PackedA`]: panels of [`MR`] rows; within a panel, for each
 //!   pair of columns (2p, 2p + 1), the [`MR`] rows' pairs (a[r, 2p], a[r, 2p + 1])
 //!   side by side, so that one 64-byte load holds 16 rows' pairs;
-//! - B packed by [`PackedB`]: each column's k values in order (the pairs
-//!   (b[2p, j], b[2p + 1, j]) adjacent), broadcast one pair at a time;
+//! - B read through a [`BView`]: each column's k values in order (the pairs
+//!   (b[2p, j], b[2p + 1, j]) adjacent), broadcast one pair at a time; packed
+//!   by [`PackedB`] per product, or a batch of a [`PackedSet`] (a training
+//!   set converted once per process, in both layouts a step reads);
 //! - k padded with a zero to an even length, m with zero rows to a whole panel.
+//!
+//! [`gemm_blocks_repacking`] also leaves the new C packed as an A operand, from
+//! the registers as it stores each tile: the SGD update re-packs the weights in
+//! its own pass.
 //!
 //! The arithmetic is fixed: each output starts from 0 and adds, pair by pair in
 //! k order, the odd product and then the even one (each exact in f32, each sum
