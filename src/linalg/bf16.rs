@@ -328,35 +328,23 @@ impl PackedSet {
     /// in tasks of [`SET_IMAGES_PER_TASK`] images and [`SET_PIXELS_PER_TASK`]
     /// pixels on the current rayon pool (the result does not depend on it).
     pub fn new(x: ArrayView2<'_, f32>) -> Self {
-        use rayon::prelude::*;
         let (d, n) = x.dim();
         let mut images = PackedB::new(d, n);
         let mut pixels = PackedB::new(n, d);
         let (image_len, pixel_len) = (pairs(d) * 2, pairs(n) * 2);
+        let (per_image_task, per_pixel_task) = (SET_IMAGES_PER_TASK, SET_PIXELS_PER_TASK);
         rayon::join(
             || {
-                let per = SET_IMAGES_PER_TASK;
-                images
-                    .data
-                    .par_chunks_mut(image_len * per)
-                    .enumerate()
-                    .for_each(|(t, out)| {
-                        let j = t * per;
-                        let cols = x.slice(ndarray::s![.., j..(j + per).min(n)]);
-                        pack_columns(out, cols, image_len);
-                    })
+                in_tasks(&mut images.data, image_len, per_image_task, |j, out| {
+                    let cols = x.slice(ndarray::s![.., j..(j + per_image_task).min(n)]);
+                    pack_columns(out, cols, image_len);
+                })
             },
             || {
-                let per = SET_PIXELS_PER_TASK;
-                pixels
-                    .data
-                    .par_chunks_mut(pixel_len * per)
-                    .enumerate()
-                    .for_each(|(t, out)| {
-                        let i = t * per;
-                        let rows = x.slice(ndarray::s![i..(i + per).min(d), ..]);
-                        pack_transposed_into(out, rows, pixel_len);
-                    })
+                in_tasks(&mut pixels.data, pixel_len, per_pixel_task, |i, out| {
+                    let rows = x.slice(ndarray::s![i..(i + per_pixel_task).min(d), ..]);
+                    pack_transposed_into(out, rows, pixel_len);
+                })
             },
         );
         PackedSet { images, pixels }
@@ -401,6 +389,15 @@ impl PackedSet {
             },
         })
     }
+}
+
+/// `fill(first, chunk)` on `data` cut into chunks of `per` columns of `len`
+/// values each (`first`: the chunk's first column), as rayon tasks.
+fn in_tasks(data: &mut [u16], len: usize, per: usize, fill: impl Fn(usize, &mut [u16]) + Sync) {
+    use rayon::prelude::*;
+    data.par_chunks_mut(len * per)
+        .enumerate()
+        .for_each(|(t, chunk)| fill(t * per, chunk));
 }
 
 /// `b`'s columns (k values each, any layout) rounded to bf16 into `out`, one
@@ -965,8 +962,14 @@ mod kernel {
             // Keeps the loop from being folded into one multiplication.
             std::arch::asm!("", options(nomem, nostack));
         }
+        sum(&acc)
+    }
+
+    /// The sum of every lane of `acc` (so that the peak loops' work is used).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sum(acc: &[__m512; 16]) -> f32 {
         let mut s = _mm512_setzero_ps();
-        for r in acc {
+        for &r in acc {
             s = _mm512_add_ps(s, r);
         }
         _mm512_reduce_add_ps(s)
@@ -984,11 +987,7 @@ mod kernel {
             }
             std::arch::asm!("", options(nomem, nostack));
         }
-        let mut s = _mm512_setzero_ps();
-        for r in acc {
-            s = _mm512_add_ps(s, r);
-        }
-        _mm512_reduce_add_ps(s)
+        sum(&acc)
     }
 
     #[inline(always)]
