@@ -100,6 +100,8 @@ fn steps_allocate_nothing(threads: usize) {
             mixed.forward_loss(x.view(), &y, &mut mixed_ws, &mut stats[..2]);
             mixed.backward_update(x.view(), &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
         }
+        // The set in bf16, converted once before the steps (where the CPU has the feature).
+        let packed = if bf16 { set.packed_bf16() } else { None };
         let before = ALLOCS.load(Ordering::SeqCst);
         for step in 0..20 {
             shuffle_epoch(&mut order, 9, step);
@@ -130,6 +132,15 @@ fn steps_allocate_nothing(threads: usize) {
             let block = data.slice(s![.., 100..100 + n]);
             net.forward_loss(block, &y, &mut ws, &mut stats);
             net.backward_update(block, &y, &mut ws, &etas, &lambdas);
+            // bf16 on consecutive images: views of the set converted once.
+            if let Some(packed) = packed {
+                let input = shallow::nn::Input {
+                    x: block,
+                    packed: packed.batch(100, n),
+                };
+                mixed.forward_loss(input, &y, &mut mixed_ws, &mut stats[..2]);
+                mixed.backward_update(input, &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
+            }
         }
         assert_eq!(
             ALLOCS.load(Ordering::SeqCst) - before,

@@ -567,13 +567,15 @@ impl<T: Real> Net<T> {
     /// evaluation mode, then the loss: `stats[c]` receives configuration c's loss
     /// sum and correct count. Leaves the probabilities in the workspace (see
     /// [`Workspace::output`]). Allocates nothing.
-    pub fn forward_loss(
+    pub fn forward_loss<'a>(
         &self,
-        x: ArrayView2<'_, T>,
+        x: impl Into<Input<'a, T>>,
         labels: &[u8],
         ws: &mut Workspace<T>,
         stats: &mut [LossStat],
-    ) {
+    ) where
+        T: 'a,
+    {
         self.forward(x.into(), labels, ws, stats, Pass::Eval);
     }
 
