@@ -646,8 +646,8 @@ fn range(
 /// 16 lanes x 2 pairs x 2 FLOPs), each on 16 independent 512-bit
 /// accumulators with no memory traffic. The bf16 kernel can only beat f32
 /// OpenBLAS where the second figure beats the first: on AMD Zen 4/5 it is
-/// about twice; on Intel Sapphire and Emerald Rapids (without AMX) it is half,
-/// because `VDPBF16PS` issues on one port every other cycle.
+/// about twice; on the Intel Sapphire/Emerald Rapids machine this was measured
+/// on it is half: one `VDPBF16PS` every other cycle against two FMAs per cycle.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InstructionPeak {
     /// f32 FMA peak, GFLOP/s on one core.
