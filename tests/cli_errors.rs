@@ -9,9 +9,15 @@ use shallow::data::binary::encode_batch;
 use shallow::data::pickle;
 
 fn shallow(args: &[&str]) -> (i32, String, String) {
+    shallow_with(args, &[])
+}
+
+/// [`shallow`] with extra environment variables.
+fn shallow_with(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_shallow"))
         .args(args)
         .env("RUST_BACKTRACE", "1")
+        .envs(envs.iter().copied())
         .env_remove("CIFAR10_DIR")
         .current_dir(std::env::temp_dir())
         .output()
@@ -267,15 +273,8 @@ fn bf16_without_the_cpu_feature_is_refused_naming_it() {
         &["search", "--precision", "bf16"],
         &["experiment", "a2", "--precision", "bf16"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_shallow"))
-            .args(args)
-            .env("SHALLOW_NO_BF16", "1")
-            .env_remove("CIFAR10_DIR")
-            .current_dir(std::env::temp_dir())
-            .output()
-            .expect("runs");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let (code, _, err) = shallow_with(args, &[("SHALLOW_NO_BF16", "1")]);
+        assert_eq!(code, 2, "{args:?}: {err}");
         assert!(
             err.contains("needs a CPU with AVX512-BF16") && err.contains("use --precision f32"),
             "{args:?}: {err}"

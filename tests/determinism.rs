@@ -147,31 +147,21 @@ fn assert_same_bits_on_any_jobs_threads_or_resume(
     (base, base_metrics): (&[RunResult], &[Vec<u8>]),
     stops: &[usize],
 ) {
-    for (jobs, threads) in [(2, 2), (3, 2)] {
-        let (other, metrics) = run_sweep(cfgs, split, jobs, threads, None, &Control::new());
+    let same = |(other, metrics): (Vec<RunResult>, Vec<Vec<u8>>), how: &str| {
         for (a, b) in base.iter().zip(&other) {
-            assert_eq!(
-                common::numbers(a),
-                common::numbers(b),
-                "{} --jobs {jobs} --threads {threads}",
-                a.name
-            );
+            assert_eq!(common::numbers(a), common::numbers(b), "{} {how}", a.name);
         }
-        assert_eq!(base_metrics, metrics, "--jobs {jobs} --threads {threads}");
+        assert_eq!(base_metrics, metrics, "{how}");
+    };
+    for (jobs, threads) in [(2, 2), (3, 2)] {
+        let run = run_sweep(cfgs, split, jobs, threads, None, &Control::new());
+        same(run, &format!("--jobs {jobs} --threads {threads}"));
     }
     for &stop in stops {
         let dir = tempfile::tempdir().unwrap();
         run_sweep(cfgs, split, 2, 2, Some(dir.path()), &Control::stop_at(stop));
-        let (done, metrics) = run_sweep(cfgs, split, 1, 2, Some(dir.path()), &Control::new());
-        for (a, b) in base.iter().zip(&done) {
-            assert_eq!(
-                common::numbers(a),
-                common::numbers(b),
-                "{} stopped at {stop}",
-                a.name
-            );
-        }
-        assert_eq!(base_metrics, metrics, "stopped at {stop}");
+        let run = run_sweep(cfgs, split, 1, 2, Some(dir.path()), &Control::new());
+        same(run, &format!("stopped at {stop}"));
     }
 }
 
