@@ -13,6 +13,7 @@ extern crate openblas_src;
 
 pub mod app;
 pub mod data;
+pub mod folder;
 pub mod linalg;
 pub mod nn;
 pub mod report;

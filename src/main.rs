@@ -82,6 +82,8 @@ fn main() -> ExitCode {
     };
     match finish {
         Ok(f) => f.exit_code(),
+        // The reader of standard output went away (`| head`): end quietly.
+        Err(e) if e.is::<shallow::util::StdoutClosed>() => ExitCode::from(141),
         Err(e) => {
             // Display with its causes, never Debug: no backtrace for bad input.
             eprintln!("error: {e:#}");

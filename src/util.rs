@@ -6,6 +6,50 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// Standard output was closed by its reader (`shallow ... | head -1`): the
+/// command ends quietly, as other Unix tools do (`main` exits with 141, the
+/// status of a process ended by SIGPIPE).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `text` to standard output and flushes it: a closed pipe is
+/// [`StdoutClosed`], any other failure (a full disk, `>/dev/full`) an error
+/// that says so; never the panic of `println!`.
+pub fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot write to standard output: {e}; redirect it to a file on a disk with free space"
+        )),
+    }
+}
+
+/// `println!` through [`write_stdout`]: evaluates to a `Result` to `?`.
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::util::write_stdout(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `print!` through [`write_stdout`]: evaluates to a `Result` to `?`.
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::util::write_stdout(&format!($($t)*))
+    };
+}
+
 /// Writes `bytes` to `path` atomically: a uniquely named temporary file in the
 /// same folder (`tempfile`, so two threads or processes writing one path never
 /// share a temporary), flushed to disk, then renamed over `path`. A crash never
@@ -189,6 +233,21 @@ pub fn terminal_width() -> Option<usize> {
     console::Term::stdout()
         .size_checked()
         .map(|(_, w)| w as usize)
+}
+
+/// This process's command line, as typed (arguments with spaces or shell
+/// characters in quotes).
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains([' ', '"', '\'', '*', '$']) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// SplitMix64 mixing step: turns any 64-bit value into a well-spread one.

@@ -703,7 +703,7 @@ pub fn run_command(a: &BenchArgs) -> Result<super::common::Finish> {
     if a.json {
         super::common::print_json(&report)?;
     } else {
-        println!("{report}");
+        crate::outln!("{report}")?;
     }
     Ok(super::common::Finish::Done)
 }

@@ -44,8 +44,19 @@ impl Finish {
 
 /// Rebuilds report.md and report.html from an `experiment all` folder.
 pub fn report(dir: &Path) -> Result<Finish> {
+    // Held while the report is written: never beside a command still writing there.
+    let _lock = match (dir.is_dir(), crate::folder::kind_of(dir)) {
+        (true, Some(kind)) => Some(crate::folder::claim(
+            dir,
+            &crate::folder::Claim {
+                flag: "report",
+                ..crate::folder::Claim::new(kind, false)
+            },
+        )?),
+        _ => None,
+    };
     let (md, html) = crate::report::build::build(dir)?;
-    println!("report: {} and {}", md.display(), html.display());
+    crate::outln!("report: {} and {}", md.display(), html.display())?;
     Ok(Finish::Done)
 }
 
@@ -58,7 +69,7 @@ pub fn cores() -> usize {
 
 /// Prints one JSON document on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string(v)?);
+    crate::outln!("{}", serde_json::to_string(v)?)?;
     Ok(())
 }
 
@@ -72,10 +83,35 @@ pub fn print_summary<T: serde::Serialize>(
     if common.json {
         print_json(value)?;
     } else if !common.quiet {
-        println!("{table}");
-        println!("results in {}", common.out.display());
+        crate::outln!("{table}")?;
+        crate::outln!("results in {}", common.out.display())?;
     }
     Ok(())
+}
+
+/// `--threads`, checked: between 1 and the cores this process may use
+/// (its CPU affinity and quota); all of them without the flag.
+pub fn threads(flag: Option<usize>) -> Result<usize> {
+    let cores = cores();
+    match flag {
+        None => Ok(cores),
+        Some(t) if (1..=cores).contains(&t) => Ok(t),
+        Some(t) => bail!(
+            "--threads {t}: give between 1 and the {cores} core{} this process may use",
+            if cores == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// Claims `--out` for a command writing `kind` ([`crate::folder::claim`]):
+/// refused while another process writes it, or when it holds another kind
+/// of results (unless `force`).
+pub fn claim_out(
+    common: &CommonArgs,
+    kind: crate::folder::FolderKind,
+    force: bool,
+) -> Result<crate::folder::FolderLock> {
+    crate::folder::claim(&common.out, &crate::folder::Claim::new(kind, force))
 }
 
 /// Runner settings from the common flags; `resume` and `force` as
@@ -87,10 +123,13 @@ pub fn runner_options(
     (resume, force): (bool, bool),
     data_dir: String,
 ) -> Result<RunnerOptions> {
-    let threads = common.threads.unwrap_or_else(cores);
+    let threads = threads(common.threads)?;
     let jobs = jobs.unwrap_or(threads);
-    if threads == 0 || jobs == 0 || max_group == 0 || max_group > crate::nn::net::MAX_GROUP {
-        bail!("--threads, --jobs and --max-group must be at least 1 (--max-group at most 64)");
+    if jobs == 0 || max_group == 0 || max_group > crate::nn::net::MAX_GROUP {
+        bail!(
+            "--jobs and --max-group must be at least 1 (--max-group at most {})",
+            crate::nn::net::MAX_GROUP
+        );
     }
     Ok(RunnerOptions {
         jobs,
@@ -127,24 +166,29 @@ pub fn interrupted(results: &[RunResult]) -> bool {
         .any(|r| r.status == crate::train::Status::Interrupted)
 }
 
+/// Checks `configs` and `--threads` and that the runs fit in memory; call it
+/// before anything is written.
+pub fn check_runs(configs: &[RunConfig], common: &CommonArgs) -> Result<usize> {
+    for c in configs {
+        c.validate(c.split.train_len())?;
+    }
+    let threads = threads(common.threads)?;
+    crate::sweep::runner::check_memory(configs, crate::sweep::DEFAULT_MAX_GROUP, threads)?;
+    Ok(threads)
+}
+
 /// Loads the data, trains `configs` with a dashboard, writes every run folder
-/// under `--out`, and returns their results in order.
+/// under `--out` (continuing their checkpoints with `resume`), and returns
+/// their results in order. The caller has claimed the folder.
 pub fn run_and_write(
     configs: Vec<RunConfig>,
     common: &CommonArgs,
+    resume: bool,
     control: &Control,
 ) -> Result<Vec<RunResult>> {
-    for c in &configs {
-        c.validate(c.split.train_len())?;
-    }
-    if let Some(t) = common.threads {
-        if t == 0 || t > 1024 {
-            bail!("--threads {t}: use between 1 and the number of cores");
-        }
-    }
+    let threads = check_runs(&configs, common)?;
     crate::util::create_dir(&common.out)?;
     let data = crate::data::load(common.data.data.as_deref())?;
-    let threads = common.threads.unwrap_or_else(cores).max(1);
     let opts = RunnerOptions {
         jobs: threads,
         threads,
@@ -152,9 +196,65 @@ pub fn run_and_write(
         out: common.out.clone(),
         data_dir: data.dir.display().to_string(),
         draw: Some(crate::report::run_pictures),
+        resume,
         ..Default::default()
     };
     let mode = DisplayMode::detect(common.quiet);
     let dashboard = Dashboard::new(&configs, mode, |c| c.name.clone());
     run_configs(&configs, &data, &opts, control, &dashboard)
+}
+
+/// `--resume` and `--force` of a command that trains one run into its own folder.
+#[derive(clap::Args, Clone, Copy, Default)]
+pub struct ResumeArgs {
+    /// Continue the interrupted run in the same folder (refused when its
+    /// settings differ); a finished run there is kept as it is.
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over in a folder that holds a finished or interrupted run (or
+    /// another kind of results), replacing it.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+}
+
+/// Trains `config` into its own folder `run_dir` (`common.out`/NAME) as a command writing `kind`
+/// (`train`, `lr-range`): checks everything first, claims the folder, and
+/// refuses a finished or interrupted run there unless `--resume` continues it
+/// or `--force` replaces it. Returns the result and the claim (held until the
+/// caller has written the rest).
+pub fn train_in_folder(
+    config: RunConfig,
+    common: &CommonArgs,
+    kind: crate::folder::FolderKind,
+    again: ResumeArgs,
+    control: &Control,
+) -> Result<(RunResult, crate::folder::FolderLock)> {
+    check_runs(std::slice::from_ref(&config), common)?;
+    let run_dir = &common.out.join(&config.name);
+    let lock = crate::folder::claim(run_dir, &crate::folder::Claim::new(kind, again.force))?;
+    let checkpoint = run_dir.join(crate::train::checkpoint::FILE);
+    let result = run_dir.join("result.json");
+    if again.force {
+        for f in [&checkpoint, &result] {
+            let _ = std::fs::remove_file(f);
+        }
+    } else if !again.resume {
+        if checkpoint.exists() {
+            bail!(
+                "{} holds an interrupted run ({}): continue it with --resume, start over with --force, \
+                 or choose another --out",
+                run_dir.display(),
+                crate::train::checkpoint::FILE
+            );
+        }
+        if result.exists() {
+            bail!(
+                "{} holds a finished run (result.json): start over with --force (replaces it), \
+                 or choose another --out",
+                run_dir.display()
+            );
+        }
+    }
+    let mut results = run_and_write(vec![config], common, again.resume, control)?;
+    Ok((results.remove(0), lock))
 }

@@ -44,7 +44,7 @@ pub fn run(cmd: &DataCommand) -> Result<Finish> {
             if *json {
                 print_json(&info)?;
             } else {
-                println!("{info}");
+                crate::outln!("{info}")?;
             }
         }
         DataCommand::Fetch { dest, url, md5 } => {

@@ -54,15 +54,15 @@ pub fn run(a: &EnsembleArgs) -> Result<Finish> {
         print_json(&e)?;
     } else {
         for d in &dirs {
-            println!("  {}", d.display());
+            crate::outln!("  {}", d.display())?;
         }
-        println!(
+        crate::outln!(
             "ensemble of {}: validation {:.2}%, test {:.2}% (loss {:.4})",
             e.members,
             100.0 * e.val.acc,
             100.0 * e.test.acc,
             e.test.loss
-        );
+        )?;
     }
     Ok(Finish::Done)
 }

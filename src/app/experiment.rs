@@ -321,8 +321,10 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
         Experiment::All => return run_everything(a, control),
         Experiment::Bonus => return run_bonus_command(a, control),
     };
+    super::common::check_runs(&configs, &a.common)?;
+    let _lock = super::common::claim_out(&a.common, crate::folder::FolderKind::Experiment, false)?;
     let t0 = std::time::Instant::now();
-    let results = run_and_write(configs, &a.common, control)?;
+    let results = run_and_write(configs, &a.common, a.resume, control)?;
     let summary = Summary::new(&results, t0.elapsed().as_secs_f64());
     summary.write(&a.common.out)?;
     print_summary(&a.common, &summary, &summary.text())?;
@@ -337,8 +339,14 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
 /// experiment (`all`, `bonus`): without --resume it starts over in its folder.
 fn fixed_experiment_setup(
     a: &ExperimentArgs,
-) -> Result<(crate::data::Cifar10, crate::sweep::RunnerOptions)> {
-    crate::util::create_dir(&a.common.out)?;
+    kind: crate::folder::FolderKind,
+) -> Result<(
+    crate::data::Cifar10,
+    crate::sweep::RunnerOptions,
+    crate::folder::FolderLock,
+)> {
+    super::common::threads(a.common.threads)?;
+    let lock = super::common::claim_out(&a.common, kind, false)?;
     let data = super::common::load_or_fetch(a.common.data.data.as_deref())?;
     let runner = runner_options(
         &a.common,
@@ -347,14 +355,14 @@ fn fixed_experiment_setup(
         (a.resume, !a.resume),
         data.dir.display().to_string(),
     )?;
-    Ok((data, runner))
+    Ok((data, runner, lock))
 }
 
 /// `experiment bonus`: the recipes and the ablation, then the report; `--json`
 /// prints bonus.json.
 fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     use super::bonus::{run_bonus, BonusOptions};
-    let (data, runner) = fixed_experiment_setup(a)?;
+    let (data, runner, _lock) = fixed_experiment_setup(a, crate::folder::FolderKind::Bonus)?;
     let opts = BonusOptions {
         seed: a.seed,
         quick: a.quick,
@@ -369,7 +377,7 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
         print_json(&summary)?;
     } else {
         for r in &summary.runs {
-            println!(
+            crate::outln!(
                 "{:<11} {:<12} test {:.2}% (target {:.0}%), validation {:.2}%, {:.0} s",
                 r.name,
                 format!("{:?}", r.hidden),
@@ -377,7 +385,7 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
                 100.0 * r.target,
                 100.0 * r.val_acc,
                 r.wall_s
-            );
+            )?;
         }
         if !summary.ablation.is_empty() {
             let header: Vec<String> = ["ablation", "val %", "test %", "points", "against"]
@@ -397,16 +405,16 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
                 })
                 .collect();
             let width = crate::util::terminal_width().unwrap_or(usize::MAX);
-            print!(
+            crate::out!(
                 "{}",
                 crate::util::text_table_fit(&header, &rows, width, &["against", "val %"])
-            );
+            )?;
         }
-        println!(
+        crate::outln!(
             "report: {} ({:.0} s)",
             a.common.out.join("report.html").display(),
             summary.wall_s
-        );
+        )?;
     }
     Ok(Finish::Done)
 }
@@ -414,7 +422,7 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
 /// `experiment all`: every stage, then the report.
 fn run_everything(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     let t0 = std::time::Instant::now();
-    let (data, runner) = fixed_experiment_setup(a)?;
+    let (data, runner, _lock) = fixed_experiment_setup(a, crate::folder::FolderKind::Experiment)?;
     let opts = AllOptions {
         seed: a.seed,
         quick: a.quick,
@@ -428,12 +436,12 @@ fn run_everything(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
                     &serde_json::json!({"report_md": md, "report_html": html, "wall_s": t0.elapsed().as_secs_f64()}),
                 )?;
             } else {
-                println!(
+                crate::outln!(
                     "report: {} and {} ({:.1} s)",
                     html.display(),
                     md.display(),
                     t0.elapsed().as_secs_f64()
-                );
+                )?;
             }
             Ok(Finish::Done)
         }

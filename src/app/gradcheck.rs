@@ -147,7 +147,7 @@ pub fn run(a: &GradcheckArgs) -> Result<Finish> {
     if a.json {
         print_json(&report)?;
     } else {
-        println!("{report}");
+        crate::outln!("{report}")?;
     }
     Ok(if report.passed {
         Finish::Done

@@ -12,7 +12,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::args::{CommonArgs, SettingsArgs};
-use super::common::{print_json, run_and_write, Finish};
+use super::common::{print_json, train_in_folder, Finish};
 use super::train::run_folder;
 use crate::report::plot::RangePoint;
 use crate::train::{Control, Schedule, Status, TrainSettings};
@@ -36,6 +36,9 @@ pub struct LrRangeArgs {
     /// Data, output folder (the test's own folder), display and cores.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// --resume and --force.
+    #[command(flatten)]
+    pub again: super::common::ResumeArgs,
 }
 
 /// What the range test found, written as `lr_range.json`.
@@ -118,13 +121,17 @@ pub fn run(a: &LrRangeArgs, control: &Control) -> Result<Finish> {
         steps: config.steps,
     };
     config.log_every = (config.steps / a.points).max(1);
-    config.validate(config.split.train_len())?;
     let run_dir = parent.join(&name);
-    crate::util::create_dir(&run_dir)?;
     let mut common = a.common.clone();
     common.out = parent;
-    let results = run_and_write(vec![config.clone()], &common, control)?;
-    let r = &results[0];
+    let (r, _lock) = train_in_folder(
+        config.clone(),
+        &common,
+        crate::folder::FolderKind::LrRange,
+        a.again,
+        control,
+    )?;
+    let r = &r;
     if r.status == Status::Interrupted {
         return Ok(Finish::Interrupted);
     }
@@ -153,7 +160,7 @@ pub fn run(a: &LrRangeArgs, control: &Control) -> Result<Finish> {
         print_json(&found)?;
     } else if !a.common.quiet {
         use crate::util::short_number as n;
-        println!(
+        crate::outln!(
             "suggested: --eta-min {} --eta-max {} (validation accuracy peaks at {:.2}% there{})\n  \
              lr_range.png and lr_range.json in {}",
             n(eta_min),
@@ -163,7 +170,7 @@ pub fn run(a: &LrRangeArgs, control: &Control) -> Result<Finish> {
                 .diverged_at_eta
                 .map_or(String::new(), |e| format!("; the cost diverged at eta {}", n(e))),
             run_dir.display()
-        );
+        )?;
     }
     Ok(Finish::Done)
 }

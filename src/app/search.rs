@@ -540,10 +540,26 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
 pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
     let opts = search_options(a)?;
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    let threads = super::common::threads(a.common.threads)?;
+    let kind = crate::folder::FolderKind::Search;
     if let Some(n) = a.slurm.slurm {
+        let _lock = super::common::claim_out(&a.common, kind, a.force)?;
         return write_slurm(a, &opts, n);
     }
-    crate::util::create_dir(&a.common.out)?;
+    let coarse = opts.coarse()?.configs()?;
+    let jobs = a.jobs.unwrap_or(threads);
+    crate::sweep::runner::check_memory(&coarse, crate::sweep::DEFAULT_MAX_GROUP, jobs)?;
+    let label = a
+        .stage
+        .zip(shard)
+        .map(|(stage, shard)| format!("{}-{}", stage.name(), shard.label()));
+    let _lock = crate::folder::claim(
+        &a.common.out,
+        &crate::folder::Claim {
+            shard: label.as_deref(),
+            ..crate::folder::Claim::new(kind, a.force)
+        },
+    )?;
     let data = crate::data::load(a.common.data.data.as_deref())?;
     let runner = runner_options(
         &a.common,
@@ -581,13 +597,13 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
                     "stage": stage, "shard": shard, "trained": trained, "of": of, "finished": finished
                 }))?;
             } else if !a.common.quiet {
-                println!(
+                crate::outln!(
                     "{} stage, shard {}: {trained} of {of} runs in {:.2} s into {}",
                     stage.name(),
                     shard.label(),
                     t0.elapsed().as_secs_f64(),
                     a.common.out.join(stage.name()).display()
-                );
+                )?;
             }
             Ok(if finished {
                 Finish::Done

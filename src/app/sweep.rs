@@ -11,6 +11,7 @@ use super::common::{interrupted, print_json, runner_options, Finish};
 use crate::sweep::plan::SweepSettings;
 use crate::sweep::shard::{Shard, ShardRecord};
 use crate::sweep::{configs_here, results, run_configs_shard, Dashboard, DisplayMode, SweepSpec};
+use crate::folder::FolderKind;
 use crate::train::{Control, TrainSettings};
 
 /// Flags of `shallow sweep`.
@@ -133,10 +134,20 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         c.validate(c.split.train_len())?;
     }
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    let threads = super::common::threads(a.common.threads)?;
     if let Some(n) = a.slurm.slurm {
+        let _lock = super::common::claim_out(&a.common, FolderKind::Sweep, a.force)?;
         return write_slurm(a, &spec, &configs, n);
     }
-    crate::util::create_dir(&a.common.out)?;
+    crate::sweep::runner::check_memory(&configs, a.max_group, a.jobs.unwrap_or(threads))?;
+    let label = shard.map(|s| s.label());
+    let _lock = crate::folder::claim(
+        &a.common.out,
+        &crate::folder::Claim {
+            shard: label.as_deref(),
+            ..crate::folder::Claim::new(FolderKind::Sweep, a.force)
+        },
+    )?;
     let data = crate::data::load(a.common.data.data.as_deref())?;
     let mut opts = runner_options(
         &a.common,
@@ -187,7 +198,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
                 &serde_json::json!({"shard": s, "runs": runs, "finished": finished, "wall_s": wall_s}),
             )?;
         } else if !a.common.quiet {
-            println!(
+            crate::outln!(
                 "shard {}: {} of {} configurations in {wall_s:.2} s, in {}{}",
                 s.label(),
                 mine.len(),
@@ -201,7 +212,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
                 } else {
                     String::new()
                 }
-            );
+            )?;
         }
         return Ok(if finished {
             Finish::Done
@@ -223,8 +234,8 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     if a.common.json {
         print_results_json(&spec, &results, wall_s)?;
     } else if !a.common.quiet {
-        print!("{}", results::text_table(&results, &columns));
-        println!(
+        crate::out!("{}", results::text_table(&results, &columns))?;
+        crate::outln!(
             "{} runs in {wall_s:.2} s; tables{} in {}",
             results.len(),
             if done {
@@ -233,7 +244,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
                 ""
             },
             a.common.out.display()
-        );
+        )?;
     }
     Ok(if done {
         Finish::Done
@@ -266,6 +277,7 @@ fn print_results_json(
 /// `shallow sweep merge`: gathers the shards and prints the table.
 fn merge(m: &MergeArgs) -> Result<Finish> {
     let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
+    let _lock = crate::folder::claim(&out, &crate::folder::Claim::new(FolderKind::Sweep, false))?;
     let merged = crate::sweep::merge::merge(&m.dirs, &out)?;
     if merged.kernels.len() > 1 {
         let used: Vec<String> = merged
@@ -292,8 +304,8 @@ fn merge(m: &MergeArgs) -> Result<Finish> {
             .as_ref()
             .map(results::axis_columns)
             .unwrap_or_default();
-        print!("{}", results::text_table(&merged.results, &columns));
-        println!(
+        crate::out!("{}", results::text_table(&merged.results, &columns))?;
+        crate::outln!(
             "merged {} runs from {} shard{} ({} folder{} copied); tables{} in {}",
             merged.results.len(),
             merged.shards.len(),
@@ -306,7 +318,7 @@ fn merge(m: &MergeArgs) -> Result<Finish> {
                 ""
             },
             merged.out.display()
-        );
+        )?;
     }
     Ok(Finish::Done)
 }
@@ -442,6 +454,6 @@ pub fn submit_or_tell(
         out.join("report.html").display(),
         what
     );
-    print!("{}", slurm::summary(&dir, jobs, ids.as_deref(), &results));
+    crate::out!("{}", slurm::summary(&dir, jobs, ids.as_deref(), &results))?;
     Ok(Finish::Done)
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::{CommonArgs, SettingsArgs};
-use super::common::{print_json, run_and_write, Finish};
+use super::common::{print_json, train_in_folder, Finish};
 use crate::train::{Control, RunConfig, Status, TrainSettings};
 
 /// Flags of `shallow train`.
@@ -23,6 +23,9 @@ pub struct TrainArgs {
     /// own folder and names the run.
     #[arg(long)]
     pub name: Option<String>,
+    /// --resume and --force.
+    #[command(flatten)]
+    pub again: super::common::ResumeArgs,
 }
 
 /// Splits a run folder into (parent, folder name), e.g. `out/a2` -> (`out`, `a2`).
@@ -68,23 +71,27 @@ pub fn run(a: &TrainArgs, control: &Control) -> Result<Finish> {
         common.out = parent;
     }
     let run_dir = common.out.join(&config.name);
-    config.validate(config.split.train_len())?;
-    crate::util::create_dir(&run_dir)?;
-    let results = run_and_write(vec![config], &common, control)?;
-    let r = &results[0];
+    let (r, _lock) = train_in_folder(
+        config,
+        &common,
+        crate::folder::FolderKind::Run,
+        a.again,
+        control,
+    )?;
+    let r = &r;
     if a.common.json {
         print_json(r)?;
     } else if let (Some(d), false) = (r.diverged, a.common.quiet) {
-        println!(
+        crate::outln!(
             "{} diverged at step {} (eta {:.3e}): the cost is not finite; lower the learning rate. \
              What was recorded is in {}",
             r.name,
             d.step,
             d.eta,
             run_dir.display()
-        );
+        )?;
     } else if !a.common.quiet {
-        println!(
+        crate::outln!(
             "{}: train {:.2}%  validation {:.2}%  test {:.2}%\n  {} steps, {:.3} ms/step, {:.1} s; files in {}",
             r.name,
             100.0 * r.train_acc,
@@ -94,7 +101,7 @@ pub fn run(a: &TrainArgs, control: &Control) -> Result<Finish> {
             r.ms_per_step,
             r.wall_s,
             run_dir.display()
-        );
+        )?;
     }
     Ok(match r.status {
         Status::Done => Finish::Done,

@@ -69,43 +69,11 @@ fn results_block(results: &[RunResult], columns: &results::Columns) -> Block {
     Block::Table(header, rows)
 }
 
-/// What kind of folder a report is built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FolderKind {
-    /// `shallow experiment all` (or a1, a2).
-    Experiment,
-    /// `shallow search`.
-    Search,
-    /// `shallow sweep`.
-    Sweep,
-    /// One run of `shallow train`.
-    Run,
-    /// `shallow experiment bonus`.
-    Bonus,
-}
+pub use crate::folder::FolderKind;
 
-/// What `dir` holds, from the files its command wrote.
+/// What `dir` holds: the kind its command recorded ([`crate::folder::kind_of`]).
 pub fn folder_kind(dir: &Path) -> Option<FolderKind> {
-    let has = |f: &str| dir.join(f).exists();
-    if has(super::bonus::BONUS_FILE) {
-        Some(FolderKind::Bonus)
-    } else if has("gradcheck.json")
-        || has("a1/summary.json")
-        || has("a2/summary.json")
-        || has("timings.json")
-    {
-        Some(FolderKind::Experiment)
-    } else if has("summary.json") && has("coarse") {
-        Some(FolderKind::Search)
-    } else if has("sweep.json") {
-        Some(FolderKind::Sweep)
-    } else if has("result.json") && has("config.json") {
-        Some(FolderKind::Run)
-    } else if has("summary.json") {
-        Some(FolderKind::Experiment)
-    } else {
-        None
-    }
+    crate::folder::kind_of(dir)
 }
 
 /// Builds the report of `dir`, whatever command wrote it (see [`folder_kind`]);
@@ -121,7 +89,9 @@ pub fn build(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         Some(FolderKind::Experiment) => ("shallow report".to_string(), experiment_blocks(dir)?),
         Some(FolderKind::Search) => ("shallow search".to_string(), search_blocks(dir)?),
         Some(FolderKind::Sweep) => ("shallow sweep".to_string(), sweep_blocks(dir)?),
-        Some(FolderKind::Run) => ("shallow run".to_string(), run_blocks(dir)?),
+        Some(FolderKind::Run | FolderKind::LrRange) => {
+            ("shallow run".to_string(), run_blocks(dir)?)
+        }
         Some(FolderKind::Bonus) => ("shallow bonus".to_string(), super::bonus::blocks(dir)?),
         None => bail!(
             "{} holds no results of shallow (no sweep.json, summary.json, result.json or timings.json): \

@@ -238,7 +238,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         used.iter().map(|r| r.wall_s).fold(0.0, f64::max),
     );
     info.shards = used.into_iter().cloned().collect();
-    write_json(&out.join(results::RUN_INFO), &info)?;
+    // A sweep trained whole (no shard records) keeps its own record: its
+    // command line and wall time are the ones that made the runs.
+    let own_record = info.shards.is_empty()
+        && std::fs::read(out.join(results::RUN_INFO))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunInfo>(&b).ok())
+            .is_some();
+    if !own_record {
+        write_json(&out.join(results::RUN_INFO), &info)?;
+    }
     if spec.is_some() {
         crate::report::build::build(out)?;
     }

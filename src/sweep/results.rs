@@ -267,16 +267,7 @@ impl RunInfo {
     /// This process's command line, as typed (arguments with spaces or shell
     /// characters in quotes).
     pub fn command_line() -> String {
-        std::env::args()
-            .map(|a| {
-                if a.is_empty() || a.contains([' ', '"', '\'', '*', '$']) {
-                    format!("'{a}'")
-                } else {
-                    a
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        crate::util::command_line()
     }
 
     /// The record of the command running now.

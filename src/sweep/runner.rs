@@ -221,6 +221,69 @@ pub fn clear_plan(dir: &Path) -> Result<()> {
     remove_runs(dir, &old)
 }
 
+/// Bytes this process may still allocate: the smaller of the machine's
+/// available memory and what is left under its cgroup's limit (a Slurm job's
+/// `--mem`), or `None` where neither can be read.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    let cgroup = read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Refuses a plan whose lockstep groups, `jobs` of them at once, and its data
+/// need more memory than this process may allocate, before anything is
+/// allocated or written (the allocator would abort the process midway).
+pub fn check_memory(configs: &[RunConfig], max_group: usize, jobs: usize) -> Result<()> {
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let mut groups: Vec<u64> = group_configs(configs, max_group.max(1))
+        .iter()
+        .map(|g| g.iter().map(|&i| configs[i].memory_bytes()).fold(0, u64::saturating_add))
+        .collect();
+    groups.sort_unstable_by(|a, b| b.cmp(a));
+    let at_once = groups.iter().take(jobs.max(1)).fold(0u64, |a, &b| a.saturating_add(b));
+    // The images, standardised once: every split of the plan's largest precision.
+    let data = configs
+        .iter()
+        .map(|c| {
+            let elem = if c.precision == crate::nn::Precision::F64 { 8 } else { 4 };
+            60_000u64 * c.arch().input as u64 * elem
+        })
+        .max()
+        .unwrap_or(0);
+    let need = at_once.saturating_add(data);
+    if need > available {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        anyhow::bail!(
+            "the runs need at least {:.1} GiB of memory ({:.1} GiB for the networks of {} lockstep group{} training \
+             at once, {:.1} GiB for the data), and {:.1} GiB is available: use narrower --hidden layers, fewer \
+             configurations per group (--max-group) or fewer at once (--jobs), or a machine with more memory",
+            gib(need),
+            gib(at_once),
+            groups.len().min(jobs.max(1)),
+            if groups.len().min(jobs.max(1)) == 1 { "" } else { "s" },
+            gib(data),
+            gib(available)
+        );
+    }
+    Ok(())
+}
+
 /// What a resume finds in a run folder.
 enum Found {
     Finished(Box<RunResult>),
@@ -228,7 +291,11 @@ enum Found {
     Nothing,
 }
 
-fn look(dir: &Path, config: &RunConfig) -> Result<Found> {
+/// What a resume finds in the run folder `dir` of `config`. A finished run
+/// whose pictures are missing (a full disk stopped their drawing) counts as
+/// not finished when `pictures` are drawn: its group trains again, to the
+/// same numbers, and the folder is written whole.
+fn look(dir: &Path, config: &RunConfig, pictures: bool) -> Result<Found> {
     let result = dir.join("result.json");
     if result.exists() {
         let r: RunResult = serde_json::from_slice(&std::fs::read(&result)?).with_context(|| {
@@ -237,7 +304,11 @@ fn look(dir: &Path, config: &RunConfig) -> Result<Found> {
                 result.display()
             )
         })?;
-        if r.status != Status::Interrupted {
+        let drawn = |f: &str| dir.join(f).exists();
+        let missing = pictures
+            && r.status == Status::Done
+            && (!drawn("curves.png") || (config.hidden.is_empty() && !drawn("weights.png")));
+        if r.status != Status::Interrupted && !missing {
             return Ok(Found::Finished(Box::new(r)));
         }
     }
@@ -246,7 +317,8 @@ fn look(dir: &Path, config: &RunConfig) -> Result<Found> {
         let c = Checkpoint::load(&ck)?;
         if c.config != *config {
             anyhow::bail!(
-                "{} was made with other settings than this sweep's: use another --out, or delete it",
+                "{} was made with other settings than this command's: run the command that made it with --resume, \
+                 or start over with --force, or use another --out",
                 ck.display()
             );
         }
@@ -318,7 +390,10 @@ fn run_plan_part<T: Real>(
         } else if resuming {
             let found: Vec<Found> = members
                 .iter()
-                .map(|&i| look(&opts.out.join(&configs[i].name), &configs[i]))
+                .map(|&i| {
+                    let dir = opts.out.join(&configs[i].name);
+                    look(&dir, &configs[i], opts.draw.is_some())
+                })
                 .collect::<Result<_>>()?;
             // Finished runs keep their results, even when their group trains
             // again for a member that has none (to the same numbers).
@@ -456,6 +531,11 @@ fn run_plan_part<T: Real>(
             scope.spawn(|_| loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&g) = todo.get(k) else { break };
+                // After Ctrl-C or SIGTERM, groups not started are not started:
+                // nothing is set up, evaluated or written for them.
+                if control.stopped() {
+                    break;
+                }
                 let r = train_one(g);
                 done.lock().expect("no lane panicked").push(r);
             });
@@ -464,6 +544,14 @@ fn run_plan_part<T: Real>(
     for r in done.into_inner().expect("no lane panicked") {
         for (i, res) in r? {
             results[i] = Some(res);
+        }
+    }
+    // The members of groups never started: interrupted before their first step.
+    for &g in &todo {
+        for &i in &groups[g] {
+            if results[i].is_none() {
+                results[i] = Some(RunResult::not_started(&configs[i]));
+            }
         }
     }
     Ok(results)
@@ -538,6 +626,13 @@ pub fn run_configs_shard(
             let (spec, precision) = (configs[idx[0]].split, configs[idx[0]].precision);
             if !idx.iter().any(|&i| here[i]) {
                 continue; // nothing of this part here: its data is not built
+            }
+            if control.stopped() {
+                // Interrupted: the later parts' data is not even built.
+                for &i in idx.iter().filter(|&&i| here[i]) {
+                    out[i] = Some(RunResult::not_started(&configs[i]));
+                }
+                continue;
             }
             let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
             let part_ids: Vec<usize> = idx.iter().map(|&i| ids[i]).collect();

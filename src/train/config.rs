@@ -159,6 +159,35 @@ impl RunConfig {
         Arch::cifar(&self.hidden, self.loss).with_batch_norm(self.batch_norm)
     }
 
+    /// About how many bytes training this configuration in a group holds:
+    /// its weights and biases (with momentum their velocities, and a copy for
+    /// its result), and its share of the activations and gradients of a
+    /// training batch and an evaluation chunk. A lower bound, for refusing
+    /// a network that cannot fit before anything is allocated.
+    pub fn memory_bytes(&self) -> u64 {
+        let arch = self.arch();
+        let elem: u64 = if self.precision == crate::nn::Precision::F64 {
+            8
+        } else {
+            4
+        };
+        let mut widths = vec![arch.input as u64];
+        widths.extend(arch.hidden.iter().map(|&h| h as u64));
+        widths.push(arch.classes as u64);
+        let params: u64 = widths
+            .windows(2)
+            .map(|w| w[0].saturating_mul(w[1]).saturating_add(w[1]))
+            .fold(0, u64::saturating_add);
+        let copies = 2 + u64::from(self.momentum > 0.0);
+        let units: u64 = widths[1..].iter().sum();
+        let columns = (self.batch + crate::train::group::EVAL_CHUNK) as u64;
+        elem.saturating_mul(
+            params
+                .saturating_mul(copies)
+                .saturating_add(units.saturating_mul(columns).saturating_mul(2)),
+        )
+    }
+
     /// The regularisers of a training pass, with the dropout masks seeded from
     /// this configuration's initial seed.
     pub fn step_regs(&self) -> crate::nn::net::StepRegs {

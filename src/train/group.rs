@@ -162,6 +162,11 @@ impl Control {
         }
     }
 
+    /// Whether Ctrl-C or SIGTERM asked to stop.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// A control that interrupts every group once it has done `step` steps.
     pub fn stop_at(step: usize) -> Self {
         Control {

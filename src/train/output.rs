@@ -112,6 +112,30 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The result of a configuration whose group was never started (the
+    /// command was interrupted first): no step, no figures, no files.
+    pub fn not_started(config: &RunConfig) -> Self {
+        RunResult {
+            name: config.name.clone(),
+            status: Status::Interrupted,
+            lambda: config.lambda,
+            eta: config.schedule.eta_peak(),
+            schedule: config.schedule.describe(),
+            steps: 0,
+            train_acc: f64::NAN,
+            val_acc: f64::NAN,
+            test_acc: f64::NAN,
+            train_cost: f64::NAN,
+            val_cost: f64::NAN,
+            test_cost: f64::NAN,
+            wall_s: 0.0,
+            ms_per_step: f64::NAN,
+            group_size: 0,
+            diverged: None,
+            averaged: None,
+        }
+    }
+
     /// Summarises an outcome.
     pub fn from_outcome(o: &RunOutcome) -> Self {
         RunResult {
