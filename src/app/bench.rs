@@ -689,13 +689,14 @@ pub struct BenchArgs {
 /// `shallow bench`: measures on the real data when it is found, else on
 /// generated data of the same shapes, and prints the tables (or JSON).
 pub fn run_command(a: &BenchArgs) -> Result<super::common::Finish> {
+    super::common::threads(a.threads)?;
     let data = match crate::data::locate(a.data.data.as_deref())? {
         Some(dir) => Some(crate::data::Cifar10::load(&dir)?),
         None => None,
     };
     let opts = BenchOptions {
         quick: a.quick,
-        cores: a.threads.unwrap_or_else(super::common::cores),
+        cores: super::common::threads(a.threads)?,
         f64: a.precision == crate::nn::Precision::F64,
         no_sweep: a.no_sweep,
     };

@@ -48,6 +48,18 @@ pub fn run(a: &EnsembleArgs) -> Result<Finish> {
         inner.sort();
         dirs.extend(inner);
     }
+    // One run twice would weigh it double: refused, naming it.
+    let mut seen = std::collections::BTreeMap::new();
+    for d in &dirs {
+        let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+        if let Some(first) = seen.insert(key, d.clone()) {
+            bail!(
+                "{} and {} are the same run: an ensemble counts each run once; give it once",
+                first.display(),
+                d.display()
+            );
+        }
+    }
     let refs: Vec<&std::path::Path> = dirs.iter().map(|p| p.as_path()).collect();
     let e = crate::train::probs::ensemble(&refs)?;
     if a.json {

@@ -315,6 +315,12 @@ pub enum Experiment {
 
 /// `shallow experiment a1|a2|all`: runs it and prints its summary.
 pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
+    if a.quick && matches!(a.which, Experiment::A1 | Experiment::A2) {
+        anyhow::bail!("--quick shortens `experiment all` and `bonus`; a1 and a2 always train the assignment's runs: drop --quick");
+    }
+    if !a.part.is_empty() && a.which != Experiment::Bonus {
+        anyhow::bail!("--part chooses the parts of `experiment bonus`: drop it, or run `experiment bonus`");
+    }
     let configs = match a.which {
         Experiment::A1 => a1_configs(a.seed, a.precision),
         Experiment::A2 => a2_configs(a.seed, a.precision),

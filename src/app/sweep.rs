@@ -38,6 +38,10 @@ pub struct SweepArgs {
     /// --jobs and --threads, but a different --max-group changes their last bits.
     #[arg(long, default_value_t = crate::sweep::DEFAULT_MAX_GROUP)]
     pub max_group: usize,
+    /// Most configurations the sweep may have: a larger plan is refused,
+    /// with its count, before anything starts.
+    #[arg(long, value_name = "N", default_value_t = crate::sweep::plan::DEFAULT_MAX_RUNS)]
+    pub max_runs: usize,
     /// Continue an interrupted sweep in the same --out (refused when the plan differs).
     #[arg(long)]
     pub resume: bool,
@@ -86,7 +90,9 @@ pub struct MergeArgs {
 
 /// The flags of one layer (axes and fixed settings) as sweep settings.
 pub fn flag_settings(axes: &AxesArgs, settings: &SettingsArgs) -> Result<SweepSettings> {
-    axes.settings()?.over(settings.settings())
+    let (axes, fixed) = (axes.settings()?, settings.settings());
+    SweepSettings::refuse_fixed_axes(&axes, &fixed, "on the command line")?;
+    axes.over(fixed)
 }
 
 /// Builds a sweep from defaults, then the TOML file, then the flags.
@@ -129,6 +135,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         return merge(m);
     }
     let spec = sweep_spec(a)?;
+    spec.check_size(a.max_runs)?;
     let configs = spec.configs()?;
     for c in &configs {
         c.validate(c.split.train_len())?;

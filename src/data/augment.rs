@@ -14,7 +14,8 @@ use super::batch::PIXELS;
 use crate::util::mix64;
 
 /// Image side in pixels.
-const SIDE: usize = 32;
+/// Side of a CIFAR-10 image in pixels.
+pub const SIDE: usize = 32;
 /// Pixels per colour plane.
 const PLANE: usize = SIDE * SIDE;
 

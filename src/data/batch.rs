@@ -71,17 +71,45 @@ impl Batch {
 }
 
 /// Reads a batch file whole: (its file name, its bytes). A missing file's error
-/// says what the folder should hold (`missing_hint`).
-pub(crate) fn read_batch_file(path: &Path, missing_hint: &str) -> Result<(String, Vec<u8>)> {
+/// says what the folder should hold (`missing_hint`). Only a regular file of
+/// at most `max_bytes` is read (after links): a FIFO, a device such as
+/// /dev/zero, or a file far larger than a batch is refused before reading.
+pub(crate) fn read_batch_file(
+    path: &Path,
+    missing_hint: &str,
+    max_bytes: u64,
+) -> Result<(String, Vec<u8>)> {
     use anyhow::Context;
+    use std::io::Read;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if !path.exists() {
+    let Ok(meta) = std::fs::metadata(path) else {
         bail!("{}: file missing; {missing_hint}", path.display());
+    };
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file (a folder, pipe or device); {missing_hint}",
+            path.display()
+        );
     }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
+    if meta.len() > max_bytes {
+        bail!(
+            "{}: {} bytes, larger than a batch file (at most {max_bytes}): it is not a CIFAR-10 batch; fetch it again",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("{}: cannot read the file", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        bail!(
+            "{}: grew past {max_bytes} bytes while being read: it is not a CIFAR-10 batch",
+            path.display()
+        );
+    }
     Ok((name, bytes))
 }

@@ -18,6 +18,7 @@ pub fn read_batch(path: &Path) -> Result<Batch> {
         path,
         "a CIFAR-10 binary folder holds data_batch_1.bin..data_batch_5.bin and \
          test_batch.bin (run `shallow data fetch` to download them)",
+        (RECORDS_PER_FILE * RECORD) as u64,
     )?;
     parse_batch(&name, &bytes).with_context(|| format!("{}", path.display()))
 }

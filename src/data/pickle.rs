@@ -640,6 +640,9 @@ pub fn read_batch(path: &Path) -> Result<Batch> {
     let (name, bytes) = read_batch_file(
         path,
         "a CIFAR-10 Python folder holds data_batch_1..data_batch_5 and test_batch",
+        // 10,000 images of 3,072 bytes, their labels and file names: 31 MB
+        // in the official files; twice that is never a batch.
+        64 << 20,
     )?;
     parse_batch(&name, &bytes)
         .with_context(|| format!("{}: not a CIFAR-10 Python batch", path.display()))

@@ -189,6 +189,23 @@ fn load_cached(dir: &Path, key: &str, d: usize) -> Option<Eigen> {
     if values.len() != d || vectors.dim() != (d, d) {
         return None;
     }
+    // What an SVD of a covariance gives: finite values >= 0 in falling order,
+    // and unit, orthogonal vectors (checked on a few). Anything else was
+    // damaged: it is recomputed and cached again.
+    let sorted = values.windows(2).into_iter().all(|w| w[0] >= w[1]);
+    let unit = (0..d.min(4)).all(|j| {
+        let col = vectors.column(j);
+        let next = vectors.column((j + 1) % d);
+        (col.dot(&col) - 1.0).abs() < 1e-6 && (d == 1 || col.dot(&next).abs() < 1e-6)
+    });
+    let finite = values.iter().chain(vectors.iter()).all(|v| v.is_finite());
+    if !(finite && sorted && unit && values.iter().all(|&v| v >= 0.0)) {
+        eprintln!(
+            "note: the cached whitening decomposition {} is damaged: computing it again",
+            vp.display()
+        );
+        return None;
+    }
     let mut v = Array2::zeros((d, d).f());
     v.assign(&vectors);
     Some(Eigen { values, vectors: v })

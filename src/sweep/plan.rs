@@ -44,6 +44,13 @@ impl Default for SweepSpec {
     }
 }
 
+/// Most values of one axis (`LO:HI:N`) or random draws.
+pub const MAX_AXIS_VALUES: usize = 10_000;
+
+/// Most configurations a plan trains unless `--max-runs` raises it: a typo
+/// in a range (`1e-5:1e-1:800`) is caught before hours of training.
+pub const DEFAULT_MAX_RUNS: usize = 1000;
+
 /// `n` values log-spaced from `lo` to `hi` inclusive.
 pub fn log_range(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let (a, b) = (lo.log10(), hi.log10());
@@ -109,6 +116,12 @@ fn parse_range(axis: Axis, s: &str, with_n: bool) -> Result<(f64, f64, usize, bo
         Some(&"lin") => false,
         Some(_) => return Err(bad()),
     };
+    if n > MAX_AXIS_VALUES {
+        bail!(
+            "{} = {s}: {n} values; an axis takes at most {MAX_AXIS_VALUES}",
+            axis.name()
+        );
+    }
     if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi >= lo) || n == 0 {
         bail!(
             "{} = {s}: need 0 <= LO <= HI{}",
@@ -251,6 +264,35 @@ impl SweepSpec {
             .chain(&self.random)
             .map(|a| a.axis)
             .collect()
+    }
+
+    /// How many configurations the plan has, counted without listing them,
+    /// and how: `8 lambda x 3 hidden`.
+    pub fn count(&self) -> (u128, String) {
+        let mut n: u128 = 1;
+        let mut parts = Vec::new();
+        for a in &self.grid {
+            n = n.saturating_mul(a.values.len() as u128);
+            parts.push(format!("{} {}", a.values.len(), a.axis.name()));
+        }
+        if let Some(a) = self.random.first() {
+            n = n.saturating_mul(a.values.len() as u128);
+            parts.push(format!("{} random draws", a.values.len()));
+        }
+        (n, parts.join(" x "))
+    }
+
+    /// Refuses a plan of more than `max_runs` configurations, saying how
+    /// many it has and how to allow them.
+    pub fn check_size(&self, max_runs: usize) -> Result<()> {
+        let (n, how) = self.count();
+        if n > max_runs as u128 {
+            bail!(
+                "the sweep has {n} configurations ({how}), more than --max-runs {max_runs}: \
+                 narrow its axes, or raise --max-runs if you mean it"
+            );
+        }
+        Ok(())
     }
 
     /// Each configuration's axis values, in plan order.
@@ -521,7 +563,10 @@ impl SweepSettings {
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read sweep file {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("sweep file {}: {e}", path.display()))
+        let file: Self = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("sweep file {}: {e}", path.display()))?;
+        Self::refuse_fixed_axes(&file, &file, &format!("in {}", path.display()))?;
+        Ok(file)
     }
 
     /// The lambda shorthands turned into `grid`/`random` entries.
@@ -567,6 +612,34 @@ impl SweepSettings {
         for t in [&self.grid, &self.random].into_iter().flatten() {
             out.extend(t.keys().filter_map(|k| Axis::parse(k).ok()));
         }
+        out.extend(self.fixed_axes());
+        out
+    }
+
+    /// Refuses a sweep axis of `axes` that `fixed` also sets to one value, in
+    /// one layer (the command line, or one file): the axis would silently
+    /// replace the fixed value. `source` says where, for the message.
+    pub fn refuse_fixed_axes(axes: &SweepSettings, fixed: &SweepSettings, source: &str) -> Result<()> {
+        let varied = axes.clone().normalised()?;
+        let fixed_axes = fixed.fixed_axes();
+        for t in [&varied.grid, &varied.random].into_iter().flatten() {
+            for k in t.keys() {
+                if let Ok(axis) = Axis::parse(k) {
+                    if fixed_axes.contains(&axis) {
+                        bail!(
+                            "{source}, {} is both a sweep axis and a fixed setting: the axis gives every value, \
+                             so the fixed one would be dropped. Give one of them",
+                            axis.name()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The axes that these settings fix to one value.
+    fn fixed_axes(&self) -> Vec<Axis> {
         let fixed = [
             (self.lambda.is_some(), Axis::Lambda),
             (self.eta.is_some(), Axis::Eta),
@@ -592,8 +665,7 @@ impl SweepSettings {
             (self.momentum.is_some(), Axis::Momentum),
             (self.tta.is_some(), Axis::Tta),
         ];
-        out.extend(fixed.iter().filter(|f| f.0).map(|f| f.1));
-        out
+        fixed.iter().filter(|f| f.0).map(|f| f.1).collect()
     }
 
     /// These settings over `lower`: each field from `self` when set. A setting
@@ -709,7 +781,31 @@ impl SweepSettings {
     pub fn train_settings(&self, base: TrainSettings) -> Result<TrainSettings> {
         let d = base;
         let schedule = self.schedule_kind(d.schedule)?;
-        Ok(TrainSettings {
+        let s = self.resolve(d, schedule);
+        // Flags that would do nothing here are refused, not ignored.
+        let varied = self.named_axes();
+        if self.n_val.is_some() && s.split.kind == crate::data::SplitKind::A1 {
+            bail!(
+                "--n-val sets the validation images of --split full; --split a1 validates on data_batch_2. \
+                 Drop --n-val, or give --split full"
+            );
+        }
+        if self.pad.is_some() && s.augment.translate == 0 && !varied.contains(&Axis::Translate) {
+            bail!("--pad fills the pixels a translation uncovers: give --translate K too, or drop --pad");
+        }
+        if let crate::train::EvalTrain::Sample(n) = s.eval_train {
+            let images = s.split.train_len();
+            if self.eval_train.is_some() && n > images {
+                bail!(
+                    "--eval-train {n} is more than the {images} training images: give at most {images}, or `all`"
+                );
+            }
+        }
+        Ok(s)
+    }
+
+    fn resolve(&self, d: TrainSettings, schedule: crate::train::ScheduleKind) -> TrainSettings {
+        TrainSettings {
             model: self.model.unwrap_or(if self.hidden.is_some() {
                 crate::nn::ModelKind::Mlp
             } else {
@@ -755,7 +851,7 @@ impl SweepSettings {
             save_probs: self.save_probs.unwrap_or(d.save_probs),
             momentum: self.momentum.unwrap_or(d.momentum),
             tta: self.tta.unwrap_or(d.tta),
-        })
+        }
     }
 
     /// The sweep these settings describe over `base` (the command's defaults):
@@ -792,8 +888,8 @@ impl SweepSettings {
             vec![]
         } else {
             let draws = s.draws.unwrap_or(8);
-            if draws == 0 {
-                bail!("--draws 0: draw at least one configuration");
+            if draws == 0 || draws > MAX_AXIS_VALUES {
+                bail!("--draws {draws}: draw between 1 and {MAX_AXIS_VALUES} configurations");
             }
             random_values(&ranges, draws, settings.seed)?
         };

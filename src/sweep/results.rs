@@ -171,24 +171,28 @@ pub fn text_table(results: &[RunResult], columns: &Columns) -> String {
 pub fn write_tables(dir: &Path, results: &[RunResult], columns: &Columns) -> Result<()> {
     let order = ranking(results);
     let mut w = csv::Writer::from_writer(Vec::new());
+    let fixed = [
+        "lambda",
+        "eta",
+        "schedule",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "train_cost",
+        "val_cost",
+        "steps",
+        "wall_s",
+        "ms_per_step",
+    ];
+    // An axis that is also a fixed column (lambda, steps) appears once, with
+    // the fixed column's full precision: every header names one column.
+    let axes: Vec<&(String, Vec<String>)> = columns
+        .iter()
+        .filter(|c| !fixed.contains(&c.0.as_str()))
+        .collect();
     let mut header: Vec<String> = ["rank", "name", "status"].map(String::from).to_vec();
-    header.extend(columns.iter().map(|c| c.0.clone()));
-    header.extend(
-        [
-            "lambda",
-            "eta",
-            "schedule",
-            "train_acc",
-            "val_acc",
-            "test_acc",
-            "train_cost",
-            "val_cost",
-            "steps",
-            "wall_s",
-            "ms_per_step",
-        ]
-        .map(String::from),
-    );
+    header.extend(axes.iter().map(|c| c.0.clone()));
+    header.extend(fixed.map(String::from));
     w.write_record(&header)?;
     let mut jsonl = String::new();
     for (rank, &i) in order.iter().enumerate() {
@@ -198,11 +202,7 @@ pub fn write_tables(dir: &Path, results: &[RunResult], columns: &Columns) -> Res
             r.name.clone(),
             format!("{:?}", r.status).to_lowercase(),
         ];
-        row.extend(
-            columns
-                .iter()
-                .map(|c| c.1.get(i).cloned().unwrap_or_default()),
-        );
+        row.extend(axes.iter().map(|c| c.1.get(i).cloned().unwrap_or_default()));
         row.extend([
             r.lambda.to_string(),
             r.eta.to_string(),

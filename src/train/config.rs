@@ -94,6 +94,10 @@ pub enum EvalTrain {
 /// images (a tenth of the full split) and the whole validation set.
 pub const DEFAULT_EVAL_TRAIN: EvalTrain = EvalTrain::Sample(5000);
 
+/// Most update steps of one run (about ten days at a millisecond a step):
+/// step counts beyond it are typing errors, and would overflow.
+pub const MAX_STEPS: usize = 1_000_000_000;
+
 impl EvalTrain {
     /// Images evaluated at an intermediate point out of `n_train`.
     pub fn images(&self, n_train: usize) -> usize {
@@ -346,6 +350,20 @@ impl RunConfig {
                     "--snapshots averages the nets at the ends of cycles: use it with the cyclic schedule (--cycles)"
                 ),
             }
+        }
+        if self.augment.translate >= crate::data::augment::SIDE {
+            bail!(
+                "--translate {} shifts images of {side} x {side} pixels by up to that many pixels: give 0 to {}, e.g. 4",
+                self.augment.translate,
+                crate::data::augment::SIDE - 1,
+                side = crate::data::augment::SIDE
+            );
+        }
+        if self.steps > MAX_STEPS {
+            bail!(
+                "the run has {} update steps, more than the {MAX_STEPS} shallow trains: give fewer --epochs, --cycles, --ns or --steps",
+                self.steps
+            );
         }
         if self.hidden.contains(&0) {
             bail!(

@@ -94,7 +94,7 @@ impl Schedule {
         match *self {
             Schedule::Fixed { eta } | Schedule::StepDecay { eta, .. } if !ok(eta) => {
                 bail!(
-                    "--eta {eta} is not a usable learning rate: use a positive value such as 0.001"
+                    "--eta {eta} is not a usable learning rate: need 0 < eta < 100, e.g. 0.001"
                 )
             }
             Schedule::StepDecay { factor, .. } if !(factor > 0.0 && factor <= 1.0) => {
@@ -106,7 +106,7 @@ impl Schedule {
                 ns,
             } => {
                 if !ok(eta_min) || !ok(eta_max) || eta_min > eta_max {
-                    bail!("--eta-min {eta_min} / --eta-max {eta_max}: need 0 < eta-min <= eta-max, e.g. 1e-5 and 1e-1")
+                    bail!("--eta-min {eta_min} / --eta-max {eta_max}: need 0 < eta-min <= eta-max < 100, e.g. 1e-5 and 1e-1")
                 }
                 if ns == 0 {
                     bail!("--ns must be at least 1 step")

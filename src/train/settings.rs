@@ -193,6 +193,25 @@ impl TrainSettings {
     /// steps and logging resolved, nothing validated yet ([`RunConfig::validate`]).
     pub fn run_config(&self, name: &str) -> Result<RunConfig> {
         let per_epoch = self.steps_per_epoch();
+        // Step counts multiply settings: beyond MAX_STEPS they are refused,
+        // never wrapped around.
+        let steps_of = |a: usize, b: usize| -> Result<usize> {
+            a.checked_mul(b)
+                .filter(|&n| n <= crate::train::config::MAX_STEPS)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{a} x {b} update steps is more than the {} of one run: give fewer --epochs, --cycles or --ns",
+                        crate::train::config::MAX_STEPS
+                    )
+                })
+        };
+        if self.ns > crate::train::config::MAX_STEPS {
+            bail!(
+                "--ns {}: a half cycle of at most {} steps",
+                self.ns,
+                crate::train::config::MAX_STEPS
+            );
+        }
         let (schedule, steps, log_every) = match self.schedule {
             ScheduleKind::Cyclic => {
                 if self.cycles == 0 && self.steps.is_none() {
@@ -208,7 +227,7 @@ impl TrainSettings {
                         eta_max: self.eta_max,
                         ns,
                     },
-                    2 * ns * self.cycles,
+                    steps_of(2 * ns, self.cycles)?,
                     every,
                 )
             }
@@ -217,13 +236,13 @@ impl TrainSettings {
                     Schedule::StepDecay {
                         eta: self.eta,
                         factor: self.decay_factor,
-                        every_steps: self.decay_every.max(1) * per_epoch,
+                        every_steps: steps_of(self.decay_every.max(1), per_epoch)?,
                     }
                 } else {
                     Schedule::Fixed { eta: self.eta }
                 };
                 let every = if self.log_points == 0 { 0 } else { per_epoch };
-                (schedule, self.epochs * per_epoch, every)
+                (schedule, steps_of(self.epochs, per_epoch)?, every)
             }
         };
         Ok(RunConfig {
