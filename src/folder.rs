@@ -95,7 +95,7 @@ pub fn kind_of(dir: &Path) -> Option<FolderKind> {
         Some(FolderKind::Sweep)
     } else if has("lr_range.json") {
         Some(FolderKind::LrRange)
-    } else if has("config.json") && (has("result.json") || has("checkpoint.bin")) {
+    } else if has("config.json") && (has("result.json") || has("checkpoint.json")) {
         Some(FolderKind::Run)
     } else if has("summary.json") {
         Some(FolderKind::Experiment)
@@ -424,9 +424,19 @@ mod tests {
     fn another_kind_is_refused_unless_forced_and_nothing_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("s");
+        fs::create_dir(&out).unwrap();
         drop(claim(&out, &Claim::new(FolderKind::Sweep, false)).unwrap());
         fs::write(out.join("sweep.json"), "{}").unwrap();
-        let before: Vec<_> = fs::read_dir(&out).unwrap().flatten().count().to_string().into();
+        let files = || {
+            let mut f: Vec<_> = fs::read_dir(&out)
+                .unwrap()
+                .flatten()
+                .map(|e| (e.file_name(), fs::read(e.path()).unwrap()))
+                .collect();
+            f.sort();
+            f
+        };
+        let before = files();
         let e = format!(
             "{:#}",
             claim(&out, &Claim::new(FolderKind::Search, false)).unwrap_err()
@@ -436,8 +446,7 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("--force"), "{e}");
-        let after: Vec<_> = fs::read_dir(&out).unwrap().flatten().count().to_string().into();
-        assert_eq!(before, after);
+        assert_eq!(before, files(), "a refusal wrote to the folder");
         drop(claim(&out, &Claim::new(FolderKind::Search, true)).unwrap());
         assert_eq!(kind_of(&out), Some(FolderKind::Search));
     }

@@ -288,7 +288,7 @@ pub struct ExperimentArgs {
     /// `all` only: tiny versions of every stage (a smoke test of the pipeline).
     #[arg(long)]
     pub quick: bool,
-    /// `all` and `bonus`: continue an interrupted run in the same --out.
+    /// Continue an interrupted experiment in the same --out.
     #[arg(long)]
     pub resume: bool,
     /// `bonus` only: the parts to run (repeatable; all by default).
@@ -319,7 +319,9 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
         anyhow::bail!("--quick shortens `experiment all` and `bonus`; a1 and a2 always train the assignment's runs: drop --quick");
     }
     if !a.part.is_empty() && a.which != Experiment::Bonus {
-        anyhow::bail!("--part chooses the parts of `experiment bonus`: drop it, or run `experiment bonus`");
+        anyhow::bail!(
+            "--part chooses the parts of `experiment bonus`: drop it, or run `experiment bonus`"
+        );
     }
     let configs = match a.which {
         Experiment::A1 => a1_configs(a.seed, a.precision),

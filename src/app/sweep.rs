@@ -8,10 +8,10 @@ use clap::Args;
 
 use super::args::{AxesArgs, CommonArgs, SettingsArgs, SlurmArgs};
 use super::common::{interrupted, print_json, runner_options, Finish};
+use crate::folder::FolderKind;
 use crate::sweep::plan::SweepSettings;
 use crate::sweep::shard::{Shard, ShardRecord};
 use crate::sweep::{configs_here, results, run_configs_shard, Dashboard, DisplayMode, SweepSpec};
-use crate::folder::FolderKind;
 use crate::train::{Control, TrainSettings};
 
 /// Flags of `shallow sweep`.

@@ -619,7 +619,11 @@ impl SweepSettings {
     /// Refuses a sweep axis of `axes` that `fixed` also sets to one value, in
     /// one layer (the command line, or one file): the axis would silently
     /// replace the fixed value. `source` says where, for the message.
-    pub fn refuse_fixed_axes(axes: &SweepSettings, fixed: &SweepSettings, source: &str) -> Result<()> {
+    pub fn refuse_fixed_axes(
+        axes: &SweepSettings,
+        fixed: &SweepSettings,
+        source: &str,
+    ) -> Result<()> {
         let varied = axes.clone().normalised()?;
         let fixed_axes = fixed.fixed_axes();
         for t in [&varied.grid, &varied.random].into_iter().flatten() {

@@ -237,7 +237,8 @@ pub fn available_memory() -> Option<u64> {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
     };
-    let cgroup = read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    let cgroup =
+        read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
     match (meminfo, cgroup) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -253,15 +254,26 @@ pub fn check_memory(configs: &[RunConfig], max_group: usize, jobs: usize) -> Res
     };
     let mut groups: Vec<u64> = group_configs(configs, max_group.max(1))
         .iter()
-        .map(|g| g.iter().map(|&i| configs[i].memory_bytes()).fold(0, u64::saturating_add))
+        .map(|g| {
+            g.iter()
+                .map(|&i| configs[i].memory_bytes())
+                .fold(0, u64::saturating_add)
+        })
         .collect();
     groups.sort_unstable_by(|a, b| b.cmp(a));
-    let at_once = groups.iter().take(jobs.max(1)).fold(0u64, |a, &b| a.saturating_add(b));
+    let at_once = groups
+        .iter()
+        .take(jobs.max(1))
+        .fold(0u64, |a, &b| a.saturating_add(b));
     // The images, standardised once: every split of the plan's largest precision.
     let data = configs
         .iter()
         .map(|c| {
-            let elem = if c.precision == crate::nn::Precision::F64 { 8 } else { 4 };
+            let elem = if c.precision == crate::nn::Precision::F64 {
+                8
+            } else {
+                4
+            };
             60_000u64 * c.arch().input as u64 * elem
         })
         .max()

@@ -93,9 +93,7 @@ impl Schedule {
         let ok = |v: f64| v.is_finite() && v > 0.0 && v < 100.0;
         match *self {
             Schedule::Fixed { eta } | Schedule::StepDecay { eta, .. } if !ok(eta) => {
-                bail!(
-                    "--eta {eta} is not a usable learning rate: need 0 < eta < 100, e.g. 0.001"
-                )
+                bail!("--eta {eta} is not a usable learning rate: need 0 < eta < 100, e.g. 0.001")
             }
             Schedule::StepDecay { factor, .. } if !(factor > 0.0 && factor <= 1.0) => {
                 bail!("--decay-factor {factor} must be in (0, 1], e.g. 0.9")
