@@ -114,7 +114,8 @@ pub struct Claim<'a> {
     /// `--shard K/N`: share the folder with the plan's other shards, holding
     /// this shard's own lock (the label, e.g. `1/4`).
     pub shard: Option<&'a str>,
-    /// The flag that named the folder, for messages (`--out`).
+    /// The flag that named the folder, for messages (`--out`; empty where
+    /// the folder is an argument, as in `shallow report DIR`).
     pub flag: &'a str,
 }
 
@@ -142,10 +143,11 @@ pub struct FolderLock {
     _shard: Option<(File, PathBuf)>,
 }
 
-/// Folders this process holds (so that its own claims do not refuse each other).
-static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Folders this process holds, and whether as a shard (so that its own
+/// claims of folders inside them do not refuse each other).
+static HELD: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
 
-fn held() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+fn held() -> std::sync::MutexGuard<'static, Vec<(PathBuf, bool)>> {
     HELD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -184,9 +186,21 @@ fn open_lock(path: &Path) -> Result<File> {
 }
 
 /// Whether the lock of `file` was taken (`Ok(false)`: another process holds it).
-fn took(r: std::result::Result<(), fs::TryLockError>, path: &Path) -> Result<bool> {
+/// A lock taken on a file that its holder removed meanwhile (the path now
+/// names another file, or none) counts as not taken.
+fn took(file: &File, r: std::result::Result<(), fs::TryLockError>, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
     match r {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            let same = match (file.metadata(), fs::metadata(path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                let _ = file.unlock();
+            }
+            Ok(same)
+        }
         Err(fs::TryLockError::WouldBlock) => Ok(false),
         Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| {
             format!(
@@ -225,10 +239,28 @@ fn in_use(dir: &Path, lock: &Path, flag: &str) -> anyhow::Error {
         format!("the shards of a plan:\n  {}", shards.join("\n  "))
     };
     anyhow::anyhow!(
-        "{flag} {} is in use by {who}\nTwo processes never write one folder: wait for it to finish (or stop it), \
-         or choose another {flag}",
-        dir.display()
+        "{} is in use by {who}\nTwo processes never write one folder: {}",
+        named(flag, dir),
+        advice(flag)
     )
+}
+
+/// `--out DIR`, or the folder alone where no flag named it.
+fn named(flag: &str, dir: &Path) -> String {
+    if flag.is_empty() {
+        dir.display().to_string()
+    } else {
+        format!("{flag} {}", dir.display())
+    }
+}
+
+/// What to do about a folder in use.
+fn advice(flag: &str) -> String {
+    if flag.is_empty() {
+        "wait for it to finish (or stop it), then run this command again".into()
+    } else {
+        format!("wait for it to finish (or stop it), or choose another {flag}")
+    }
 }
 
 /// Claims `dir` for one command (see the module's text): creates it,
@@ -239,9 +271,8 @@ pub fn claim(dir: &Path, claim: &Claim) -> Result<FolderLock> {
     let existed = dir.exists();
     if existed && !dir.is_dir() {
         bail!(
-            "{} {} is a file, not a folder: choose a folder for the results",
-            claim.flag,
-            dir.display()
+            "{} is a file, not a folder: choose a folder for the results",
+            named(claim.flag, dir)
         );
     }
     // Kind first: a refusal must not create or lock anything.
@@ -249,13 +280,11 @@ pub fn claim(dir: &Path, claim: &Claim) -> Result<FolderLock> {
         if let Some(k) = kind_of(dir) {
             if k != claim.kind && !claim.force {
                 bail!(
-                    "{} {} holds {}, and this command writes {}: one folder holds one kind of results. \
-                     Choose another {}, or give --force to write there anyway",
-                    claim.flag,
-                    dir.display(),
+                    "{} holds {}, and this command writes {}: one folder holds one kind of results. \
+                     Choose another folder, or give --force to write there anyway",
+                    named(claim.flag, dir),
                     k.describe(),
-                    claim.kind.describe(),
-                    claim.flag
+                    claim.kind.describe()
                 );
             }
         }
@@ -274,34 +303,33 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
     // A folder around this one that another process holds whole.
     for outer in canonical.ancestors().skip(1) {
         let path = outer.join(LOCK_FILE);
-        if !path.is_file() || held().iter().any(|h| h == outer) {
+        if !path.is_file() || held().iter().any(|h| h.0 == outer) {
             continue;
         }
         if let Ok(f) = File::open(&path) {
             if matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)) {
                 bail!(
-                    "{} {} is inside {}, which is in use by {}\nWait for it to finish (or stop it), or choose another {}",
-                    claim.flag,
-                    dir.display(),
+                    "{} is inside {}, which is in use by {}\nTwo processes never write one folder: {}",
+                    named(claim.flag, dir),
                     outer.display(),
                     read_holder(&path),
-                    claim.flag
+                    advice(claim.flag)
                 );
             }
         }
     }
-    if held().iter().any(|h| h == canonical) {
+    let shard = claim.shard.is_some();
+    if held().iter().any(|h| h.0 == canonical && !(h.1 && shard)) {
         bail!(
-            "{} {} is already in use by this command: give each part its own folder",
-            claim.flag,
-            dir.display()
+            "{} is already in use by this command: give each part its own folder",
+            named(claim.flag, dir)
         );
     }
     let path = dir.join(LOCK_FILE);
     let mut lock = open_lock(&path)?;
     let whole = match claim.shard {
-        None => took(lock.try_lock(), &path)?,
-        Some(_) => took(lock.try_lock_shared(), &path)?,
+        None => took(&lock, lock.try_lock(), &path)?,
+        Some(_) => took(&lock, lock.try_lock_shared(), &path)?,
     };
     if !whole {
         return Err(in_use(dir, &path, claim.flag));
@@ -314,12 +342,11 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
         Some(label) => {
             let spath = dir.join(format!(".shard-{}.lock", label.replace('/', "-of-")));
             let mut f = open_lock(&spath)?;
-            if !took(f.try_lock(), &spath)? {
+            if !took(&f, f.try_lock(), &spath)? {
                 bail!(
-                    "--shard {label}: {} {} is in use by another process of the same shard: {}\n\
+                    "--shard {label}: {} is in use by another process of the same shard: {}\n\
                      Give each process its own shard",
-                    claim.flag,
-                    dir.display(),
+                    named(claim.flag, dir),
                     read_holder(&spath)
                 );
             }
@@ -333,7 +360,7 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
     if claim.shard.is_none() {
         remove_temporaries(dir, 4);
     }
-    held().push(canonical.to_path_buf());
+    held().push((canonical.to_path_buf(), claim.shard.is_some()));
     Ok(FolderLock {
         dir: dir.to_path_buf(),
         canonical: canonical.to_path_buf(),
@@ -376,7 +403,11 @@ impl FolderLock {
 
 impl Drop for FolderLock {
     fn drop(&mut self) {
-        held().retain(|h| h != &self.canonical);
+        let mut held = held();
+        if let Some(k) = held.iter().position(|h| h.0 == self.canonical) {
+            held.remove(k);
+        }
+        drop(held);
         if let Some((_, p)) = &self._shard {
             let _ = fs::remove_file(p);
         }
@@ -418,6 +449,31 @@ mod tests {
         let inner = claim(&out.join("coarse"), &Claim::new(FolderKind::Sweep, false)).unwrap();
         drop((inner, again));
         assert_eq!(fs::read_to_string(out.join("results.csv")).unwrap(), "x");
+    }
+
+    #[test]
+    fn shards_share_a_folder_each_holding_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sweep");
+        let shard = |label| Claim {
+            shard: Some(label),
+            ..Claim::new(FolderKind::Sweep, false)
+        };
+        let a = claim(&out, &shard("0/2")).unwrap();
+        let b = claim(&out, &shard("1/2")).unwrap();
+        let e = format!("{:#}", claim(&out, &shard("1/2")).unwrap_err());
+        assert!(e.contains("--shard 1/2") && e.contains("same shard"), "{e}");
+        assert!(
+            e.contains(&format!("process {}", std::process::id())),
+            "{e}"
+        );
+        drop(b);
+        let b = claim(&out, &shard("1/2")).unwrap();
+        drop((a, b));
+        // Whole once the shards are gone; a shard is refused meanwhile.
+        let whole = claim(&out, &Claim::new(FolderKind::Sweep, false)).unwrap();
+        assert!(claim(&out, &shard("0/2")).is_err());
+        drop(whole);
     }
 
     #[test]

@@ -332,6 +332,10 @@ fn bad_values_are_refused_before_anything_is_written() {
         &["lambda is both a sweep axis and a fixed setting"],
     );
     refused(
+        &["search", "--lambda", "0.1", "--out", o],
+        &["search varies lambda", "--coarse"],
+    );
+    refused(
         &["train", "--split", "a1", "--n-val", "100", "--out", o],
         &["--n-val", "--split full"],
     );

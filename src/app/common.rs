@@ -49,7 +49,7 @@ pub fn report(dir: &Path) -> Result<Finish> {
         (true, Some(kind)) => Some(crate::folder::claim(
             dir,
             &crate::folder::Claim {
-                flag: "report",
+                flag: "",
                 ..crate::folder::Claim::new(kind, false)
             },
         )?),

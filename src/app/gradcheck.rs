@@ -107,6 +107,12 @@ pub fn run(a: &GradcheckArgs) -> Result<Finish> {
             bail!("--dims {d} --samples {s} out of range: use 1-3072 features and 1-10000 images");
         }
     }
+    if a.model != ModelKind::Linear && (a.hidden.is_empty() || a.hidden.contains(&0)) {
+        bail!(
+            "--hidden {:?}: every hidden layer needs at least one unit, e.g. --hidden 50",
+            a.hidden
+        );
+    }
     let opts = gradcheck::Options {
         hidden: if a.model == ModelKind::Linear {
             vec![]

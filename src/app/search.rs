@@ -504,6 +504,13 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
     if merged.grid.is_some() || merged.random.is_some() || merged.draws.is_some() {
         bail!("search takes fixed settings only: its axis is --axis; sweep grids with `shallow sweep`");
     }
+    if merged.fixed_axes().contains(&axis) {
+        bail!(
+            "search varies {name} (--axis {name}), so a fixed {name} would be dropped: give its range with --coarse, \
+             not a fixed value",
+            name = axis.name()
+        );
+    }
     let mut base = merged.train_settings(defaults.base.clone())?;
     if a.settings.cycles.is_none() && merged.cycles.is_none() {
         base.cycles = a.coarse_cycles;

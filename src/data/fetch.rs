@@ -42,8 +42,18 @@ pub fn fetch(dest: &Path, url: &str, md5: &str, progress: bool) -> Result<PathBu
             target.display()
         );
     }
+    let created = !dest.exists();
     fs::create_dir_all(dest)
         .with_context(|| format!("cannot create {}: choose a writable --dest", dest.display()))?;
+    let result = fetch_into(dest, &target, url, md5, progress);
+    if result.is_err() && created {
+        // A failed fetch leaves no empty folder behind (only if it is empty).
+        let _ = fs::remove_dir(dest);
+    }
+    result
+}
+
+fn fetch_into(dest: &Path, target: &Path, url: &str, md5: &str, progress: bool) -> Result<PathBuf> {
     // Temporaries with unique names beside the target, removed when dropped.
     let part = tempfile::Builder::new()
         .prefix(".cifar-10-binary.tar.gz.part-")
@@ -79,7 +89,7 @@ pub fn fetch(dest: &Path, url: &str, md5: &str, progress: bool) -> Result<PathBu
     }
     fs::rename(&inner, &target)
         .with_context(|| format!("cannot move the data into {}", target.display()))?;
-    Ok(target)
+    Ok(target.to_path_buf())
 }
 
 /// Streams `url` into `path`, returning the md5 of what was received.

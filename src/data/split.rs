@@ -437,6 +437,23 @@ impl<T: Real> Split<T> {
 }
 
 impl SplitSpec {
+    /// Refuses a split that leaves no image to train or validate on, naming
+    /// the flag and its range (before loading anything).
+    pub fn validate(&self) -> Result<()> {
+        let total = 5 * RECORDS_PER_FILE;
+        if self.kind == SplitKind::Full && (self.n_val == 0 || self.n_val >= total) {
+            bail!(
+                "--n-val {} is out of range: hold out between 1 and {} images",
+                self.n_val,
+                total - 1
+            );
+        }
+        if self.n_train == Some(0) {
+            bail!("--n-train 0: train on at least one image (at least --batch)");
+        }
+        Ok(())
+    }
+
     /// Number of training images this split yields (before loading anything).
     pub fn train_len(&self) -> usize {
         let all = match self.kind {

@@ -643,7 +643,7 @@ impl SweepSettings {
     }
 
     /// The axes that these settings fix to one value.
-    fn fixed_axes(&self) -> Vec<Axis> {
+    pub fn fixed_axes(&self) -> Vec<Axis> {
         let fixed = [
             (self.lambda.is_some(), Axis::Lambda),
             (self.eta.is_some(), Axis::Eta),

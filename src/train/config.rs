@@ -284,6 +284,7 @@ impl RunConfig {
             );
         }
         self.schedule.validate()?;
+        self.split.validate()?;
         let eps = self.split.whiten_eps;
         if self.split.whiten != crate::data::Whitening::None && !(eps.is_finite() && eps > 0.0) {
             bail!(
