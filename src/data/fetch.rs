@@ -87,7 +87,7 @@ fn fetch_into(dest: &Path, target: &Path, url: &str, md5: &str, progress: bool) 
             );
         }
     }
-    fs::rename(&inner, &target)
+    fs::rename(&inner, target)
         .with_context(|| format!("cannot move the data into {}", target.display()))?;
     Ok(target.to_path_buf())
 }
