@@ -325,6 +325,16 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
             named(claim.flag, dir)
         );
     }
+    if claim.shard.is_none() {
+        if let Some((inner, who)) = held_below(dir, 4) {
+            bail!(
+                "{} holds {}, which is in use by {who}\nTwo processes never write one folder: {}",
+                named(claim.flag, dir),
+                inner.display(),
+                advice(claim.flag)
+            );
+        }
+    }
     let path = dir.join(LOCK_FILE);
     let mut lock = open_lock(&path)?;
     let whole = match claim.shard {
@@ -375,6 +385,31 @@ fn write_holder(f: &mut File) -> Result<()> {
     f.rewind()?;
     f.write_all(holder_line().as_bytes())?;
     Ok(())
+}
+
+/// A folder below `dir` (`depth` levels down) that another process holds,
+/// with its holder.
+fn held_below(dir: &Path, depth: usize) -> Option<(PathBuf, String)> {
+    for e in fs::read_dir(dir).ok()?.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let inner = e.path();
+        let lock = inner.join(LOCK_FILE);
+        if lock.is_file() {
+            if let Ok(f) = File::open(&lock) {
+                if matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)) {
+                    return Some((inner, read_holder(&lock)));
+                }
+            }
+        }
+        if depth > 1 {
+            if let Some(found) = held_below(&inner, depth - 1) {
+                return Some(found);
+            }
+        }
+    }
+    None
 }
 
 /// Removes the temporary files of [`crate::util::write_atomic`] (`.NAME.XXXXXX.tmp`)
@@ -449,6 +484,35 @@ mod tests {
         let inner = claim(&out.join("coarse"), &Claim::new(FolderKind::Sweep, false)).unwrap();
         drop((inner, again));
         assert_eq!(fs::read_to_string(out.join("results.csv")).unwrap(), "x");
+    }
+
+    #[test]
+    fn a_folder_around_or_inside_a_held_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sweep");
+        let inner = out.join("run03");
+        fs::create_dir_all(&inner).unwrap();
+        // Another process holds the inner folder: flock sees a second open
+        // file as another holder, so a child process is not needed.
+        let f = File::create(inner.join(LOCK_FILE)).unwrap();
+        f.lock().unwrap();
+        fs::write(inner.join(LOCK_FILE), "process 99 on elsewhere").unwrap();
+        let e = format!(
+            "{:#}",
+            claim(&out, &Claim::new(FolderKind::Sweep, false)).unwrap_err()
+        );
+        assert!(
+            e.contains("run03") && e.contains("process 99 on elsewhere"),
+            "{e}"
+        );
+        drop(f);
+        let outer = File::create(out.join(LOCK_FILE)).unwrap();
+        outer.lock().unwrap();
+        let e = format!(
+            "{:#}",
+            claim(&inner, &Claim::new(FolderKind::Run, false)).unwrap_err()
+        );
+        assert!(e.contains("is inside"), "{e}");
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub enum EvalTrain {
 /// images (a tenth of the full split) and the whole validation set.
 pub const DEFAULT_EVAL_TRAIN: EvalTrain = EvalTrain::Sample(5000);
 
+/// Images per chunk when evaluating whole sets.
+pub const EVAL_CHUNK: usize = 2000;
+
 /// Most update steps of one run (about ten days at a millisecond a step):
 /// step counts beyond it are typing errors, and would overflow.
 pub const MAX_STEPS: usize = 1_000_000_000;
@@ -184,7 +187,7 @@ impl RunConfig {
             .fold(0, u64::saturating_add);
         let copies = 2 + u64::from(self.momentum > 0.0);
         let units: u64 = widths[1..].iter().sum();
-        let columns = (self.batch + crate::train::group::EVAL_CHUNK) as u64;
+        let columns = (self.batch + EVAL_CHUNK) as u64;
         elem.saturating_mul(
             params
                 .saturating_mul(copies)

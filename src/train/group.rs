@@ -21,8 +21,7 @@ use ndarray::{Array2, ShapeBuilder};
 use crate::nn::{LayerParams, Net, Real};
 use crate::util::mix64;
 
-/// Images per chunk when evaluating whole sets.
-pub const EVAL_CHUNK: usize = 2000;
+pub use super::config::EVAL_CHUNK;
 
 /// One logged point of a run's history.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
