@@ -393,6 +393,48 @@ fn fixed_settings(spec: &SweepSpec) -> String {
     if !varies(Axis::Seed) {
         parts.push(format!("seed {}", s.seed));
     }
+    // The bonus's settings, where they differ from plain SGD.
+    if s.shuffle {
+        parts.push("shuffled every epoch".into());
+    }
+    if s.precision != crate::nn::Precision::F32 {
+        let precision = format!("{:?}", s.precision).to_lowercase();
+        parts.push(format!("precision {precision}"));
+    }
+    let on = |a: Axis, set: bool| set && !varies(a);
+    if on(Axis::Momentum, s.momentum > 0.0) {
+        parts.push(format!("momentum {}", n(s.momentum)));
+    }
+    if on(Axis::Dropout, s.dropout > 0.0) {
+        parts.push(format!("dropout {}", n(s.dropout)));
+    }
+    if on(Axis::LabelSmoothing, s.label_smoothing > 0.0) {
+        parts.push(format!("label smoothing {}", n(s.label_smoothing)));
+    }
+    if on(Axis::BatchNorm, s.batch_norm) {
+        parts.push("batch norm".into());
+    }
+    let augment = crate::data::Augment {
+        flip: s.augment.flip && !varies(Axis::Flip),
+        translate: if varies(Axis::Translate) {
+            0
+        } else {
+            s.augment.translate
+        },
+        pad: s.augment.pad,
+    };
+    if augment.is_on() {
+        parts.push(format!("augmentation: {}", augment.describe()));
+    }
+    if on(Axis::Tta, s.tta) {
+        parts.push("test-time flips".into());
+    }
+    if on(Axis::Snapshots, s.snapshots > 0) {
+        parts.push(format!("snapshot ensemble of the last {}", s.snapshots));
+    }
+    if on(Axis::Member, s.member > 0) {
+        parts.push(format!("ensemble member {}", s.member));
+    }
     parts.join(", ")
 }
 
@@ -712,4 +754,43 @@ fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
 fn summary_table(s: &Summary) -> Block {
     let (header, rows) = s.table();
     Block::Table(header.map(String::from).to_vec(), rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::plan::SweepSettings;
+    use crate::train::TrainSettings;
+
+    /// Every setting a sweep fixes away from plain SGD is in its report's
+    /// fixed-settings line; an axis is not.
+    #[test]
+    fn the_fixed_settings_line_names_the_bonus_settings() {
+        let spec = SweepSettings {
+            lambdas: Some(vec![0.1, 0.01]),
+            hidden: Some(vec![20]),
+            momentum: Some(0.9),
+            dropout: Some(0.2),
+            label_smoothing: Some(0.1),
+            batch_norm: Some(true),
+            flip: Some(true),
+            tta: Some(true),
+            ..Default::default()
+        }
+        .spec(TrainSettings::sweep_default())
+        .unwrap();
+        let line = fixed_settings(&spec);
+        for want in [
+            "mlp 20",
+            "momentum 0.9",
+            "dropout 0.2",
+            "label smoothing 0.1",
+            "batch norm",
+            "augmentation: flips",
+            "test-time flips",
+        ] {
+            assert!(line.contains(want), "{want:?} missing from: {line}");
+        }
+        assert!(!line.contains("lambda"), "the axis is not fixed: {line}");
+    }
 }
