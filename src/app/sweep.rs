@@ -286,6 +286,9 @@ fn merge(m: &MergeArgs) -> Result<Finish> {
     let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
     let _lock = crate::folder::claim(&out, &crate::folder::Claim::new(FolderKind::Sweep, false))?;
     let merged = crate::sweep::merge::merge(&m.dirs, &out)?;
+    if merged.spec.is_some() {
+        crate::report::build::build(&merged.out)?;
+    }
     if merged.kernels.len() > 1 {
         let used: Vec<String> = merged
             .kernels

@@ -155,7 +155,7 @@ impl Augment {
 
 /// The mirror image (left-right flip) of every image of `set`, for test-time
 /// flips; allocated once per process, never in a step.
-pub fn mirrored<T: crate::nn::Real>(set: &super::DataSet<T>) -> super::DataSet<T> {
+pub fn mirrored<T: crate::linalg::Real>(set: &super::DataSet<T>) -> super::DataSet<T> {
     let mut out = set.clone();
     let flip = Augment {
         flip: true,
@@ -181,7 +181,7 @@ pub fn mirrored<T: crate::nn::Real>(set: &super::DataSet<T>) -> super::DataSet<T
 /// `step`, its slot) when it is on: the trainer's gather, shared by the bench.
 /// It runs on one core: the copy is bound by memory bandwidth, and forking it
 /// over two cores measured slower here. Allocates nothing.
-pub fn gather<T: crate::nn::Real>(
+pub fn gather<T: crate::linalg::Real>(
     set: &super::DataSet<T>,
     ids: &[usize],
     out: &mut [T],

@@ -1,7 +1,8 @@
 //! `shallow sweep merge`: gathers the run folders of a sharded sweep (one
 //! shared folder, or one folder per shard) into one sweep folder and rebuilds
-//! its tables, summary picture and report, after checking that every shard ran
-//! the same plan and that every configuration of the plan has finished.
+//! its tables and records (the command then draws the summary picture and the
+//! report), after checking that every shard ran the same plan and that every
+//! configuration of the plan has finished.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,8 +133,9 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Merges the sweep folders `dirs` into `out` (which may be one of them):
 /// every folder must hold the same plan; every configuration of it must have
 /// a finished run folder in one of them, trained with the plan's settings.
-/// Writes the results tables, sweep.json, run.json (with the shards' records),
-/// summary.png and the report into `out`. Nothing is written when a check fails.
+/// Writes the results tables, sweep.json and run.json (with the shards'
+/// records) into `out`; the caller draws summary.png and the report. Nothing
+/// is written when a check fails.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     if dirs.is_empty() {
         bail!("sweep merge: name the sweep folder(s), e.g. `shallow sweep merge out/sweep`");
@@ -247,9 +249,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
             .is_some();
     if !own_record {
         write_json(&out.join(results::RUN_INFO), &info)?;
-    }
-    if spec.is_some() {
-        crate::report::build::build(out)?;
     }
     Ok(Merged {
         out: out.to_path_buf(),

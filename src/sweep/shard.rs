@@ -188,7 +188,7 @@ impl ShardRecord {
             wall_s,
             date: crate::util::utc_now(),
             slurm_job,
-            command: super::results::RunInfo::command_line(),
+            command: crate::util::command_line(),
         }
     }
 
