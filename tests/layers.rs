@@ -71,7 +71,7 @@ fn imports(text: &str, top: &str) -> BTreeSet<(String, String)> {
                     let sub = name.get(1).copied().unwrap_or("").to_string();
                     out.insert((t.to_string(), sub));
                 }
-                rest = &after[..];
+                rest = after;
             }
         }
     }
