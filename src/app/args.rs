@@ -123,18 +123,27 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "N|all")]
     pub eval_train: Option<crate::train::EvalTrain>,
     /// Reshuffle the training set every epoch.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_shuffle")]
     pub shuffle: bool,
+    /// Turn --shuffle off (where a --config file turns it on).
+    #[arg(long, overrides_with = "shuffle")]
+    pub no_shuffle: bool,
     /// Floating-point precision: f32, f64, or bf16 (mixed: layer 0's two big
     /// products in bf16 with f32 sums, on CPUs with AVX512-BF16) [f32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// Save the trained weights as .npy.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_save_weights")]
     pub save_weights: bool,
+    /// Turn --save-weights off (where a --config file turns it on).
+    #[arg(long, overrides_with = "save_weights")]
+    pub no_save_weights: bool,
     /// Augmentation: flip each training image left-right with probability 1/2.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_flip")]
     pub flip: bool,
+    /// Turn --flip off (where a --config file turns it on).
+    #[arg(long, overrides_with = "flip")]
+    pub no_flip: bool,
     /// Augmentation: shift each training image by up to K pixels in x and y [0].
     #[arg(long, value_name = "K")]
     pub translate: Option<usize>,
@@ -150,8 +159,11 @@ pub struct SettingsArgs {
     pub label_smoothing: Option<f64>,
     /// Batch normalisation on every hidden layer (batch statistics in training,
     /// running averages in evaluation).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_batch_norm")]
     pub batch_norm: bool,
+    /// Turn --batch-norm off (where a --config file turns it on).
+    #[arg(long, overrides_with = "batch_norm")]
+    pub no_batch_norm: bool,
     /// Seed-ensemble member: another initialisation with the same data order
     /// (sweep `--grid member=0:7:8:lin` trains eight in one lockstep group) [0].
     #[arg(long, value_name = "N")]
@@ -162,16 +174,32 @@ pub struct SettingsArgs {
     pub snapshots: Option<usize>,
     /// Save the validation and test class probabilities (val_probs.npy,
     /// test_probs.npy) for ensembles across runs.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_save_probs")]
     pub save_probs: bool,
+    /// Turn --save-probs off (where a --config file turns it on).
+    #[arg(long, overrides_with = "save_probs")]
+    pub no_save_probs: bool,
     /// SGD with momentum MU (v <- MU v + gradient, W <- W - eta v); scale the
     /// learning rates down by about 1 - MU [0: plain SGD].
     #[arg(long, value_name = "MU")]
     pub momentum: Option<f64>,
     /// Test-time flips: the averaged prediction (and --save-probs) averages
     /// each validation and test image with its mirror image.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_tta")]
     pub tta: bool,
+    /// Turn --tta off (where a --config file turns it on).
+    #[arg(long, overrides_with = "tta")]
+    pub no_tta: bool,
+}
+
+/// A boolean flag and its `--no-` twin as a setting: on, off, or not given
+/// (so a TOML file's `shuffle = true` can be switched off on the command line).
+fn on_off(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (_, true) => Some(false),
+        (true, false) => Some(true),
+        (false, false) => None,
+    }
 }
 
 impl SettingsArgs {
@@ -200,35 +228,46 @@ impl SettingsArgs {
             whiten_eps: self.whiten_eps,
             seed: self.seed,
             log_points: self.log_points,
-            shuffle: self.shuffle.then_some(true),
+            shuffle: on_off(self.shuffle, self.no_shuffle),
             precision: self.precision,
             eval_train: self.eval_train,
-            save_weights: self.save_weights.then_some(true),
-            flip: self.flip.then_some(true),
+            save_weights: on_off(self.save_weights, self.no_save_weights),
+            flip: on_off(self.flip, self.no_flip),
             translate: self.translate,
             pad: self.pad,
             dropout: self.dropout,
             label_smoothing: self.label_smoothing,
-            batch_norm: self.batch_norm.then_some(true),
+            batch_norm: on_off(self.batch_norm, self.no_batch_norm),
             member: self.member,
             snapshots: self.snapshots,
-            save_probs: self.save_probs.then_some(true),
+            save_probs: on_off(self.save_probs, self.no_save_probs),
             momentum: self.momentum,
-            tta: self.tta.then_some(true),
+            tta: on_off(self.tta, self.no_tta),
             ..Default::default()
         }
     }
 }
 
+/// `--grid`'s help, listing every axis a sweep accepts (from the one list
+/// of axes, so that it cannot leave one out).
+fn grid_help() -> String {
+    let names: Vec<&str> = crate::train::settings::AXES
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    format!(
+        "Grid axis, repeatable: NAME=V1,V2,... or NAME=LO:HI:N[:log|lin] (log by default on lambda \
+         and learning rates). Every combination of the grid axes is trained. Axes: {} (hidden as 50 or \
+         100x50, loss as ce,bce, booleans as 0,1, several seeds are repeats)",
+        names.join(", ")
+    )
+}
+
 /// The axes of a sweep: grids, ranges and random draws over any setting.
 #[derive(Args, Clone, Default)]
 pub struct AxesArgs {
-    /// Grid axis, repeatable: NAME=V1,V2,... or NAME=LO:HI:N[:log|lin] (log
-    /// by default on lambda and learning rates). Every combination of the
-    /// grid axes is trained. Names: lambda, eta, eta_min, eta_max,
-    /// decay_factor, ns, cycles, epochs, steps, decay_every, hidden (50 or
-    /// 100x50), batch, loss (ce,bce), seed (repeats), flip (0,1), translate.
-    #[arg(long, value_name = "NAME=VALUES")]
+    /// Grid axis, repeatable (see the help's list of axes).
+    #[arg(long, value_name = "NAME=VALUES", help = grid_help())]
     pub grid: Vec<String>,
     /// Random axis, repeatable: NAME=LO:HI[:log|lin], drawn --draws times
     /// (log-uniform on lambda and learning rates), jointly with the other
@@ -339,5 +378,49 @@ impl SlurmArgs {
             account: self.account.clone(),
             coretype: crate::sweep::slurm::Resources::user_coretype(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, FromArgMatches};
+
+    fn settings(args: &[&str]) -> SweepSettings {
+        let cmd = SettingsArgs::augment_args(clap::Command::new("shallow"));
+        let m = cmd.try_get_matches_from(args).unwrap();
+        SettingsArgs::from_arg_matches(&m).unwrap().settings()
+    }
+
+    /// A TOML file's `shuffle = true` (any boolean) is switched off by
+    /// `--no-shuffle`; the last of `--X` and `--no-X` wins.
+    /// `sweep --help` lists every axis the sweep accepts.
+    #[test]
+    fn the_grid_help_lists_every_axis() {
+        let help = grid_help();
+        for a in crate::train::settings::AXES {
+            assert!(help.contains(a.name()), "{} missing from: {help}", a.name());
+        }
+    }
+
+    #[test]
+    fn booleans_have_a_no_flag_that_overrides_the_file() {
+        let file: SweepSettings =
+            toml::from_str("shuffle = true\nflip = true\ntta = true").unwrap();
+        let merged = settings(&[
+            "shallow",
+            "--no-shuffle",
+            "--flip",
+            "--no-flip",
+            "--no-tta",
+            "--tta",
+        ])
+        .over(file)
+        .unwrap();
+        assert_eq!(merged.shuffle, Some(false));
+        assert_eq!(merged.flip, Some(false));
+        assert_eq!(merged.tta, Some(true));
+        let untouched = settings(&["shallow"]).over(toml::from_str("shuffle = true").unwrap());
+        assert_eq!(untouched.unwrap().shuffle, Some(true));
     }
 }
