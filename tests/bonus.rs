@@ -103,7 +103,7 @@ fn bonus_quick_writes_recipes_ablation_and_report() {
 /// reaches at least 60% on the CIFAR-10 test set. OpenBLAS's kernel is pinned
 /// to Haswell (AVX2), which every machine this runs on has, so that the result
 /// is the same bits on all of them instead of depending on the kernel OpenBLAS
-/// would pick (measured with it: see the README). About 12-15 minutes on 2 cores.
+/// would pick (measured with it: see docs/bonus.md). About 12-15 minutes on 2 cores.
 #[test]
 fn one_hidden_layer_recipe_reaches_60_percent() {
     let Some(d) = common::real_data("one_hidden_layer_recipe_reaches_60_percent") else {

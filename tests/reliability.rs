@@ -1,5 +1,5 @@
 //! Nothing lost, nothing mixed, never a panic: one test per family of what a
-//! careless user or a second process can do (README "What you can rely on").
+//! careless user or a second process can do (docs/reliability.md).
 //! Generated data, a few steps each.
 
 mod common;

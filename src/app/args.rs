@@ -102,7 +102,7 @@ pub struct SettingsArgs {
     #[arg(long)]
     pub n_train: Option<usize>,
     /// Whiten the standardised inputs: pca or zca, fitted on the training
-    /// images only (the decomposition is cached, see README "Whitening") [none].
+    /// images only (the decomposition is cached, see docs/data.md) [none].
     #[arg(long, value_enum)]
     pub whiten: Option<Whitening>,
     /// Added to every eigenvalue of the training covariance before whitening

@@ -54,7 +54,7 @@ impl Whitening {
 
 /// Default `--whiten-eps`: added to every eigenvalue of the standardised
 /// features' covariance (whose eigenvalues sum to d = 3072). Of 0.1, 1, 10 and
-/// 100, 10 gave the best A2 test accuracy (README "Whitening"); 0.1 overfits
+/// 100, 10 gave the best A2 test accuracy (docs/data.md, "Whitening"); 0.1 overfits
 /// the noise of the small-eigenvalue directions.
 pub const DEFAULT_WHITEN_EPS: f64 = 10.0;
 
