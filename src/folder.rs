@@ -3,7 +3,7 @@
 //! Every command that writes a folder first [`claim`]s it: an OS file lock
 //! (`flock` on `.shallow.lock`, which dies with the process, so a kill -9 never
 //! leaves a stale lock) refuses a second process, naming the first; the
-//! folder's kind (`.shallow-kind`) refuses another command's folder unless
+//! folder's manifest (`shallow.json`, its kind) refuses another command's folder unless
 //! `--force`; and temporary files that a killed process left are removed. The
 //! shards of one plan (`--shard K/N`) share the folder, each holding the lock
 //! of its own shard.
@@ -17,8 +17,36 @@ use anyhow::{bail, Context, Result};
 
 /// The lock file of a folder.
 pub const LOCK_FILE: &str = ".shallow.lock";
-/// The file that records which command's results a folder holds.
-pub const KIND_FILE: &str = ".shallow-kind";
+/// The folder's manifest ([`Manifest`]): which command's results it holds.
+pub const MANIFEST_FILE: &str = "shallow.json";
+
+/// Version of the manifest's layout, raised when a field changes meaning.
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+/// What a folder says it is (`shallow.json`), written when a command first
+/// claims it and kept by `--resume`: `shallow report` and every later claim
+/// read the kind from it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// The command's kind of results: `sweep`, `search`, `experiment`,
+    /// `bonus`, `train` or `lr-range`.
+    pub kind: String,
+    /// [`MANIFEST_SCHEMA`] of the shallow that wrote it.
+    pub schema: u32,
+    /// The command line that made the folder.
+    pub command: String,
+    /// shallow's version then.
+    pub version: String,
+    /// When, e.g. `2026-12-02 18:40 UTC`.
+    pub created: String,
+}
+
+impl Manifest {
+    /// The manifest of `dir`, if it has a readable one.
+    pub fn read(dir: &Path) -> Option<Manifest> {
+        serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()
+    }
+}
 
 /// What kind of results a folder holds: the command that writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +75,7 @@ impl FolderKind {
         FolderKind::LrRange,
     ];
 
-    /// The word recorded in [`KIND_FILE`].
+    /// The word recorded in the manifest ([`Manifest::kind`]).
     pub fn word(self) -> &'static str {
         match self {
             FolderKind::Experiment => "experiment",
@@ -75,8 +103,8 @@ impl FolderKind {
 /// What `dir` holds: the kind recorded when it was claimed, else (a folder
 /// written before kinds were recorded) the kind its files show, else `None`.
 pub fn kind_of(dir: &Path) -> Option<FolderKind> {
-    if let Ok(word) = fs::read_to_string(dir.join(KIND_FILE)) {
-        if let Some(k) = FolderKind::ALL.iter().find(|k| k.word() == word.trim()) {
+    if let Some(m) = Manifest::read(dir) {
+        if let Some(k) = FolderKind::ALL.iter().find(|k| k.word() == m.kind) {
             return Some(*k);
         }
     }
@@ -364,8 +392,16 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
             Some((f, spath))
         }
     };
-    if claim.force || kind_of(dir).is_none() || !dir.join(KIND_FILE).exists() {
-        crate::util::write_atomic(&dir.join(KIND_FILE), claim.kind.word().as_bytes())?;
+    let recorded = Manifest::read(dir).is_some_and(|m| m.kind == claim.kind.word());
+    if !recorded {
+        let manifest = Manifest {
+            kind: claim.kind.word().into(),
+            schema: MANIFEST_SCHEMA,
+            command: crate::util::command_line(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            created: crate::util::utc_now(),
+        };
+        crate::util::write_json(&dir.join(MANIFEST_FILE), &manifest)?;
     }
     if claim.shard.is_none() {
         remove_temporaries(dir, 4);
@@ -451,11 +487,11 @@ impl Drop for FolderLock {
             let only_ours = fs::read_dir(&self.dir).is_ok_and(|entries| {
                 entries.flatten().all(|e| {
                     let n = e.file_name();
-                    n == LOCK_FILE || n == KIND_FILE
+                    n == LOCK_FILE || n == MANIFEST_FILE
                 })
             });
             if only_ours {
-                let _ = fs::remove_file(self.dir.join(KIND_FILE));
+                let _ = fs::remove_file(self.dir.join(MANIFEST_FILE));
                 let _ = fs::remove_file(self.dir.join(LOCK_FILE));
                 let _ = fs::remove_dir(&self.dir);
             }
@@ -513,6 +549,35 @@ mod tests {
             claim(&inner, &Claim::new(FolderKind::Run, false)).unwrap_err()
         );
         assert!(e.contains("is inside"), "{e}");
+    }
+
+    #[test]
+    fn the_manifest_says_what_a_folder_is_and_a_later_claim_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sweep");
+        fs::create_dir(&out).unwrap();
+        drop(claim(&out, &Claim::new(FolderKind::Sweep, false)).unwrap());
+        let first = Manifest::read(&out).unwrap();
+        assert_eq!(
+            (first.kind.as_str(), first.schema),
+            ("sweep", MANIFEST_SCHEMA)
+        );
+        assert_eq!(first.command, crate::util::command_line());
+        fs::write(
+            out.join(MANIFEST_FILE),
+            serde_json::to_vec(&Manifest {
+                command: "shallow sweep --first".into(),
+                ..first
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        drop(claim(&out, &Claim::new(FolderKind::Sweep, false)).unwrap());
+        assert_eq!(
+            Manifest::read(&out).unwrap().command,
+            "shallow sweep --first"
+        );
+        assert_eq!(kind_of(&out), Some(FolderKind::Sweep));
     }
 
     #[test]
