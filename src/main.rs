@@ -56,8 +56,32 @@ enum Command {
     },
 }
 
+/// Starts the program again with the OpenBLAS kernel the CPU can run, where
+/// OpenBLAS fell back to a slow one ([`shallow::linalg::blas::restart_kernel`]);
+/// returns only when there is nothing to do or the restart failed.
+fn restart_with_the_cpus_kernel() {
+    use shallow::linalg::blas;
+    use std::os::unix::process::CommandExt;
+    let Some((kernel, why)) = blas::restart_kernel() else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("OPENBLAS_CORETYPE", kernel)
+        .env(blas::KERNEL_CHOSEN_VAR, why)
+        .exec();
+    // exec returns only on failure: go on with OpenBLAS's own choice.
+    eprintln!(
+        "warning: could not restart with OPENBLAS_CORETYPE={kernel} ({err}); BLAS runs its {} kernels",
+        blas::kernel()
+    );
+}
+
 fn main() -> ExitCode {
-    shallow::linalg::blas::restart_with_the_cpus_kernel();
+    restart_with_the_cpus_kernel();
     // BLAS always runs single-threaded: products are cut into fixed blocks
     // instead, so that numbers do not depend on the cores (linalg::blas).
     shallow::linalg::blas::set_threads(1);

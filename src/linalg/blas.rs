@@ -117,33 +117,22 @@ pub fn better_kernel() -> Option<&'static str> {
 
 /// Debian's OpenBLAS 0.3.21 does not know the newest CPUs and falls back to
 /// its SSE3 kernels there, ten times slower. OpenBLAS picks its kernel when it
-/// loads, before `main`, so in that case this starts the program again (same
-/// executable and arguments) with `OPENBLAS_CORETYPE` naming the kernel the CPU
-/// can run ([`better_kernel`]); it returns only when there is nothing to do or
-/// the restart failed. A user's own `OPENBLAS_CORETYPE` is always kept. Call it
-/// first thing in `main`.
-pub fn restart_with_the_cpus_kernel() {
-    use std::os::unix::process::CommandExt;
+/// loads, before `main`, so in that case the program must start again with
+/// `OPENBLAS_CORETYPE` naming the kernel the CPU can run ([`better_kernel`]):
+/// this says so, as (the kernel, the value of [`KERNEL_CHOSEN_VAR`] to set for
+/// the restart). `None` when there is nothing to do: the kernel is right, the
+/// user set `OPENBLAS_CORETYPE` (always kept), or this is the restart. `main`
+/// restarts the process; the library never does.
+pub fn restart_kernel() -> Option<(&'static str, String)> {
     if std::env::var_os(KERNEL_CHOSEN_VAR).is_some() {
-        return;
+        return None;
     }
-    let Some(kernel) = better_kernel() else {
-        return;
-    };
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
+    let kernel = better_kernel()?;
     let detected = self::kernel();
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("OPENBLAS_CORETYPE", kernel)
-        .env(
-            KERNEL_CHOSEN_VAR,
-            format!("it picked {detected}; shallow asked for {kernel}"),
-        )
-        .exec();
-    // exec returns only on failure: go on with OpenBLAS's own choice.
-    eprintln!("warning: could not restart with OPENBLAS_CORETYPE={kernel} ({err}); BLAS runs its {detected} kernels");
+    Some((
+        kernel,
+        format!("it picked {detected}; shallow asked for {kernel}"),
+    ))
 }
 
 /// How BLAS reads one operand: column-major with leading dimension `ld`, or
