@@ -4,7 +4,7 @@
 mod common;
 
 use shallow::data::SplitSpec;
-use shallow::nn::{Loss, Precision};
+use shallow::nn::Precision;
 use shallow::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions};
 use shallow::train::output::RunResult;
 use shallow::train::{Control, RunConfig, Schedule, Status};
@@ -13,7 +13,6 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
     RunConfig {
         name: format!("l{lambda}"),
         hidden: vec![16],
-        loss: Loss::Ce,
         lambda,
         schedule: Schedule::Cyclic {
             eta_min: 1e-5,
@@ -27,17 +26,8 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         split: SplitSpec::default(),
         precision: Precision::F64,
         log_every: 20,
-        save_weights: false,
         eval_train: shallow::train::EvalTrain::Sample(150),
-        augment: Default::default(),
-        dropout: 0.0,
-        label_smoothing: 0.0,
-        batch_norm: false,
-        member: 0,
-        snapshots: 0,
-        save_probs: false,
-        momentum: 0.0,
-        tta: false,
+        ..RunConfig::default()
     }
 }
 

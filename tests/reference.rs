@@ -128,7 +128,6 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
     RunConfig {
         name: prefix.into(),
         hidden: hidden.to_vec(),
-        loss: Loss::Ce,
         lambda,
         schedule,
         batch: 10,
@@ -138,17 +137,8 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
         split: SplitSpec::default(),
         precision: shallow::nn::Precision::F64,
         log_every: 1,
-        save_weights: false,
         eval_train: EvalTrain::All,
-        augment: Default::default(),
-        dropout: 0.0,
-        label_smoothing: 0.0,
-        batch_norm: false,
-        member: 0,
-        snapshots: 0,
-        save_probs: false,
-        momentum: 0.0,
-        tta: false,
+        ..RunConfig::default()
     }
 }
 

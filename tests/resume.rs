@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use shallow::data::SplitSpec;
-use shallow::nn::{Loss, Precision};
+use shallow::nn::Precision;
 use shallow::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions};
 use shallow::train::checkpoint::{self, Checkpoint};
 use shallow::train::{train_group, Control, LogPoint, Observer, RunConfig, Schedule, Status};
@@ -16,7 +16,6 @@ fn config(name: &str, lambda: f64) -> RunConfig {
     RunConfig {
         name: name.into(),
         hidden: vec![12],
-        loss: Loss::Ce,
         lambda,
         schedule: Schedule::Cyclic {
             eta_min: 1e-5,
@@ -30,17 +29,8 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         split: SplitSpec::default(),
         precision: Precision::F32,
         log_every: 10,
-        save_weights: false,
         eval_train: shallow::train::EvalTrain::Sample(100),
-        augment: Default::default(),
-        dropout: 0.0,
-        label_smoothing: 0.0,
-        batch_norm: false,
-        member: 0,
-        snapshots: 0,
-        save_probs: false,
-        momentum: 0.0,
-        tta: false,
+        ..RunConfig::default()
     }
 }
 

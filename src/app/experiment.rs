@@ -7,86 +7,35 @@ use clap::Args;
 
 use super::args::CommonArgs;
 use super::common::{print_json, print_summary, run_and_write, runner_options, Finish};
-use crate::data::{SplitKind, SplitSpec};
+use crate::data::SplitSpec;
 use crate::nn::{Loss, Precision};
 use crate::sweep::results::Summary;
 use crate::sweep::{DisplayMode, RunnerOptions};
-use crate::train::{Control, RunConfig, Schedule};
+use crate::train::{Control, RunConfig};
 use crate::util::write_json;
 
-/// Assignment 1: linear classifier, 40 epochs, batch 100, split a1, the four
-/// (lambda, eta) settings of the assignment.
+/// Assignment 1: the four (lambda, eta) settings of the linear classifier
+/// ([`RunConfig::a1`]).
 pub fn a1_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
     [(0.0, 0.1), (0.0, 0.001), (0.1, 0.001), (1.0, 0.001)]
         .iter()
         .map(|&(lambda, eta)| RunConfig {
-            name: format!("a1_lambda{lambda}_eta{eta}"),
-            hidden: vec![],
-            loss: Loss::Ce,
-            lambda,
-            schedule: Schedule::Fixed { eta },
-            batch: 100,
-            steps: 40 * 100,
-            shuffle: false,
             seed,
-            split: SplitSpec {
-                kind: SplitKind::A1,
-                ..Default::default()
-            },
             precision,
-            log_every: 100,
-            save_weights: true,
-            eval_train: crate::train::EvalTrain::All,
-            augment: Default::default(),
-            dropout: 0.0,
-            label_smoothing: 0.0,
-            batch_norm: false,
-            member: 0,
-            snapshots: 0,
-            save_probs: false,
-            momentum: 0.0,
-            tta: false,
+            ..RunConfig::a1(lambda, eta)
         })
         .collect()
 }
 
-/// Assignment 2: m = 50, lambda 0.01, batch 100, split a1, cyclical eta in
-/// [1e-5, 1e-1]: one cycle with n_s = 500 and three cycles with n_s = 800, ten
-/// logged points per cycle.
+/// Assignment 2: one cycle with n_s = 500 and three cycles with n_s = 800
+/// ([`RunConfig::a2`]).
 pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
     [(500usize, 1usize), (800, 3)]
         .iter()
         .map(|&(ns, cycles)| RunConfig {
-            name: format!("a2_ns{ns}_cycles{cycles}"),
-            hidden: vec![50],
-            loss: Loss::Ce,
-            lambda: 0.01,
-            schedule: Schedule::Cyclic {
-                eta_min: 1e-5,
-                eta_max: 1e-1,
-                ns,
-            },
-            batch: 100,
-            steps: 2 * ns * cycles,
-            shuffle: false,
             seed,
-            split: SplitSpec {
-                kind: SplitKind::A1,
-                ..Default::default()
-            },
             precision,
-            log_every: 2 * ns / 10,
-            save_weights: false,
-            eval_train: crate::train::EvalTrain::All,
-            augment: Default::default(),
-            dropout: 0.0,
-            label_smoothing: 0.0,
-            batch_norm: false,
-            member: 0,
-            snapshots: 0,
-            save_probs: false,
-            momentum: 0.0,
-            tta: false,
+            ..RunConfig::a2(ns, cycles)
         })
         .collect()
 }

@@ -682,14 +682,13 @@ pub fn run_configs_shard(
 mod tests {
     use super::*;
     use crate::data::SplitSpec;
-    use crate::nn::{Loss, Precision};
+    use crate::nn::Precision;
     use crate::train::{EvalTrain, Schedule};
 
     fn config(name: &str, ns: usize) -> RunConfig {
         RunConfig {
             name: name.into(),
             hidden: vec![50],
-            loss: Loss::Ce,
             lambda: 0.01,
             schedule: Schedule::Cyclic {
                 eta_min: 1e-5,
@@ -703,17 +702,8 @@ mod tests {
             split: SplitSpec::default(),
             precision: Precision::F32,
             log_every: ns,
-            save_weights: false,
             eval_train: EvalTrain::Sample(5000),
-            augment: Default::default(),
-            dropout: 0.0,
-            label_smoothing: 0.0,
-            batch_norm: false,
-            member: 0,
-            snapshots: 0,
-            save_probs: false,
-            momentum: 0.0,
-            tta: false,
+            ..RunConfig::default()
         }
     }
 

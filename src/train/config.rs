@@ -160,7 +160,70 @@ impl<'de> Deserialize<'de> for EvalTrain {
     }
 }
 
+impl Default for RunConfig {
+    /// Assignment 2's first run ([`RunConfig::a2`] with n_s 500, one cycle):
+    /// the base that presets and tests change a few fields of, e.g.
+    /// `RunConfig { lambda: 0.1, ..RunConfig::default() }`.
+    fn default() -> Self {
+        RunConfig::a2(500, 1)
+    }
+}
+
 impl RunConfig {
+    /// Assignment 1: the linear classifier with L2 penalty `lambda` and fixed
+    /// learning rate `eta`, 40 epochs of batch 100 on the a1 split, logged
+    /// every epoch, its weights saved.
+    pub fn a1(lambda: f64, eta: f64) -> Self {
+        RunConfig {
+            name: format!("a1_lambda{lambda}_eta{eta}"),
+            hidden: vec![],
+            lambda,
+            schedule: Schedule::Fixed { eta },
+            steps: 40 * 100,
+            log_every: 100,
+            save_weights: true,
+            ..RunConfig::a2(500, 1)
+        }
+    }
+
+    /// Assignment 2: m = 50, lambda 0.01, batch 100 on the a1 split,
+    /// cyclical eta in [1e-5, 1e-1] with half-cycle `ns` for `cycles` cycles,
+    /// ten logged points per cycle.
+    pub fn a2(ns: usize, cycles: usize) -> Self {
+        RunConfig {
+            name: format!("a2_ns{ns}_cycles{cycles}"),
+            hidden: vec![50],
+            loss: Loss::Ce,
+            lambda: 0.01,
+            schedule: Schedule::Cyclic {
+                eta_min: 1e-5,
+                eta_max: 1e-1,
+                ns,
+            },
+            batch: 100,
+            steps: 2 * ns * cycles,
+            shuffle: false,
+            seed: 1,
+            split: SplitSpec {
+                kind: crate::data::SplitKind::A1,
+                ..Default::default()
+            },
+            precision: Precision::F32,
+            log_every: 2 * ns / 10,
+            save_weights: false,
+            eval_train: EvalTrain::All,
+            augment: Default::default(),
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            batch_norm: false,
+            member: 0,
+            snapshots: 0,
+            save_probs: false,
+            momentum: 0.0,
+            tta: false,
+        }
+    }
+
     /// The architecture on CIFAR-10 inputs.
     pub fn arch(&self) -> Arch {
         Arch::cifar(&self.hidden, self.loss).with_batch_norm(self.batch_norm)
