@@ -19,4 +19,5 @@ pub mod nn;
 pub mod report;
 pub mod sweep;
 pub mod train;
+pub mod ui;
 pub mod util;

@@ -5,9 +5,10 @@ mod common;
 
 use shallow::data::SplitSpec;
 use shallow::nn::Precision;
-use shallow::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions};
+use shallow::sweep::{run_plan, RunnerOptions};
 use shallow::train::output::RunResult;
 use shallow::train::{Control, RunConfig, Schedule, Status};
+use shallow::ui::{Dashboard, DisplayMode};
 
 fn config(lambda: f64, eta_max: f64) -> RunConfig {
     RunConfig {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Floors, lowest first: a module may import its own and lower floors.
-const FLOORS: [(&str, usize); 10] = [
+const FLOORS: [(&str, usize); 11] = [
     ("linalg", 0),
     ("util", 0),
     ("data", 1),
@@ -15,6 +15,7 @@ const FLOORS: [(&str, usize); 10] = [
     ("train", 3),
     ("sweep", 4),
     ("report", 5),
+    ("ui", 5),
     ("app", 6),
     ("main", 7),
 ];

@@ -191,8 +191,9 @@ fn real_sweep_is_the_same_bit_for_bit_whatever_the_cores_jobs_or_interruptions()
     let Some(d) = common::real_data("real_sweep_is_the_same_bit_for_bit") else {
         return;
     };
-    use shallow::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions, SweepSpec};
+    use shallow::sweep::{run_configs, RunnerOptions, SweepSpec};
     use shallow::train::{Control, TrainSettings};
+    use shallow::ui::{Dashboard, DisplayMode};
     let spec = SweepSpec::lambdas(
         TrainSettings {
             cycles: 1,

@@ -3,8 +3,9 @@
 
 use shallow::app::experiment::{run_all, AllOptions};
 use shallow::data::Cifar10;
-use shallow::sweep::{DisplayMode, RunnerOptions};
+use shallow::sweep::RunnerOptions;
 use shallow::train::Control;
+use shallow::ui::DisplayMode;
 
 fn generated() -> Cifar10 {
     shallow::data::generated::cifar10(1000, 11)

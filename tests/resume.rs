@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 
 use shallow::data::SplitSpec;
 use shallow::nn::Precision;
-use shallow::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions};
+use shallow::sweep::{run_plan, RunnerOptions};
 use shallow::train::checkpoint::{self, Checkpoint};
 use shallow::train::{train_group, Control, LogPoint, Observer, RunConfig, Schedule, Status};
+use shallow::ui::{Dashboard, DisplayMode};
 
 fn config(name: &str, lambda: f64) -> RunConfig {
     RunConfig {

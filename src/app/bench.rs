@@ -12,8 +12,9 @@ use crate::nn::profile;
 use ndarray::{Array2, ShapeBuilder};
 
 use crate::nn::{blas, Arch, Loss, Net, Real};
-use crate::sweep::{run_plan, Dashboard, DisplayMode, RunnerOptions, SweepSpec};
+use crate::sweep::{run_plan, RunnerOptions, SweepSpec};
 use crate::train::Control;
+use crate::ui::{Dashboard, DisplayMode};
 
 /// What to measure.
 #[derive(Clone, Debug, Serialize, Deserialize)]

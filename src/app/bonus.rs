@@ -12,10 +12,11 @@ use anyhow::Result;
 use crate::data::{Pad, SplitKind, SplitSpec, Whitening};
 use crate::nn::ModelKind;
 use crate::report::bonus::{AblationRow, BonusSummary, RecipeResult, BONUS_FILE};
-use crate::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions};
+use crate::sweep::{run_configs, RunnerOptions};
 use crate::train::output::RunResult;
 use crate::train::settings::{ScheduleKind, TrainSettings};
 use crate::train::{Control, RunConfig, Status};
+use crate::ui::{Dashboard, DisplayMode};
 
 /// Which parts `experiment bonus` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use super::args::CommonArgs;
-use crate::sweep::{run_configs, Dashboard, DisplayMode, RunnerOptions};
+use crate::sweep::{run_configs, RunnerOptions};
 use crate::train::output::RunResult;
 use crate::train::{Control, RunConfig};
+use crate::ui::{Dashboard, DisplayMode};
 
 /// How a command ended, and so its exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,8 +10,9 @@ use super::common::{print_json, print_summary, run_and_write, runner_options, Fi
 use crate::data::SplitSpec;
 use crate::nn::{Loss, Precision};
 use crate::sweep::results::Summary;
-use crate::sweep::{DisplayMode, RunnerOptions};
+use crate::sweep::RunnerOptions;
 use crate::train::{Control, RunConfig};
+use crate::ui::DisplayMode;
 use crate::util::write_json;
 
 /// Assignment 1: the four (lambda, eta) settings of the linear classifier
@@ -64,8 +65,9 @@ pub fn run_all(
     use super::search::{search, SearchOptions};
     use crate::nn::gradcheck;
     use crate::report::build::{cpu_model, Timings};
-    use crate::sweep::{run_configs, Dashboard};
+    use crate::sweep::run_configs;
     use crate::train::Status;
+    use crate::ui::Dashboard;
 
     let t_all = std::time::Instant::now();
     let dir = opts.runner.out.clone();

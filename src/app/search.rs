@@ -14,9 +14,10 @@ use crate::data::{Cifar10, SplitKind};
 use crate::sweep::plan::{random_values, AxisValues, SweepSettings, SweepSpec};
 use crate::sweep::results::{axis_columns, ranking, write_tables, SearchSummary};
 use crate::sweep::shard::{Shard, ShardRecord};
-use crate::sweep::{run_configs, run_configs_shard, Dashboard, DisplayMode, RunnerOptions};
+use crate::sweep::{run_configs, run_configs_shard, RunnerOptions};
 use crate::train::output::RunResult;
 use crate::train::{Axis, Control, Status, TrainSettings, Value};
+use crate::ui::{Dashboard, DisplayMode};
 use crate::util::{write_atomic, write_json};
 
 /// Settings of a search.

@@ -11,8 +11,9 @@ use super::common::{interrupted, print_json, runner_options, Finish};
 use crate::folder::FolderKind;
 use crate::sweep::plan::SweepSettings;
 use crate::sweep::shard::{Shard, ShardRecord};
-use crate::sweep::{configs_here, results, run_configs_shard, Dashboard, DisplayMode, SweepSpec};
+use crate::sweep::{configs_here, results, run_configs_shard, SweepSpec};
 use crate::train::{Control, TrainSettings};
+use crate::ui::{Dashboard, DisplayMode};
 
 /// Flags of `shallow sweep`.
 #[derive(Args)]

@@ -11,14 +11,26 @@ use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::dashboard::Dashboard;
 use super::plan::group_configs;
 use crate::data::Split;
 use crate::nn::{blas, Real};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::output::{metrics_csv, write_run, RunResult, SavedConfig};
-use crate::train::{train_group, Control, RunConfig, Status};
+use crate::train::{train_group, Control, Observer, RunConfig, Status};
 use crate::util::{create_dir, write_atomic, write_json};
+
+/// Whoever shows a plan's progress (the terminal dashboard, `ui::Dashboard`):
+/// the training loop's [`Observer`] calls, and what the runner itself says.
+pub trait Progress: Observer {
+    /// Prints a line above the progress display.
+    fn println(&self, line: &str);
+    /// Configuration `id` continues from `step` (a checkpoint, on resume).
+    fn resume_at(&self, id: usize, step: usize);
+    /// Configuration `id` is finished without training (found done on resume).
+    fn mark_done(&self, id: usize, steps: usize, line: &str);
+    /// Runs `work` while the display redraws itself, then leaves its final state.
+    fn show_while(&self, work: &mut dyn FnMut());
+}
 
 /// How a plan runs.
 #[derive(Clone, Debug, Default)]
@@ -370,7 +382,7 @@ pub fn run_plan<T: Real>(
     split: &Split<T>,
     opts: &RunnerOptions,
     control: &Control,
-    dashboard: &Dashboard,
+    dashboard: &dyn Progress,
 ) -> Result<Vec<RunResult>> {
     Ok(
         run_plan_part(configs, ids, split, opts, control, dashboard, None)?
@@ -388,7 +400,7 @@ fn run_plan_part<T: Real>(
     split: &Split<T>,
     opts: &RunnerOptions,
     control: &Control,
-    dashboard: &Dashboard,
+    dashboard: &dyn Progress,
     wanted: Option<&[bool]>,
 ) -> Result<Vec<Option<RunResult>>> {
     let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
@@ -578,7 +590,7 @@ pub fn run_configs(
     data: &crate::data::Cifar10,
     opts: &RunnerOptions,
     control: &Control,
-    dashboard: &Dashboard,
+    dashboard: &dyn Progress,
 ) -> Result<Vec<RunResult>> {
     anyhow::ensure!(
         opts.shard.is_none(),
@@ -619,7 +631,7 @@ pub fn run_configs_shard(
     data: &crate::data::Cifar10,
     opts: &RunnerOptions,
     control: &Control,
-    dashboard: &Dashboard,
+    dashboard: &dyn Progress,
 ) -> Result<Vec<Option<RunResult>>> {
     use crate::nn::Precision;
     let here = trained_here(configs, opts);
@@ -633,7 +645,7 @@ pub fn run_configs_shard(
         guard_plan(configs, opts)?;
     }
     let mut out: Vec<Option<RunResult>> = vec![None; configs.len()];
-    dashboard.run_while(|| -> Result<()> {
+    let mut parts = || -> Result<()> {
         for idx in super::shard::plan_parts(configs) {
             let (spec, precision) = (configs[idx[0]].split, configs[idx[0]].precision);
             if !idx.iter().any(|&i| here[i]) {
@@ -674,7 +686,10 @@ pub fn run_configs_shard(
             }
         }
         Ok(())
-    })?;
+    };
+    let mut finished = Ok(());
+    dashboard.show_while(&mut || finished = parts());
+    finished?;
     Ok(out)
 }
 

@@ -507,6 +507,21 @@ impl Observer for Dashboard {
     }
 }
 
+impl crate::sweep::Progress for Dashboard {
+    fn println(&self, line: &str) {
+        Dashboard::println(self, line);
+    }
+    fn resume_at(&self, id: usize, step: usize) {
+        Dashboard::resume_at(self, id, step);
+    }
+    fn mark_done(&self, id: usize, steps: usize, line: &str) {
+        Dashboard::mark_done(self, id, steps, line);
+    }
+    fn show_while(&self, work: &mut dyn FnMut()) {
+        self.run_while(work);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
