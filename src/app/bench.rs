@@ -690,16 +690,16 @@ pub struct BenchArgs {
 /// `shallow bench`: measures on the real data when it is found, else on
 /// generated data of the same shapes, and prints the tables (or JSON).
 pub fn run_command(a: &BenchArgs) -> Result<super::common::Finish> {
-    super::common::threads(a.threads)?;
-    let data = match crate::data::locate(a.data.data.as_deref())? {
-        Some(dir) => Some(crate::data::Cifar10::load(&dir)?),
-        None => None,
-    };
+    // The flags are checked before the data is read.
     let opts = BenchOptions {
         quick: a.quick,
         cores: super::common::threads(a.threads)?,
         f64: a.precision == crate::nn::Precision::F64,
         no_sweep: a.no_sweep,
+    };
+    let data = match crate::data::locate(a.data.data.as_deref())? {
+        Some(dir) => Some(crate::data::Cifar10::load(&dir)?),
+        None => None,
     };
     let report = run(data.as_ref(), &opts)?;
     if a.json {

@@ -178,16 +178,16 @@ pub fn check_runs(configs: &[RunConfig], common: &CommonArgs) -> Result<usize> {
     Ok(threads)
 }
 
-/// Loads the data, trains `configs` with a dashboard, writes every run folder
-/// under `--out` (continuing their checkpoints with `resume`), and returns
-/// their results in order. The caller has claimed the folder.
+/// Loads the data, trains `configs` with a dashboard on `threads` cores,
+/// writes every run folder under `--out` (continuing their checkpoints with
+/// `resume`), and returns their results in order. The caller has checked the
+/// runs ([`check_runs`], which gives `threads`) and claimed the folder.
 pub fn run_and_write(
     configs: Vec<RunConfig>,
     common: &CommonArgs,
-    resume: bool,
+    (threads, resume): (usize, bool),
     control: &Control,
 ) -> Result<Vec<RunResult>> {
-    let threads = check_runs(&configs, common)?;
     crate::util::create_dir(&common.out)?;
     let data = crate::data::load(common.data.data.as_deref())?;
     let opts = RunnerOptions {
@@ -230,7 +230,7 @@ pub fn train_in_folder(
     again: ResumeArgs,
     control: &Control,
 ) -> Result<(RunResult, crate::folder::FolderLock)> {
-    check_runs(std::slice::from_ref(&config), common)?;
+    let threads = check_runs(std::slice::from_ref(&config), common)?;
     let run_dir = &common.out.join(&config.name);
     let lock = crate::folder::claim(run_dir, &crate::folder::Claim::new(kind, again.force))?;
     let checkpoint = run_dir.join(crate::train::checkpoint::FILE);
@@ -256,6 +256,6 @@ pub fn train_in_folder(
             );
         }
     }
-    let mut results = run_and_write(vec![config], common, again.resume, control)?;
+    let mut results = run_and_write(vec![config], common, (threads, again.resume), control)?;
     Ok((results.remove(0), lock))
 }

@@ -280,10 +280,10 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
         Experiment::All => return run_everything(a, control),
         Experiment::Bonus => return run_bonus_command(a, control),
     };
-    super::common::check_runs(&configs, &a.common)?;
+    let threads = super::common::check_runs(&configs, &a.common)?;
     let _lock = super::common::claim_out(&a.common, crate::folder::FolderKind::Experiment, false)?;
     let t0 = std::time::Instant::now();
-    let results = run_and_write(configs, &a.common, a.resume, control)?;
+    let results = run_and_write(configs, &a.common, (threads, a.resume), control)?;
     let summary = Summary::new(&results, t0.elapsed().as_secs_f64());
     summary.write(&a.common.out)?;
     print_summary(&a.common, &summary, &summary.text())?;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::Schedule;
 use crate::data::SplitSpec;
 use crate::nn::{Arch, Loss, Precision};
+use crate::train::TrainSettings;
 use crate::util::derive_seed;
 
 /// Every hyperparameter of one training run.
@@ -160,6 +161,14 @@ impl<'de> Deserialize<'de> for EvalTrain {
     }
 }
 
+/// A preset's configuration, through the one translation of settings into a
+/// run ([`TrainSettings::run_config`]); presets are constants that translate.
+fn preset(settings: &TrainSettings, name: &str) -> RunConfig {
+    settings
+        .run_config(name)
+        .expect("the assignments' presets are valid settings")
+}
+
 impl Default for RunConfig {
     /// Assignment 2's first run ([`RunConfig::a2`] with n_s 500, one cycle):
     /// the base that presets and tests change a few fields of, e.g.
@@ -174,54 +183,30 @@ impl RunConfig {
     /// learning rate `eta`, 40 epochs of batch 100 on the a1 split, logged
     /// every epoch, its weights saved.
     pub fn a1(lambda: f64, eta: f64) -> Self {
-        RunConfig {
-            name: format!("a1_lambda{lambda}_eta{eta}"),
-            hidden: vec![],
+        let settings = TrainSettings {
             lambda,
-            schedule: Schedule::Fixed { eta },
-            steps: 40 * 100,
-            log_every: 100,
+            eta,
             save_weights: true,
-            ..RunConfig::a2(500, 1)
-        }
+            eval_train: EvalTrain::All,
+            ..TrainSettings::train_default()
+        };
+        preset(&settings, &format!("a1_lambda{lambda}_eta{eta}"))
     }
 
     /// Assignment 2: m = 50, lambda 0.01, batch 100 on the a1 split,
     /// cyclical eta in [1e-5, 1e-1] with half-cycle `ns` for `cycles` cycles,
     /// ten logged points per cycle.
     pub fn a2(ns: usize, cycles: usize) -> Self {
-        RunConfig {
-            name: format!("a2_ns{ns}_cycles{cycles}"),
-            hidden: vec![50],
-            loss: Loss::Ce,
+        let settings = TrainSettings {
+            model: crate::nn::ModelKind::Mlp,
             lambda: 0.01,
-            schedule: Schedule::Cyclic {
-                eta_min: 1e-5,
-                eta_max: 1e-1,
-                ns,
-            },
-            batch: 100,
-            steps: 2 * ns * cycles,
-            shuffle: false,
-            seed: 1,
-            split: SplitSpec {
-                kind: crate::data::SplitKind::A1,
-                ..Default::default()
-            },
-            precision: Precision::F32,
-            log_every: 2 * ns / 10,
-            save_weights: false,
+            schedule: crate::train::ScheduleKind::Cyclic,
+            ns,
+            cycles,
             eval_train: EvalTrain::All,
-            augment: Default::default(),
-            dropout: 0.0,
-            label_smoothing: 0.0,
-            batch_norm: false,
-            member: 0,
-            snapshots: 0,
-            save_probs: false,
-            momentum: 0.0,
-            tta: false,
-        }
+            ..TrainSettings::train_default()
+        };
+        preset(&settings, &format!("a2_ns{ns}_cycles{cycles}"))
     }
 
     /// The architecture on CIFAR-10 inputs.
