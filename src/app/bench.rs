@@ -332,6 +332,40 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     // (BLAS single-threaded, layer 0 in fixed blocks); `one` is the 1-core pool.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores).build()?;
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let gemm = gemm_benches(opts, &pool, cores, min_s)?;
+    let peak = crate::linalg::bf16::instruction_peak(min_s);
+    let steps = step_benches(&split_a1, &pool, &one, cores, min_s)?;
+    let eval_images_per_s = eval_throughput(&split_a1, &pool, min_s);
+    drop(split_a1);
+    let sweep = if opts.no_sweep {
+        Vec::new()
+    } else {
+        sweep_benches(data, opts, &one, cores, min_s)?
+    };
+    Ok(BenchReport {
+        blas: blas::describe(),
+        blas_kernel_source: blas::kernel_source(),
+        cores,
+        data: data.map_or("generated (no CIFAR-10 found)".into(), |d| {
+            d.dir.display().to_string()
+        }),
+        gemm,
+        peak,
+        steps,
+        eval_images_per_s,
+        sweep,
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The GEMM roofline: every workload shape in f32 (and f64 with `--f64`) on
+/// one thread, on every core and in fixed blocks, then the bf16 kernel.
+fn gemm_benches(
+    opts: &BenchOptions,
+    pool: &rayon::ThreadPool,
+    cores: usize,
+    min_s: f64,
+) -> Result<Vec<GemmBench>> {
     let speeds = |m: usize, n: usize, k: usize, tb: bool, f64_: bool| {
         let measure = |threads: usize, blocked: bool| {
             blas::set_threads(threads);
@@ -382,10 +416,21 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             });
         }
     }
-    let peak = crate::linalg::bf16::instruction_peak(min_s);
+    Ok(gemms)
+}
+
+/// Training steps of the workload's shapes (linear, m = 50, gathered and
+/// augmented batches, groups of 4 and 8, bf16), on one core and on `cores`.
+fn step_benches(
+    split_a1: &Split<f32>,
+    pool: &rayon::ThreadPool,
+    one: &rayon::ThreadPool,
+    cores: usize,
+    min_s: f64,
+) -> Result<Vec<StepBench>> {
     let mut steps = Vec::new();
     for threads in [1, cores] {
-        let p = if threads == 1 { &one } else { &pool };
+        let p = if threads == 1 { one } else { pool };
         let flips = crate::data::Augment {
             flip: true,
             translate: 2,
@@ -414,7 +459,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             };
             steps.push(p.install(|| {
                 step_bench(
-                    &split_a1,
+                    split_a1,
                     &hidden,
                     configs,
                     gather,
@@ -429,7 +474,11 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             break;
         }
     }
-    // Forward-only evaluation throughput.
+    Ok(steps)
+}
+
+/// Images per second of forward-only evaluation (m = 50, one configuration).
+fn eval_throughput(split_a1: &Split<f32>, pool: &rayon::ThreadPool, min_s: f64) -> f64 {
     blas::set_threads(1);
     let arch = Arch::cifar(&[50], Loss::Ce);
     let net = Net::<f32>::init(&arch, &[1]);
@@ -446,89 +495,83 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
             )
         })
     });
-    let eval_images_per_s = split_a1.val.len() as f64 / s;
-    drop(split_a1);
+    split_a1.val.len() as f64 / s
+}
+
+/// The A2 sweep of 8 lambdas, whole, in f32 and bf16, with and without
+/// logged points, against its GEMM floor.
+fn sweep_benches(
+    data: Option<&Cifar10>,
+    opts: &BenchOptions,
+    one: &rayon::ThreadPool,
+    cores: usize,
+    min_s: f64,
+) -> Result<Vec<SweepBench>> {
     let mut sweep = Vec::new();
-    if !opts.no_sweep {
-        let base = SweepSpec {
-            prefix: "bench".into(),
-            base: crate::train::TrainSettings {
-                cycles: if opts.quick { 1 } else { 3 },
-                ns: if opts.quick { 100 } else { 900 },
-                ..crate::train::TrainSettings::sweep_default()
-            },
-            ..SweepSpec::default()
-        };
-        let split = match data {
-            Some(d) => Split::<f32>::new(d, base.base.split)?,
-            None => crate::data::generated::split_like(SplitKind::Full, 1),
-        };
-        let mut variants = vec![
-            (0, crate::nn::Precision::F32),
-            (base.base.log_points, crate::nn::Precision::F32),
-        ];
-        if crate::linalg::bf16::available() {
-            variants.push((0, crate::nn::Precision::Bf16));
-            variants.push((base.base.log_points, crate::nn::Precision::Bf16));
-        }
-        for (log_points, precision) in variants {
-            let mut spec = base.clone();
-            spec.base.log_points = log_points;
-            spec.base.precision = precision;
-            let configs = spec.configs()?;
-            let groups = crate::sweep::group_configs(&configs, crate::sweep::DEFAULT_MAX_GROUP);
-            let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
-            let runner = RunnerOptions {
-                jobs: cores,
-                threads: cores,
-                max_group: crate::sweep::DEFAULT_MAX_GROUP,
-                out: tmp.clone(),
-                ..Default::default()
-            };
-            let dash = Dashboard::new(&configs, DisplayMode::Quiet, |c| c.name.clone());
-            let ids: Vec<usize> = (0..configs.len()).collect();
-            let t = Instant::now();
-            run_plan(&configs, &ids, &split, &runner, &Control::new(), &dash)?;
-            let wall_s = t.elapsed().as_secs_f64();
-            let _ = std::fs::remove_dir_all(&tmp);
-            let steps_each = configs[0].steps;
-            let flops =
-                configs.len() as f64 * steps_each as f64 * configs[0].arch().step_flops(100);
-            // Floor: each group's step GEMMs at the single-threaded blocked speeds.
-            let mut floor = 0.0;
-            for g in &groups {
-                let rows = g.len() * 50;
-                let fwd = one.install(|| gemm_gflops::<f32>(rows, 100, 3072, false, true, min_s));
-                let grad = one.install(|| gemm_gflops::<f32>(rows, 3072, 100, true, true, min_s));
-                let f0 = 2.0 * (rows * 100 * 3072) as f64;
-                floor += steps_each as f64 * (f0 / (fwd * 1e9) + f0 / (grad * 1e9));
-            }
-            sweep.push(SweepBench {
-                precision,
-                configs: configs.len(),
-                groups: groups.len(),
-                steps: steps_each,
-                log_points,
-                wall_s,
-                gflops: flops / wall_s / 1e9,
-                gemm_floor_s: floor / cores as f64,
-            });
-        }
+    let base = SweepSpec {
+        prefix: "bench".into(),
+        base: crate::train::TrainSettings {
+            cycles: if opts.quick { 1 } else { 3 },
+            ns: if opts.quick { 100 } else { 900 },
+            ..crate::train::TrainSettings::sweep_default()
+        },
+        ..SweepSpec::default()
+    };
+    let split = match data {
+        Some(d) => Split::<f32>::new(d, base.base.split)?,
+        None => crate::data::generated::split_like(SplitKind::Full, 1),
+    };
+    let mut variants = vec![
+        (0, crate::nn::Precision::F32),
+        (base.base.log_points, crate::nn::Precision::F32),
+    ];
+    if crate::linalg::bf16::available() {
+        variants.push((0, crate::nn::Precision::Bf16));
+        variants.push((base.base.log_points, crate::nn::Precision::Bf16));
     }
-    Ok(BenchReport {
-        blas: blas::describe(),
-        blas_kernel_source: blas::kernel_source(),
-        cores,
-        data: data.map_or("generated (no CIFAR-10 found)".into(), |d| {
-            d.dir.display().to_string()
-        }),
-        gemm: gemms,
-        peak,
-        steps,
-        eval_images_per_s,
-        sweep,
-        wall_s: t0.elapsed().as_secs_f64(),
-    })
+    for (log_points, precision) in variants {
+        let mut spec = base.clone();
+        spec.base.log_points = log_points;
+        spec.base.precision = precision;
+        let configs = spec.configs()?;
+        let groups = crate::sweep::group_configs(&configs, crate::sweep::DEFAULT_MAX_GROUP);
+        let tmp = std::env::temp_dir().join(format!("shallow-bench-{}", std::process::id()));
+        let runner = RunnerOptions {
+            jobs: cores,
+            threads: cores,
+            max_group: crate::sweep::DEFAULT_MAX_GROUP,
+            out: tmp.clone(),
+            ..Default::default()
+        };
+        let dash = Dashboard::new(&configs, DisplayMode::Quiet, |c| c.name.clone());
+        let ids: Vec<usize> = (0..configs.len()).collect();
+        let t = Instant::now();
+        run_plan(&configs, &ids, &split, &runner, &Control::new(), &dash)?;
+        let wall_s = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let steps_each = configs[0].steps;
+        let flops = configs.len() as f64 * steps_each as f64 * configs[0].arch().step_flops(100);
+        // Floor: each group's step GEMMs at the single-threaded blocked speeds.
+        let mut floor = 0.0;
+        for g in &groups {
+            let rows = g.len() * 50;
+            let fwd = one.install(|| gemm_gflops::<f32>(rows, 100, 3072, false, true, min_s));
+            let grad = one.install(|| gemm_gflops::<f32>(rows, 3072, 100, true, true, min_s));
+            let f0 = 2.0 * (rows * 100 * 3072) as f64;
+            floor += steps_each as f64 * (f0 / (fwd * 1e9) + f0 / (grad * 1e9));
+        }
+        sweep.push(SweepBench {
+            precision,
+            configs: configs.len(),
+            groups: groups.len(),
+            steps: steps_each,
+            log_points,
+            wall_s,
+            gflops: flops / wall_s / 1e9,
+            gemm_floor_s: floor / cores as f64,
+        });
+    }
+    Ok(sweep)
 }
 
 impl std::fmt::Display for BenchReport {
@@ -538,6 +581,44 @@ impl std::fmt::Display for BenchReport {
             "BLAS: {} [kernel {}]  |  cores: {}  |  data: {}",
             self.blas, self.blas_kernel_source, self.cores, self.data
         )?;
+        self.fmt_gemm(f)?;
+        self.fmt_steps(f)?;
+        writeln!(
+            f,
+            "\nEvaluation (forward only, m = 50, all cores): {:.0} images/s",
+            self.eval_images_per_s
+        )?;
+        for s in &self.sweep {
+            writeln!(
+                f,
+                "Sweep, {}: {} lambdas x {} steps in {} groups (m = 50, split full, {} cores, {}): {:.2} s wall, {:.1} GFLOP/s; f32 GEMM floor {:.2} s ({:.0}%)",
+                match s.precision {
+                    crate::nn::Precision::Bf16 => "bf16",
+                    crate::nn::Precision::F64 => "f64",
+                    crate::nn::Precision::F32 => "f32",
+                },
+                s.configs,
+                s.steps,
+                s.groups,
+                self.cores,
+                if s.log_points == 0 {
+                    "curves: start and end".to_string()
+                } else {
+                    format!("curves: {} points per cycle", s.log_points)
+                },
+                s.wall_s,
+                s.gflops,
+                s.gemm_floor_s,
+                100.0 * s.gemm_floor_s / s.wall_s
+            )?;
+        }
+        write!(f, "benchmark took {:.1} s", self.wall_s)
+    }
+}
+
+impl BenchReport {
+    /// The GEMM roofline table and the instruction peak.
+    fn fmt_gemm(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "\nGEMM roofline (GFLOP/s; FLOPs = 2 m n k)")?;
         writeln!(
             f,
@@ -591,6 +672,11 @@ impl std::fmt::Display for BenchReport {
                 }
             )?;
         }
+        Ok(())
+    }
+
+    /// The training-step table and where a step's time goes.
+    fn fmt_steps(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "\nTraining step (batch 100, f32)")?;
         writeln!(
             f,
@@ -631,36 +717,7 @@ impl std::fmt::Display for BenchReport {
             .map(|(short, long)| format!("{short} = {long}"))
             .collect();
         writeln!(f, "({})", legend.join("; "))?;
-        writeln!(
-            f,
-            "\nEvaluation (forward only, m = 50, all cores): {:.0} images/s",
-            self.eval_images_per_s
-        )?;
-        for s in &self.sweep {
-            writeln!(
-                f,
-                "Sweep, {}: {} lambdas x {} steps in {} groups (m = 50, split full, {} cores, {}): {:.2} s wall, {:.1} GFLOP/s; f32 GEMM floor {:.2} s ({:.0}%)",
-                match s.precision {
-                    crate::nn::Precision::Bf16 => "bf16",
-                    crate::nn::Precision::F64 => "f64",
-                    crate::nn::Precision::F32 => "f32",
-                },
-                s.configs,
-                s.steps,
-                s.groups,
-                self.cores,
-                if s.log_points == 0 {
-                    "curves: start and end".to_string()
-                } else {
-                    format!("curves: {} points per cycle", s.log_points)
-                },
-                s.wall_s,
-                s.gflops,
-                s.gemm_floor_s,
-                100.0 * s.gemm_floor_s / s.wall_s
-            )?;
-        }
-        write!(f, "benchmark took {:.1} s", self.wall_s)
+        Ok(())
     }
 }
 

@@ -223,6 +223,91 @@ enum Backward<'a, T> {
     },
 }
 
+/// One configuration's weight step as GEMM coefficients: the target (the
+/// weights, their velocity, or the gradient) becomes alpha G H^T + beta target,
+/// and its bias alpha sum_j G[:, j] + bias_beta bias. The one place the three
+/// kinds of step differ:
+///
+/// | step              | target    | alpha        | beta              | bias_beta |
+/// |-------------------|-----------|--------------|-------------------|-----------|
+/// | SGD               | W         | -eta / n     | 1 - 2 eta lambda  | 1         |
+/// | SGD with momentum | velocity  | 1 / n        | mu                | mu        |
+/// | gradients         | W (copy)  | 1 / n        | 2 lambda          | 0         |
+#[derive(Clone, Copy, Debug)]
+struct Coefficients<T> {
+    alpha: T,
+    beta: T,
+    bias_beta: T,
+    /// The step's learning rate and L2 penalty (the momentum step's own pass).
+    eta: T,
+    lambda: T,
+}
+
+impl<T: Real> Backward<'_, T> {
+    /// Configuration c's coefficients on a batch of n samples with momentum `mu`.
+    fn coefficients(&self, c: usize, n: usize, mu: T) -> Coefficients<T> {
+        let inv_n = T::of(1.0 / n as f64);
+        let two = T::of(2.0);
+        match *self {
+            Backward::Update { etas, lambdas } if mu > T::zero() => Coefficients {
+                alpha: inv_n,
+                beta: mu,
+                bias_beta: mu,
+                eta: etas[c],
+                lambda: lambdas[c],
+            },
+            Backward::Update { etas, lambdas } => Coefficients {
+                alpha: -etas[c] * inv_n,
+                beta: T::one() - two * etas[c] * lambdas[c],
+                bias_beta: T::one(),
+                eta: etas[c],
+                lambda: lambdas[c],
+            },
+            Backward::Gradients { lambdas, .. } => Coefficients {
+                alpha: inv_n,
+                beta: two * lambdas[c],
+                bias_beta: T::zero(),
+                eta: T::zero(),
+                lambda: lambdas[c],
+            },
+        }
+    }
+}
+
+/// Layer 0's weight product c <- alpha G X^T + beta c for the whole group: in
+/// bf16 with f32 sums when the workspace has bf16 scratch (the operands packed
+/// here, after G is final; `c_packed`, the packed weights, re-packed as the
+/// product stores them), else in f32 or f64 through BLAS.
+fn weight_product<T: Real>(
+    scratch: &mut Option<Bf16Scratch>,
+    input: Input<'_, T>,
+    alpha: T,
+    g: ArrayView2<'_, T>,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+    c_packed: Option<&mut bf16::PackedA>,
+) {
+    let x = input.x;
+    let Some(p) = scratch else {
+        return gemm_blocks(alpha, g, x.t(), beta, c);
+    };
+    p.g.pack(T::f32_view(g).expect("bf16 nets are f32"));
+    let xt = match input.packed {
+        Some(b) => b.xt,
+        None => {
+            p.xt.pack_transposed(T::f32_view(x).expect("f32"));
+            p.xt.view()
+        }
+    };
+    let c = T::f32_view_mut(c).expect("f32");
+    let (alpha, beta) = (alpha.f64() as f32, beta.f64() as f32);
+    match c_packed {
+        Some(w) => bf16::gemm_blocks_repacking(alpha, &p.g, xt, beta, c, w),
+        None => bf16::gemm_blocks(alpha, &p.g, xt, beta, c),
+    }
+    .expect("checked by enable_bf16");
+}
+
 /// Rows `c*w..(c+1)*w` of the first `n` columns: configuration c's block of a
 /// stacked buffer.
 fn block<'a, T>(m: &'a Array2<T>, c: usize, w: usize, n: usize) -> ArrayView2<'a, T> {
@@ -904,6 +989,10 @@ impl<T: Real> Net<T> {
         }
     }
 
+    /// The backward pass over the batch of the last training forward pass:
+    /// the output gradients, then layers L-1..1 one configuration at a time,
+    /// then layer 0 for the whole group. `mode` says whether the gradients
+    /// update the network or are written out. Allocates nothing.
     fn backward(
         &mut self,
         input: Input<'_, T>,
@@ -911,19 +1000,15 @@ impl<T: Real> Net<T> {
         ws: &mut Workspace<T>,
         mut mode: Backward<'_, T>,
     ) {
-        let x = input.x;
-        let n = x.ncols();
+        let n = input.x.ncols();
         let layers = self.layers();
-        let cfgs = self.configs;
         assert!(
             ws.trained || !self.batch_norm(),
             "a batch-norm backward pass follows a training forward pass"
         );
-        let inv_n = T::of(1.0 / n as f64);
-        let two = T::of(2.0);
         let k = self.widths[layers];
         let mut timer = profile::start();
-        for c in 0..cfgs {
+        for c in 0..self.configs {
             loss_backward(
                 self.arch.loss,
                 block_mut(&mut ws.acts[layers - 1], c, k, n),
@@ -933,168 +1018,142 @@ impl<T: Real> Net<T> {
         }
         profile::lap(&mut timer, Phase::Update);
         for l in (1..layers).rev() {
-            let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
-            for c in 0..cfgs {
-                {
-                    let (grads_lo, grads_hi) = ws.grads.split_at_mut(l);
-                    let g_buf: &Array2<T> = if l == layers - 1 {
-                        &ws.acts[l]
-                    } else {
-                        &grads_hi[0]
-                    };
-                    let g = block(g_buf, c, w_out, n);
-                    let dh = block_mut(&mut grads_lo[l - 1], c, w_in, n);
-                    gemm(T::one(), self.weight(l, c).t(), g, T::zero(), dh);
-                }
-                profile::lap(&mut timer, Phase::BackwardGemm);
-                // The weight step uses the layer's input h before anything else changes.
-                {
-                    let g_buf: &Array2<T> = if l == layers - 1 {
-                        &ws.acts[l]
-                    } else {
-                        &ws.grads[l]
-                    };
-                    let g = block(g_buf, c, w_out, n);
-                    let h = block(&ws.acts[l - 1], c, w_in, n);
-                    match &mut mode {
-                        Backward::Update { etas, lambdas } if self.momentum > T::zero() => {
-                            let (eta, lambda, mu) = (etas[c], lambdas[c], self.momentum);
-                            {
-                                let (v, _) = self.velocity_mut(l, c);
-                                gemm(inv_n, g, h.t(), mu, v);
-                            }
-                            profile::lap(&mut timer, Phase::BackwardGemm);
-                            {
-                                let (_, vb) = self.velocity_mut(l, c);
-                                let vb = ArrayViewMut1::from(vb);
-                                bias_step(vb, inv_n, g, mu);
-                            }
-                            self.momentum_step(l, c, eta, lambda);
-                        }
-                        Backward::Update { etas, lambdas } => {
-                            let (eta, lambda) = (etas[c], lambdas[c]);
-                            gemm(
-                                -eta * inv_n,
-                                g,
-                                h.t(),
-                                T::one() - two * eta * lambda,
-                                self.weight_mut(l, c),
-                            );
-                            profile::lap(&mut timer, Phase::BackwardGemm);
-                            bias_step(self.bias_mut(l, c), -eta * inv_n, g, T::one());
-                        }
-                        Backward::Gradients { lambdas, grads } => {
-                            let mut dw = grads.weight_mut(l, c);
-                            dw.assign(&self.weight(l, c));
-                            gemm(inv_n, g, h.t(), two * lambdas[c], dw);
-                            bias_step(grads.bias_mut(l, c), inv_n, g, T::zero());
-                        }
-                    }
-                }
+            for c in 0..self.configs {
+                self.layer_backward(l, c, n, ws, &mut mode, &mut timer);
                 self.hidden_backward(l - 1, c, n, ws, &mut mode);
                 profile::lap(&mut timer, Phase::Update);
             }
         }
-        // Layer 0: one stacked weight GEMM for every configuration.
-        let w1 = self.widths[1];
-        let g0: &mut Array2<T> = if layers == 1 {
-            &mut ws.acts[0]
-        } else {
-            &mut ws.grads[0]
-        };
-        // C <- alpha G X^T + beta C: in bf16 with f32 sums (the operands packed
-        // here, after G is final), or in f32 through BLAS.
-        let scratch = &mut ws.bf16;
-        // `c_packed`: C's bf16 copy (the packed weights), re-packed in the same pass.
-        let mut weight_product =
-            |alpha: T,
-             g: ArrayView2<'_, T>,
-             beta: T,
-             c: ArrayViewMut2<'_, T>,
-             c_packed: Option<&mut bf16::PackedA>| match scratch {
-                Some(p) => {
-                    p.g.pack(T::f32_view(g).expect("bf16 nets are f32"));
-                    let xt = match input.packed {
-                        Some(b) => b.xt,
-                        None => {
-                            p.xt.pack_transposed(T::f32_view(x).expect("f32"));
-                            p.xt.view()
-                        }
-                    };
-                    let c = T::f32_view_mut(c).expect("f32");
-                    let (alpha, beta) = (alpha.f64() as f32, beta.f64() as f32);
-                    match c_packed {
-                        Some(w) => bf16::gemm_blocks_repacking(alpha, &p.g, xt, beta, c, w),
-                        None => bf16::gemm_blocks(alpha, &p.g, xt, beta, c),
-                    }
-                    .expect("checked by enable_bf16");
-                }
-                None => gemm_blocks(alpha, g, x.t(), beta, c),
-            };
+        self.first_layer_backward(input, ws, mode, &mut timer);
+    }
+
+    /// Layer l >= 1 of configuration c, whose output gradient G (w_{l+1} x n)
+    /// is final: the input gradient W^T G (w_l x n) into `ws.grads[l-1]`, then
+    /// the weight step with the layer's input H before anything else changes.
+    fn layer_backward(
+        &mut self,
+        l: usize,
+        c: usize,
+        n: usize,
+        ws: &mut Workspace<T>,
+        mode: &mut Backward<'_, T>,
+        timer: &mut Option<std::time::Instant>,
+    ) {
+        let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
+        let last = l == self.layers() - 1;
+        {
+            let (grads_lo, grads_hi) = ws.grads.split_at_mut(l);
+            let g_buf = if last { &ws.acts[l] } else { &grads_hi[0] };
+            let dh = block_mut(&mut grads_lo[l - 1], c, w_in, n);
+            gemm(
+                T::one(),
+                self.weight(l, c).t(),
+                block(g_buf, c, w_out, n),
+                T::zero(),
+                dh,
+            );
+        }
+        profile::lap(timer, Phase::BackwardGemm);
+        let g_buf = if last { &ws.acts[l] } else { &ws.grads[l] };
+        let g = block(g_buf, c, w_out, n);
+        let h = block(&ws.acts[l - 1], c, w_in, n);
+        let step = mode.coefficients(c, n, self.momentum);
         match mode {
-            Backward::Update { etas, lambdas } if self.momentum > T::zero() => {
-                let mu = self.momentum;
-                for c in 0..cfgs {
+            Backward::Update { .. } if self.momentum > T::zero() => {
+                let (v, _) = self.velocity_mut(l, c);
+                gemm(step.alpha, g, h.t(), step.beta, v);
+                profile::lap(timer, Phase::BackwardGemm);
+                let (_, vb) = self.velocity_mut(l, c);
+                bias_step(ArrayViewMut1::from(vb), step.alpha, g, step.bias_beta);
+                self.momentum_step(l, c, step.eta, step.lambda);
+            }
+            Backward::Update { .. } => {
+                gemm(step.alpha, g, h.t(), step.beta, self.weight_mut(l, c));
+                profile::lap(timer, Phase::BackwardGemm);
+                bias_step(self.bias_mut(l, c), step.alpha, g, step.bias_beta);
+            }
+            Backward::Gradients { grads, .. } => {
+                let mut dw = grads.weight_mut(l, c);
+                dw.assign(&self.weight(l, c));
+                gemm(step.alpha, g, h.t(), step.beta, dw);
+                bias_step(grads.bias_mut(l, c), step.alpha, g, step.bias_beta);
+            }
+        }
+    }
+
+    /// Layer 0 for every configuration at once, once its output gradient G
+    /// ((C*w1) x n) is final: the bias steps, then one stacked weight product
+    /// G X^T (in bf16 with f32 sums on a bf16 net). Plain SGD folds the decay
+    /// into the scale s_c and scales G's block by -eta_c / (n s_c) so that the
+    /// product adds onto V with beta = 1.
+    fn first_layer_backward(
+        &mut self,
+        input: Input<'_, T>,
+        ws: &mut Workspace<T>,
+        mode: Backward<'_, T>,
+        timer: &mut Option<std::time::Instant>,
+    ) {
+        let n = input.x.ncols();
+        let w1 = self.widths[1];
+        let Workspace {
+            acts, grads, bf16, ..
+        } = ws;
+        let g0: &mut Array2<T> = if self.layers() == 1 {
+            &mut acts[0]
+        } else {
+            &mut grads[0]
+        };
+        let two = T::of(2.0);
+        match mode {
+            Backward::Update { .. } if self.momentum > T::zero() => {
+                for c in 0..self.configs {
+                    let step = mode.coefficients(c, n, self.momentum);
                     let (_, vb) = self.velocity_mut(0, c);
-                    bias_step(ArrayViewMut1::from(vb), inv_n, block(g0, c, w1, n), mu);
+                    let g = block(g0, c, w1, n);
+                    bias_step(ArrayViewMut1::from(vb), step.alpha, g, step.bias_beta);
                 }
-                profile::lap(&mut timer, Phase::Update);
-                weight_product(
-                    inv_n,
-                    g0.slice(s![.., ..n]),
-                    mu,
-                    self.velocity[0].view_mut(),
-                    None,
-                );
-                profile::lap(&mut timer, Phase::BackwardGemm);
-                for c in 0..cfgs {
-                    self.momentum_step(0, c, etas[c], lambdas[c]);
+                profile::lap(timer, Phase::Update);
+                let step = mode.coefficients(0, n, self.momentum);
+                let g = g0.slice(s![.., ..n]);
+                let v = self.velocity[0].view_mut();
+                weight_product(bf16, input, step.alpha, g, step.beta, v, None);
+                profile::lap(timer, Phase::BackwardGemm);
+                for c in 0..self.configs {
+                    let step = mode.coefficients(c, n, self.momentum);
+                    self.momentum_step(0, c, step.eta, step.lambda);
                 }
                 self.repack_bf16();
-                profile::lap(&mut timer, Phase::Update);
+                profile::lap(timer, Phase::Update);
             }
-            Backward::Update { etas, lambdas } => {
-                for c in 0..cfgs {
-                    let (eta, lambda) = (etas[c], lambdas[c]);
-                    bias_step(
-                        self.bias_mut(0, c),
-                        -eta * inv_n,
-                        block(g0, c, w1, n),
-                        T::one(),
-                    );
-                    let s_new = self.scale[c] * (T::one() - two * eta * lambda);
+            Backward::Update { .. } => {
+                for c in 0..self.configs {
+                    let step = mode.coefficients(c, n, self.momentum);
+                    let g = block(g0, c, w1, n);
+                    bias_step(self.bias_mut(0, c), step.alpha, g, step.bias_beta);
+                    let s_new = self.scale[c] * step.beta;
                     self.scale[c] = s_new;
                     if s_new.abs().f64() < FOLD_BELOW || !s_new.is_finite() {
                         self.fold_scale(c);
                     }
-                    scale_block(block_mut(g0, c, w1, n), -eta * inv_n / self.scale[c]);
+                    scale_block(block_mut(g0, c, w1, n), step.alpha / self.scale[c]);
                 }
-                profile::lap(&mut timer, Phase::Update);
+                profile::lap(timer, Phase::Update);
                 // bf16: the packed weights are re-packed as the product stores them.
-                weight_product(
-                    T::one(),
-                    g0.slice(s![.., ..n]),
-                    T::one(),
-                    self.weights[0].view_mut(),
-                    self.bf16.as_mut(),
-                );
-                profile::lap(&mut timer, Phase::BackwardGemm);
+                let (g, w) = (g0.slice(s![.., ..n]), self.weights[0].view_mut());
+                weight_product(bf16, input, T::one(), g, T::one(), w, self.bf16.as_mut());
+                profile::lap(timer, Phase::BackwardGemm);
             }
             Backward::Gradients { lambdas, grads } => {
-                for (c, &lambda) in lambdas.iter().enumerate().take(cfgs) {
+                let inv_n = T::of(1.0 / n as f64);
+                for (c, &lambda) in lambdas.iter().enumerate().take(self.configs) {
                     let decay = two * lambda * self.scale[c];
                     grads
                         .weight_mut(0, c)
                         .zip_mut_with(&self.weight(0, c), |g, &w| *g = decay * w);
                     bias_step(grads.bias_mut(0, c), inv_n, block(g0, c, w1, n), T::zero());
                 }
-                weight_product(
-                    inv_n,
-                    g0.slice(s![.., ..n]),
-                    T::one(),
-                    grads.weights[0].view_mut(),
-                    None,
-                );
+                let (g, dw) = (g0.slice(s![.., ..n]), grads.weights[0].view_mut());
+                weight_product(bf16, input, inv_n, g, T::one(), dw, None);
             }
         }
     }

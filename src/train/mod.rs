@@ -1,12 +1,15 @@
 //! Training: schedules, the one loop over a group of configurations, history,
 //! checkpoints and the files a run leaves.
 
+pub mod batches;
 pub mod checkpoint;
 pub mod config;
+pub mod evaluator;
 pub mod group;
 pub mod output;
 pub mod probs;
 pub mod schedule;
+pub mod snapshots;
 
 pub mod settings;
 
