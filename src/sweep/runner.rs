@@ -405,10 +405,89 @@ fn run_plan_part<T: Real>(
 ) -> Result<Vec<Option<RunResult>>> {
     let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
     let groups = group_configs(configs, opts.max_group);
+    let starts = group_starts(configs, ids, &groups, opts, dashboard, wanted, &mut results)?;
+    if opts.resuming() {
+        say_resumed(ids, &groups, &starts, opts, dashboard);
+    }
+    let todo: Vec<usize> = (0..groups.len())
+        .filter(|&g| !matches!(starts[g], GroupStart::Finished | GroupStart::Elsewhere))
+        .collect();
+    let lanes = opts.jobs.max(1).min(todo.len().max(1));
+    blas::set_threads(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()?;
+    // bf16 groups on consecutive batches share the training images converted
+    // once: convert them here, on the whole pool, before any group waits for them.
+    if crate::linalg::bf16::available()
+        && todo
+            .iter()
+            .any(|&g| configs[groups[g][0]].reads_packed_bf16())
+    {
+        pool.install(|| split.train.packed_bf16());
+    }
+    let train_one = |g: usize| -> Result<GroupResults> {
+        let members = &groups[g];
+        let group: Vec<RunConfig> = members.iter().map(|&i| configs[i].clone()).collect();
+        let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
+        let resume = match &starts[g] {
+            GroupStart::Resume(cks) => Some(Checkpoint::stack::<T>(cks)?),
+            _ => None,
+        };
+        let outcome = train_group(&group, &group_ids, split, control, dashboard, resume)?;
+        write_group(&outcome, members, &results, split, opts)
+    };
+    // `lanes` groups train at once; each lane takes the next group in plan order.
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Result<GroupResults>>> = Mutex::new(Vec::new());
+    pool.scope(|scope| {
+        for _ in 0..lanes {
+            scope.spawn(|_| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&g) = todo.get(k) else { break };
+                // After Ctrl-C or SIGTERM, groups not started are not started:
+                // nothing is set up, evaluated or written for them.
+                if control.stopped() {
+                    break;
+                }
+                let r = train_one(g);
+                done.lock().expect("no lane panicked").push(r);
+            });
+        }
+    });
+    for r in done.into_inner().expect("no lane panicked") {
+        for (i, res) in r? {
+            results[i] = Some(res);
+        }
+    }
+    // The members of groups never started: interrupted before their first step.
+    for &g in &todo {
+        for &i in &groups[g] {
+            if results[i].is_none() {
+                results[i] = Some(RunResult::not_started(&configs[i]));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// What each group of `groups` finds on disk: another shard's, finished,
+/// checkpointed at one step, or fresh. Finished runs' results go into
+/// `results` (and the dashboard), even when their group trains again for a
+/// member that has none (to the same numbers).
+fn group_starts(
+    configs: &[RunConfig],
+    ids: &[usize],
+    groups: &[Vec<usize>],
+    opts: &RunnerOptions,
+    dashboard: &dyn Progress,
+    wanted: Option<&[bool]>,
+    results: &mut [Option<RunResult>],
+) -> Result<Vec<GroupStart>> {
     let wanted_group = |members: &[usize]| wanted.is_none_or(|w| w[members[0]]);
     let resuming = opts.resuming();
     let mut starts = Vec::with_capacity(groups.len());
-    for members in &groups {
+    for members in groups {
         let start = if !wanted_group(members) {
             GroupStart::Elsewhere
         } else if resuming {
@@ -448,55 +527,60 @@ fn run_plan_part<T: Real>(
         };
         starts.push(start);
     }
-    if resuming {
-        // Say what is resumed, and start those lines where they stopped.
-        let (mut done, mut fresh) = (0usize, 0usize);
-        let mut from: std::collections::BTreeMap<usize, usize> = Default::default();
-        for (members, start) in groups.iter().zip(&starts) {
-            match start {
-                GroupStart::Finished => done += members.len(),
-                GroupStart::Resume(cks) => {
-                    for (&i, ck) in members.iter().zip(cks) {
-                        dashboard.resume_at(ids[i], ck.step);
-                    }
-                    *from.entry(cks[0].step).or_default() += members.len();
+    Ok(starts)
+}
+
+/// Says what a resume continues (done, from which steps, from the start) and
+/// starts those dashboard lines where they stopped.
+fn say_resumed(
+    ids: &[usize],
+    groups: &[Vec<usize>],
+    starts: &[GroupStart],
+    opts: &RunnerOptions,
+    dashboard: &dyn Progress,
+) {
+    // Say what is resumed, and start those lines where they stopped.
+    let (mut done, mut fresh) = (0usize, 0usize);
+    let mut from: std::collections::BTreeMap<usize, usize> = Default::default();
+    for (members, start) in groups.iter().zip(starts) {
+        match start {
+            GroupStart::Finished => done += members.len(),
+            GroupStart::Resume(cks) => {
+                for (&i, ck) in members.iter().zip(cks) {
+                    dashboard.resume_at(ids[i], ck.step);
                 }
-                GroupStart::Fresh => fresh += members.len(),
-                GroupStart::Elsewhere => {}
+                *from.entry(cks[0].step).or_default() += members.len();
             }
-        }
-        let mut parts = vec![format!("{done} done")];
-        parts.extend(from.iter().map(|(step, n)| format!("{n} from step {step}")));
-        if fresh > 0 {
-            parts.push(format!("{fresh} from the start"));
-        }
-        let mine = done + fresh + from.values().sum::<usize>();
-        // A shard that finds nothing of its own says nothing.
-        if opts.resume || done + from.len() > 0 {
-            dashboard.println(&format!(
-                "resuming {mine} run{}: {}",
-                if mine == 1 { "" } else { "s" },
-                parts.join(", ")
-            ));
+            GroupStart::Fresh => fresh += members.len(),
+            GroupStart::Elsewhere => {}
         }
     }
-    let todo: Vec<usize> = (0..groups.len())
-        .filter(|&g| !matches!(starts[g], GroupStart::Finished | GroupStart::Elsewhere))
-        .collect();
-    let lanes = opts.jobs.max(1).min(todo.len().max(1));
-    blas::set_threads(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
-        .build()?;
-    // bf16 groups on consecutive batches share the training images converted
-    // once: convert them here, on the whole pool, before any group waits for them.
-    if crate::linalg::bf16::available()
-        && todo
-            .iter()
-            .any(|&g| configs[groups[g][0]].reads_packed_bf16())
-    {
-        pool.install(|| split.train.packed_bf16());
+    let mut parts = vec![format!("{done} done")];
+    parts.extend(from.iter().map(|(step, n)| format!("{n} from step {step}")));
+    if fresh > 0 {
+        parts.push(format!("{fresh} from the start"));
     }
+    let mine = done + fresh + from.values().sum::<usize>();
+    // A shard that finds nothing of its own says nothing.
+    if opts.resume || done + from.len() > 0 {
+        dashboard.println(&format!(
+            "resuming {mine} run{}: {}",
+            if mine == 1 { "" } else { "s" },
+            parts.join(", ")
+        ));
+    }
+}
+
+/// Writes the folders of a trained group's runs (`members`: their indices in
+/// the plan) that have no result yet: an interrupted run's config, metrics
+/// and checkpoint, or a finished run's files. Returns their results.
+fn write_group<T: Real>(
+    outcome: &crate::train::GroupOutcome<T>,
+    members: &[usize],
+    results: &[Option<RunResult>],
+    split: &Split<T>,
+    opts: &RunnerOptions,
+) -> Result<GroupResults> {
     let sizes = [split.train.len(), split.val.len(), split.test.len()];
     let saved = |c: &RunConfig| SavedConfig {
         config: c.clone(),
@@ -513,72 +597,30 @@ fn run_plan_part<T: Real>(
         blas_kernel_source: blas::kernel_source(),
         layer0_kernel: c.precision.layer0_kernel().to_string(),
     };
-    let train_one = |g: usize| -> Result<GroupResults> {
-        let members = &groups[g];
-        let group: Vec<RunConfig> = members.iter().map(|&i| configs[i].clone()).collect();
-        let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
-        let resume = match &starts[g] {
-            GroupStart::Resume(cks) => Some(Checkpoint::stack::<T>(cks)?),
-            _ => None,
-        };
-        let outcome = train_group(&group, &group_ids, split, control, dashboard, resume)?;
-        let mut out = Vec::new();
-        for (c, run) in outcome.runs.iter().enumerate() {
-            if results[members[c]].is_some() {
-                continue; // finished before: its files stay as they are
-            }
-            let dir = opts.out.join(&run.config.name);
-            if let Some(state) = &outcome.state {
-                // Interrupted: keep the state and what was logged, no result yet.
-                create_dir(&dir)?;
-                write_json(&dir.join("config.json"), &saved(&run.config))?;
-                write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
-                Checkpoint::from_state(state, c, &run.config).save(&dir.join(checkpoint::FILE))?;
-                let _ = std::fs::remove_file(dir.join("result.json"));
-                out.push((members[c], RunResult::from_outcome(run)));
-            } else {
-                let r = write_run(&dir, run, &saved(&run.config), &split.preprocess)?;
-                if let Some(draw) = opts.draw {
-                    draw(&dir, run, &split.class_names)?;
-                }
-                let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
-                out.push((members[c], r));
-            }
+    let mut out = Vec::new();
+    for (c, run) in outcome.runs.iter().enumerate() {
+        if results[members[c]].is_some() {
+            continue; // finished before: its files stay as they are
         }
-        Ok(out)
-    };
-    // `lanes` groups train at once; each lane takes the next group in plan order.
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Result<GroupResults>>> = Mutex::new(Vec::new());
-    pool.scope(|scope| {
-        for _ in 0..lanes {
-            scope.spawn(|_| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&g) = todo.get(k) else { break };
-                // After Ctrl-C or SIGTERM, groups not started are not started:
-                // nothing is set up, evaluated or written for them.
-                if control.stopped() {
-                    break;
-                }
-                let r = train_one(g);
-                done.lock().expect("no lane panicked").push(r);
-            });
-        }
-    });
-    for r in done.into_inner().expect("no lane panicked") {
-        for (i, res) in r? {
-            results[i] = Some(res);
+        let dir = opts.out.join(&run.config.name);
+        if let Some(state) = &outcome.state {
+            // Interrupted: keep the state and what was logged, no result yet.
+            create_dir(&dir)?;
+            write_json(&dir.join("config.json"), &saved(&run.config))?;
+            write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
+            Checkpoint::from_state(state, c, &run.config).save(&dir.join(checkpoint::FILE))?;
+            let _ = std::fs::remove_file(dir.join("result.json"));
+            out.push((members[c], RunResult::from_outcome(run)));
+        } else {
+            let r = write_run(&dir, run, &saved(&run.config), &split.preprocess)?;
+            if let Some(draw) = opts.draw {
+                draw(&dir, run, &split.class_names)?;
+            }
+            let _ = std::fs::remove_file(dir.join(checkpoint::FILE));
+            out.push((members[c], r));
         }
     }
-    // The members of groups never started: interrupted before their first step.
-    for &g in &todo {
-        for &i in &groups[g] {
-            if results[i].is_none() {
-                results[i] = Some(RunResult::not_started(&configs[i]));
-            }
-        }
-    }
-    Ok(results)
+    Ok(out)
 }
 
 /// Trains configurations that may use different splits or precisions: builds each

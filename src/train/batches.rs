@@ -125,7 +125,7 @@ mod tests {
     use super::*;
 
     fn set(n: usize) -> DataSet<f32> {
-        let x = Array2::from_shape_fn((6, n).f(), |(i, j)| (i * 1000 + j) as f32);
+        let x = Array2::from_shape_fn((3072, n).f(), |(i, j)| (i * 1000 + j) as f32);
         DataSet::new(x, (0..n).map(|j| (j % 10) as u8).collect())
     }
 

@@ -21,6 +21,9 @@ use crate::nn::{Net, Workspace};
 /// whole set). Snapshot ensembles and the test set reuse `ws`.
 pub struct Evaluator<'a, T> {
     split: &'a Split<T>,
+    /// Told of every logged point, with the configurations' indices in the plan.
+    observer: &'a dyn Observer,
+    ids: &'a [usize],
     lambdas: Vec<f64>,
     steps: usize,
     per_epoch: usize,
@@ -37,8 +40,16 @@ pub struct Evaluator<'a, T> {
 }
 
 impl<'a, T: Real> Evaluator<'a, T> {
-    /// The evaluator of `configs` (one lockstep group) training `net` on `split`.
-    pub fn new(net: &Net<T>, configs: &[RunConfig], split: &'a Split<T>) -> Self {
+    /// The evaluator of `configs` (one lockstep group) training `net` on
+    /// `split`, telling `observer` of each point (`ids`: the configurations'
+    /// indices in the plan).
+    pub fn new(
+        net: &Net<T>,
+        configs: &[RunConfig],
+        split: &'a Split<T>,
+        observer: &'a dyn Observer,
+        ids: &'a [usize],
+    ) -> Self {
         let first = &configs[0];
         let n_train = split.train.len();
         let ws = net.workspace(EVAL_CHUNK.min(n_train.max(split.val.len()).max(1)));
@@ -46,6 +57,8 @@ impl<'a, T: Real> Evaluator<'a, T> {
         let width = if sample.len() < n_train { ws.cap } else { 0 };
         Evaluator {
             split,
+            observer,
+            ids,
             lambdas: configs.iter().map(|c| c.lambda).collect(),
             steps: first.steps,
             per_epoch: first.steps_per_epoch(n_train),
@@ -59,10 +72,8 @@ impl<'a, T: Real> Evaluator<'a, T> {
     }
 
     /// Evaluates `net` after `t` steps and appends a point to the history of
-    /// every configuration that has not diverged, telling `observer` (`ids`:
-    /// the configurations' indices in the plan). The last step evaluates the
-    /// whole training set.
-    #[allow(clippy::too_many_arguments)]
+    /// every configuration that has not diverged, telling the observer. The
+    /// last step evaluates the whole training set.
     pub fn log(
         &mut self,
         net: &Net<T>,
@@ -70,8 +81,6 @@ impl<'a, T: Real> Evaluator<'a, T> {
         etas: &[f64],
         history: &mut [Vec<LogPoint>],
         diverged: &[Option<Divergence>],
-        observer: &dyn Observer,
-        ids: &[usize],
     ) {
         let train = &self.split.train;
         let whole = t == self.steps || self.sample.len() == train.len();
@@ -112,7 +121,7 @@ impl<'a, T: Real> Evaluator<'a, T> {
                 val: self.val[c],
             };
             history[c].push(point);
-            observer.on_log(ids[c], &point);
+            self.observer.on_log(self.ids[c], &point);
         }
     }
 
@@ -159,15 +168,7 @@ pub fn eval_sample(n_train: usize, n: usize, seed: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::DataSet;
     use crate::train::group::Silent;
-
-    fn set(n: usize, seed: u32) -> DataSet<f64> {
-        let x = Array2::from_shape_fn((3072, n).f(), |(i, j)| {
-            (((i as u32 * 7919 + j as u32 * 31 + seed) % 255) as f64) / 255.0 - 0.5
-        });
-        DataSet::new(x, (0..n).map(|j| (j % 10) as u8).collect())
-    }
 
     #[test]
     fn a_sample_is_distinct_ascending_and_fixed_by_the_seed() {
@@ -184,11 +185,7 @@ mod tests {
     /// configuration gets no point.
     #[test]
     fn points_evaluate_the_sample_then_the_whole_set() {
-        let split = Split {
-            train: set(40, 0),
-            val: set(12, 1),
-            test: set(8, 2),
-        };
+        let split: Split<f64> = crate::data::generated::split(40, 12, 8, 1);
         let configs = vec![
             RunConfig {
                 eval_train: crate::train::EvalTrain::Sample(10),
@@ -199,27 +196,11 @@ mod tests {
             2
         ];
         let net = Net::<f64>::init(&configs[0].arch(), &[1, 2]);
-        let mut eval = Evaluator::new(&net, &configs, &split);
+        let mut eval = Evaluator::new(&net, &configs, &split, &Silent, &[0, 1]);
         let mut history = vec![Vec::new(); 2];
         let diverged = [None, Some(Divergence { step: 1, eta: 0.1 })];
-        eval.log(
-            &net,
-            2,
-            &[0.1, 0.2],
-            &mut history,
-            &diverged,
-            &Silent,
-            &[0, 1],
-        );
-        eval.log(
-            &net,
-            4,
-            &[0.1, 0.2],
-            &mut history,
-            &diverged,
-            &Silent,
-            &[0, 1],
-        );
+        eval.log(&net, 2, &[0.1, 0.2], &mut history, &diverged);
+        eval.log(&net, 4, &[0.1, 0.2], &mut history, &diverged);
         assert!(history[1].is_empty());
         let [mid, last] = [history[0][0], history[0][1]];
         assert_eq!((mid.step, mid.epoch, mid.train_images), (2, 0.5, 10));

@@ -290,7 +290,7 @@ pub fn train_group<T: Real>(
         state.net.enable_bf16()?;
     }
     let mut batches = BatchSource::new(first, &split.train, state.net.uses_bf16(), state.step);
-    let mut eval = Evaluator::new(&state.net, configs, split);
+    let mut eval = Evaluator::new(&state.net, configs, split, observer, ids);
     let mut snapshots = Snapshots::new(configs, split);
     let mut ws = state.net.workspace(first.batch);
     let mut stats = vec![LossStat::default(); cfgs];
@@ -300,15 +300,7 @@ pub fn train_group<T: Real>(
     if state.step == 0 && state.history.iter().all(|h| h.is_empty()) {
         etas.at(configs, &state.diverged, 0);
         let (net, history) = (&state.net, &mut state.history);
-        eval.log(
-            net,
-            0,
-            &etas.logged,
-            history,
-            &state.diverged,
-            observer,
-            ids,
-        );
+        eval.log(net, 0, &etas.logged, history, &state.diverged);
     }
     let t_start = Instant::now();
     let mut eval_s = 0.0;
@@ -347,15 +339,7 @@ pub fn train_group<T: Real>(
         snapshots.add_due(t, live, &state.net, &mut state.snapshots, &mut eval.ws);
         if (first.log_every > 0 && t.is_multiple_of(first.log_every)) || t == first.steps {
             let (net, history) = (&state.net, &mut state.history);
-            eval.log(
-                net,
-                t,
-                &etas.logged,
-                history,
-                &state.diverged,
-                observer,
-                ids,
-            );
+            eval.log(net, t, &etas.logged, history, &state.diverged);
             for c in 0..cfgs {
                 if state.diverged[c].is_none() && !eval.finite(c) {
                     state.diverge(c, t, etas.logged[c]);

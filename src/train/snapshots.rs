@@ -157,24 +157,12 @@ impl<'a, T: Real> Snapshots<'a, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array2, ShapeBuilder};
-
-    fn set(n: usize, seed: u32) -> DataSet<f64> {
-        let x = Array2::from_shape_fn((3072, n).f(), |(i, j)| {
-            (((i as u32 * 7919 + j as u32 * 31 + seed) % 255) as f64) / 255.0 - 0.5
-        });
-        DataSet::new(x, (0..n).map(|j| (j % 10) as u8).collect())
-    }
 
     /// Sums are added at the cycles' ends only, for live configurations, and
     /// equal the softmax the net computes (with the mirror's added under tta).
     #[test]
     fn snapshots_sum_the_nets_probabilities_at_the_cycles_ends() {
-        let split = Split {
-            train: set(20, 0),
-            val: set(6, 1),
-            test: set(4, 2),
-        };
+        let split: Split<f64> = crate::data::generated::split(20, 6, 4, 1);
         let base = RunConfig {
             steps: 40,
             snapshots: 2,
