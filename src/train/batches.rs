@@ -171,9 +171,9 @@ mod tests {
         }
         // A source started at step 4 (a resume mid-epoch) gives steps 4 and 5 again.
         let mut resumed = BatchSource::new(&config(true), &data, false, 4);
-        for t in 4..6 {
+        for (t, seen) in seen.iter().enumerate().skip(4) {
             let (input, y) = resumed.take(t);
-            assert_eq!((input.x.to_owned(), y.to_vec()), seen[t]);
+            assert_eq!(&(input.x.to_owned(), y.to_vec()), seen);
         }
         // Each epoch is a permutation, and the two epochs differ.
         let epoch = |e: usize| {

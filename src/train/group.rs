@@ -321,8 +321,8 @@ pub fn train_group<T: Real>(
         state
             .net
             .forward_train(x, y, &mut ws, &mut stats, t as u64, &regs);
-        for c in 0..cfgs {
-            if state.diverged[c].is_none() && !stats[c].loss_sum.is_finite() {
+        for (c, stat) in stats.iter().enumerate() {
+            if state.diverged[c].is_none() && !stat.loss_sum.is_finite() {
                 state.diverge(c, t, etas.logged[c]);
                 etas.set(c, 0.0);
             }
