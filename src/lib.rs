@@ -16,6 +16,7 @@ pub mod data;
 pub mod folder;
 pub mod linalg;
 pub mod nn;
+pub mod pipeline;
 pub mod report;
 pub mod sweep;
 pub mod train;

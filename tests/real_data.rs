@@ -2,10 +2,10 @@
 
 mod common;
 
-use shallow::app::experiment::{a1_configs, a2_configs};
 use shallow::data::{Split, SplitSpec};
 use shallow::nn::gradcheck;
 use shallow::nn::{Loss, Precision};
+use shallow::pipeline::experiment::{a1_configs, a2_configs};
 use shallow::train::Status;
 
 #[test]

@@ -1,8 +1,8 @@
 //! The whole pipeline on generated data (quick mode): every section, table and
 //! image of the report is there, and report.html is well-formed and self-contained.
 
-use shallow::app::experiment::{run_all, AllOptions};
 use shallow::data::Cifar10;
+use shallow::pipeline::experiment::{run_all, AllOptions};
 use shallow::sweep::RunnerOptions;
 use shallow::train::Control;
 use shallow::ui::DisplayMode;

@@ -1,13 +1,14 @@
-//! The pipelines that combine the rest, one module per command: `train`,
-//! `sweep`, `search`, `experiment` (gradient checks, A1, A2, search, report),
-//! `bench`, `gradcheck` and `data`. Each holds its command's flags (clap
-//! `Args`), turns them into the library's settings, validates them, runs, and
-//! says how it ended as a `Finish`; `main.rs` only parses and dispatches.
+//! The commands, one module each: `train`, `sweep`, `search`, `experiment`,
+//! `lr-range`, `ensemble`, `bench`, `gradcheck` and `data`. Each holds its
+//! command's flags (clap `Args`), turns them into the library's settings,
+//! validates them, calls the library (a pipeline of [`crate::pipeline`] for
+//! the longer jobs), prints, and says how it ended as a `Finish`; `main.rs`
+//! only parses and dispatches.
 //! It is the top layer: it imports everything below, nothing imports it.
 
 pub mod args;
 pub mod bench;
-pub mod bonus;
+
 pub mod common;
 pub mod data;
 pub mod ensemble;

@@ -7,7 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::config::{RunConfig, EVAL_CHUNK};
-use super::group::{Divergence, LogPoint, Observer};
+use super::outcome::{Divergence, LogPoint, Observer};
 use crate::data::Split;
 use crate::linalg::Real;
 use crate::nn::net::Eval;
@@ -168,7 +168,7 @@ pub fn eval_sample(n_train: usize, n: usize, seed: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::group::Silent;
+    use crate::train::outcome::Silent;
 
     #[test]
     fn a_sample_is_distinct_ascending_and_fixed_by_the_seed() {

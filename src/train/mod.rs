@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod evaluator;
 pub mod group;
+pub mod outcome;
 pub mod output;
 pub mod probs;
 pub mod schedule;
