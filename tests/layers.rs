@@ -122,3 +122,90 @@ fn imports_point_down_and_no_two_files_import_each_other() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Most lines a function in `src/` may have (signature to closing brace).
+const MAX_FUNCTION_LINES: usize = 120;
+
+/// Functions allowed past it: a parser's one `match` over its opcodes, the
+/// idiom for a decoder (`data/pickle.rs`).
+const LONG_PARSERS: [&str; 1] = ["data/pickle.rs unpickle"];
+
+/// Every source file under `src/`, with its path relative to it.
+fn sources() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p.strip_prefix(&src).unwrap().to_string_lossy().to_string();
+                out.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (name, first line, length) of each function in `text`: from its `fn` line
+/// to the closing brace at the same indentation (as `cargo fmt` writes it).
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let after = [
+            "pub fn ",
+            "pub(crate) fn ",
+            "fn ",
+            "pub const fn ",
+            "const fn ",
+        ]
+        .iter()
+        .find_map(|p| code.strip_prefix(p));
+        let Some(after) = after else { continue };
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i..].iter().position(|l| *l == close) {
+            out.push((name, i + 1, end + 1));
+        }
+    }
+    out
+}
+
+/// nanoGPT's and llm.c's rule of thumb: a function is read in one screenful
+/// or two. A refactor that leaves a long function fails here.
+#[test]
+fn no_function_is_longer_than_120_lines() {
+    let mut long = Vec::new();
+    for (path, text) in sources() {
+        for (name, line, len) in functions(&text) {
+            let key = format!("{path} {name}");
+            if len > MAX_FUNCTION_LINES && !LONG_PARSERS.contains(&key.as_str()) {
+                long.push(format!("src/{path}:{line} {name}: {len} lines"));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines (cut them into named steps):\n{}",
+        long.join("\n")
+    );
+}
+
+/// The measure itself: a function's lines run from `fn` to its brace.
+#[test]
+fn function_lengths_are_measured_from_fn_to_its_brace() {
+    let text = "fn a() {\n    x;\n}\n\nimpl B {\n    pub fn c(\n        d: u8,\n    ) {\n        e;\n    }\n}\n";
+    assert_eq!(
+        functions(text),
+        vec![("a".to_string(), 1, 3), ("c".to_string(), 6, 5)]
+    );
+}

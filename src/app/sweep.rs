@@ -188,45 +188,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     // Written once the plan was accepted (a refused --resume leaves the folder as it was).
     crate::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
     if let Some(s) = shard {
-        let finished = results
-            .iter()
-            .flatten()
-            .all(|r| r.status != crate::train::Status::Interrupted);
-        ShardRecord::now(
-            s,
-            mine.iter().map(|c| c.name.clone()).collect(),
-            finished,
-            opts.threads,
-            wall_s,
-        )
-        .write(&a.common.out)?;
-        if a.common.json {
-            let runs: Vec<_> = results.iter().flatten().collect();
-            print_json(
-                &serde_json::json!({"shard": s, "runs": runs, "finished": finished, "wall_s": wall_s}),
-            )?;
-        } else if !a.common.quiet {
-            crate::outln!(
-                "shard {}: {} of {} configurations in {wall_s:.2} s, in {}{}",
-                s.label(),
-                mine.len(),
-                configs.len(),
-                a.common.out.display(),
-                if finished {
-                    format!(
-                        "\nwhen every shard is done: shallow sweep merge {}",
-                        a.common.out.display()
-                    )
-                } else {
-                    String::new()
-                }
-            )?;
-        }
-        return Ok(if finished {
-            Finish::Done
-        } else {
-            Finish::Interrupted
-        });
+        return finish_shard(a, s, &mine, configs.len(), &results, opts.threads, wall_s);
     }
     let results: Vec<crate::train::output::RunResult> = results
         .into_iter()
@@ -255,6 +217,58 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         )?;
     }
     Ok(if done {
+        Finish::Done
+    } else {
+        Finish::Interrupted
+    })
+}
+
+/// A shard's end: its record in the folder, then what it ran (as JSON with
+/// `--json`) and, once finished, how to merge the shards.
+fn finish_shard(
+    a: &SweepArgs,
+    s: Shard,
+    mine: &[crate::train::RunConfig],
+    of: usize,
+    results: &[Option<crate::train::output::RunResult>],
+    threads: usize,
+    wall_s: f64,
+) -> Result<Finish> {
+    let finished = results
+        .iter()
+        .flatten()
+        .all(|r| r.status != crate::train::Status::Interrupted);
+    ShardRecord::now(
+        s,
+        mine.iter().map(|c| c.name.clone()).collect(),
+        finished,
+        threads,
+        wall_s,
+    )
+    .write(&a.common.out)?;
+    if a.common.json {
+        let runs: Vec<_> = results.iter().flatten().collect();
+        print_json(
+            &serde_json::json!({"shard": s, "runs": runs, "finished": finished, "wall_s": wall_s}),
+        )?;
+    } else if !a.common.quiet {
+        crate::outln!(
+            "shard {}: {} of {} configurations in {wall_s:.2} s, in {}{}",
+            s.label(),
+            mine.len(),
+            of,
+            a.common.out.display(),
+            if finished {
+                format!(
+                    "\nwhen every shard is done: shallow sweep merge {}",
+                    a.common.out.display()
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(if finished {
         Finish::Done
     } else {
         Finish::Interrupted

@@ -263,110 +263,22 @@ pub fn run_bonus(
     let dir = opts.runner.out.clone();
     crate::util::create_dir(&dir)?;
     let wanted = |p: BonusPart| opts.parts.is_empty() || opts.parts.contains(&p);
-    let say = |msg: &str| {
-        if opts.mode != DisplayMode::Quiet {
-            eprintln!("== {msg}");
-        }
-    };
     let mut runs = Vec::new();
     for (part, recipe) in recipes(opts.seed, opts.quick) {
         if !wanted(part) {
             continue;
         }
-        let t = Instant::now();
-        let configs: Vec<RunConfig> = (0..recipe.members)
-            .map(|m| {
-                let mut s = recipe.settings.clone();
-                s.member = m;
-                s.run_config(&format!("member{m}"))
-            })
-            .collect::<Result<_>>()?;
-        say(&format!(
-            "recipe {}: {} x {} (seed ensemble in one lockstep group)",
-            recipe.name,
-            recipe.members,
-            configs[0].describe()
-        ));
-        let out = dir.join("recipes").join(recipe.name);
-        let results = train(&configs, data, &opts.runner, &out, opts.mode, control)?;
-        if interrupted(&results) {
-            return Ok(None);
+        match train_recipe(data, opts, control, &dir, &recipe)? {
+            Some(r) => runs.push(r),
+            None => return Ok(None),
         }
-        let folders: Vec<PathBuf> = configs.iter().map(|c| out.join(&c.name)).collect();
-        let refs: Vec<&Path> = folders.iter().map(|p| p.as_path()).collect();
-        let ens = crate::train::probs::ensemble(&refs)?;
-        let first = &results[0];
-        runs.push(RecipeResult {
-            name: recipe.name.to_string(),
-            hidden: configs[0].hidden.clone(),
-            test_acc: ens.test.acc,
-            val_acc: ens.val.acc,
-            wall_s: t.elapsed().as_secs_f64(),
-            target: recipe.target,
-            members: configs.len(),
-            snapshots: configs[0].snapshots,
-            single_test_acc: first.test_acc,
-            snapshot_test_acc: first.averaged.map_or(f64::NAN, |s| s.test.acc),
-            describe: configs[0].describe(),
-            runs: configs
-                .iter()
-                .map(|c| format!("recipes/{}/{}", recipe.name, c.name))
-                .collect(),
-        });
-        say(&format!(
-            "recipe {}: {:.2}% test ({:.2}% validation) in {:.0} s",
-            recipe.name,
-            100.0 * ens.test.acc,
-            100.0 * ens.val.acc,
-            t.elapsed().as_secs_f64()
-        ));
     }
     let (base, rows) = ablation(opts.seed, opts.quick);
     let mut table = Vec::new();
     if wanted(BonusPart::Ablation) {
-        say("ablation: one change at a time");
-        let mut configs = Vec::new();
-        for (i, (_, _, s)) in rows.iter().enumerate() {
-            configs.push(s.run_config(&format!("{i:02}_{}", ROW_NAMES[i]))?);
-        }
-        // The seed ensemble's other two members (member 1 is in the table's row).
-        let ens_row = rows.len() - 1;
-        let mut extra = rows[ens_row].2.clone();
-        extra.member = 2;
-        configs.push(extra.run_config(&format!("{ens_row:02}_{}_member2", ROW_NAMES[ens_row]))?);
-        let out = dir.join("ablation");
-        let results = train(&configs, data, &opts.runner, &out, opts.mode, control)?;
-        if interrupted(&results) {
-            return Ok(None);
-        }
-        let flips = 1;
-        for (i, (change, against, _)) in rows.iter().enumerate() {
-            let r = &results[i];
-            let (val, test) = if let Some(a) = r.averaged {
-                // Snapshots or test-time flips: the run's averaged prediction.
-                (a.val.acc, a.test.acc)
-            } else if i == ens_row {
-                let dirs = [
-                    out.join(&configs[flips].name),
-                    out.join(&configs[i].name),
-                    out.join(&configs[i + 1].name),
-                ];
-                let refs: Vec<&Path> = dirs.iter().map(|p| p.as_path()).collect();
-                let e = crate::train::probs::ensemble(&refs)?;
-                (e.val.acc, e.test.acc)
-            } else {
-                (r.val_acc, r.test_acc)
-            };
-            let reference = rows.iter().position(|row| &row.0 == against);
-            let delta = reference.map(|k| test - table_test(&table, k));
-            table.push(AblationRow {
-                change: change.clone(),
-                val_acc: val,
-                test_acc: test,
-                delta,
-                against: against.clone(),
-                wall_s: r.wall_s,
-            });
+        match train_ablation(data, opts, control, &dir, &rows)? {
+            Some(t) => table = t,
+            None => return Ok(None),
         }
     }
     let summary = BonusSummary {
@@ -379,6 +291,131 @@ pub fn run_bonus(
     crate::util::write_json(&dir.join(BONUS_FILE), &summary)?;
     crate::report::build::build(&dir)?;
     Ok(Some(summary))
+}
+
+impl BonusOptions {
+    /// Announces a stage (except with `--quiet`).
+    fn say(&self, msg: &str) {
+        if self.mode != DisplayMode::Quiet {
+            eprintln!("== {msg}");
+        }
+    }
+}
+
+/// One recipe's seed ensemble, trained in one lockstep group into
+/// `dir`/recipes/NAME, and its averaged prediction; `None` when interrupted.
+fn train_recipe(
+    data: &crate::data::Cifar10,
+    opts: &BonusOptions,
+    control: &Control,
+    dir: &Path,
+    recipe: &Recipe,
+) -> Result<Option<RecipeResult>> {
+    let t = Instant::now();
+    let configs: Vec<RunConfig> = (0..recipe.members)
+        .map(|m| {
+            let mut s = recipe.settings.clone();
+            s.member = m;
+            s.run_config(&format!("member{m}"))
+        })
+        .collect::<Result<_>>()?;
+    opts.say(&format!(
+        "recipe {}: {} x {} (seed ensemble in one lockstep group)",
+        recipe.name,
+        recipe.members,
+        configs[0].describe()
+    ));
+    let out = dir.join("recipes").join(recipe.name);
+    let results = train(&configs, data, &opts.runner, &out, opts.mode, control)?;
+    if interrupted(&results) {
+        return Ok(None);
+    }
+    let folders: Vec<PathBuf> = configs.iter().map(|c| out.join(&c.name)).collect();
+    let refs: Vec<&Path> = folders.iter().map(|p| p.as_path()).collect();
+    let ens = crate::train::probs::ensemble(&refs)?;
+    let first = &results[0];
+    let result = RecipeResult {
+        name: recipe.name.to_string(),
+        hidden: configs[0].hidden.clone(),
+        test_acc: ens.test.acc,
+        val_acc: ens.val.acc,
+        wall_s: t.elapsed().as_secs_f64(),
+        target: recipe.target,
+        members: configs.len(),
+        snapshots: configs[0].snapshots,
+        single_test_acc: first.test_acc,
+        snapshot_test_acc: first.averaged.map_or(f64::NAN, |s| s.test.acc),
+        describe: configs[0].describe(),
+        runs: configs
+            .iter()
+            .map(|c| format!("recipes/{}/{}", recipe.name, c.name))
+            .collect(),
+    };
+    opts.say(&format!(
+        "recipe {}: {:.2}% test ({:.2}% validation) in {:.0} s",
+        recipe.name,
+        100.0 * ens.test.acc,
+        100.0 * ens.val.acc,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(Some(result))
+}
+
+/// The ablation's rows, one change at a time, trained into `dir`/ablation,
+/// each with its difference to the row it changes; `None` when interrupted.
+fn train_ablation(
+    data: &crate::data::Cifar10,
+    opts: &BonusOptions,
+    control: &Control,
+    dir: &Path,
+    rows: &[(String, String, TrainSettings)],
+) -> Result<Option<Vec<AblationRow>>> {
+    let mut table = Vec::new();
+    opts.say("ablation: one change at a time");
+    let mut configs = Vec::new();
+    for (i, (_, _, s)) in rows.iter().enumerate() {
+        configs.push(s.run_config(&format!("{i:02}_{}", ROW_NAMES[i]))?);
+    }
+    // The seed ensemble's other two members (member 1 is in the table's row).
+    let ens_row = rows.len() - 1;
+    let mut extra = rows[ens_row].2.clone();
+    extra.member = 2;
+    configs.push(extra.run_config(&format!("{ens_row:02}_{}_member2", ROW_NAMES[ens_row]))?);
+    let out = dir.join("ablation");
+    let results = train(&configs, data, &opts.runner, &out, opts.mode, control)?;
+    if interrupted(&results) {
+        return Ok(None);
+    }
+    let flips = 1;
+    for (i, (change, against, _)) in rows.iter().enumerate() {
+        let r = &results[i];
+        let (val, test) = if let Some(a) = r.averaged {
+            // Snapshots or test-time flips: the run's averaged prediction.
+            (a.val.acc, a.test.acc)
+        } else if i == ens_row {
+            let dirs = [
+                out.join(&configs[flips].name),
+                out.join(&configs[i].name),
+                out.join(&configs[i + 1].name),
+            ];
+            let refs: Vec<&Path> = dirs.iter().map(|p| p.as_path()).collect();
+            let e = crate::train::probs::ensemble(&refs)?;
+            (e.val.acc, e.test.acc)
+        } else {
+            (r.val_acc, r.test_acc)
+        };
+        let reference = rows.iter().position(|row| &row.0 == against);
+        let delta = reference.map(|k| test - table_test(&table, k));
+        table.push(AblationRow {
+            change: change.clone(),
+            val_acc: val,
+            test_acc: test,
+            delta,
+            against: against.clone(),
+            wall_s: r.wall_s,
+        });
+    }
+    Ok(Some(table))
 }
 
 fn table_test(table: &[AblationRow], k: usize) -> f64 {

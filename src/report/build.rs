@@ -311,7 +311,6 @@ fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
 /// The settings a sweep does not vary, e.g. `mlp 50, cyclic 1e-5..0.1 for 3
 /// cycles of n_s 900, batch 100, 45,000 training / 5,000 validation images, seed 1`.
 fn fixed_settings(spec: &SweepSpec) -> String {
-    use crate::train::ScheduleKind;
     use crate::util::short_number as n;
     let axes = spec.axes();
     let varies = |a: Axis| axes.contains(&a);
@@ -337,6 +336,35 @@ fn fixed_settings(spec: &SweepSpec) -> String {
     if !varies(Axis::Lambda) {
         parts.push(format!("lambda {}", n(s.lambda)));
     }
+    parts.extend(schedule_settings(s, &varies));
+    if let (Some(st), false) = (s.steps, varies(Axis::Steps)) {
+        parts.push(format!("{st} steps"));
+    }
+    if !varies(Axis::Batch) {
+        parts.push(format!("batch {}", s.batch));
+    }
+    parts.push(format!(
+        "split {}{}",
+        s.split.describe(),
+        s.split.n_train.map_or(String::new(), |t| format!(
+            ", the first {t} training images"
+        ))
+    ));
+    if !varies(Axis::Seed) {
+        parts.push(format!("seed {}", s.seed));
+    }
+    parts.extend(bonus_settings(s, &varies));
+    parts.join(", ")
+}
+
+/// The schedule's part of [`fixed_settings`], leaving out what `varies`.
+fn schedule_settings(
+    s: &crate::train::TrainSettings,
+    varies: &dyn Fn(Axis) -> bool,
+) -> Vec<String> {
+    use crate::train::ScheduleKind;
+    use crate::util::short_number as n;
+    let mut parts = Vec::new();
     match s.schedule {
         ScheduleKind::Cyclic => {
             let bounds = match (varies(Axis::EtaMin), varies(Axis::EtaMax)) {
@@ -377,23 +405,15 @@ fn fixed_settings(spec: &SweepSpec) -> String {
             }
         }
     }
-    if let (Some(st), false) = (s.steps, varies(Axis::Steps)) {
-        parts.push(format!("{st} steps"));
-    }
-    if !varies(Axis::Batch) {
-        parts.push(format!("batch {}", s.batch));
-    }
-    parts.push(format!(
-        "split {}{}",
-        s.split.describe(),
-        s.split.n_train.map_or(String::new(), |t| format!(
-            ", the first {t} training images"
-        ))
-    ));
-    if !varies(Axis::Seed) {
-        parts.push(format!("seed {}", s.seed));
-    }
-    // The bonus's settings, where they differ from plain SGD.
+    parts
+}
+
+/// The bonus's part of [`fixed_settings`] (shuffling, precision, momentum,
+/// dropout, smoothing, batch norm, augmentation, test-time flips, ensembles),
+/// where they differ from plain SGD and are not varied.
+fn bonus_settings(s: &crate::train::TrainSettings, varies: &dyn Fn(Axis) -> bool) -> Vec<String> {
+    use crate::util::short_number as n;
+    let mut parts = Vec::new();
     if s.shuffle {
         parts.push("shuffled every epoch".into());
     }
@@ -435,7 +455,7 @@ fn fixed_settings(spec: &SweepSpec) -> String {
     if on(Axis::Member, s.member > 0) {
         parts.push(format!("ensemble member {}", s.member));
     }
-    parts.join(", ")
+    parts
 }
 
 fn search_blocks(dir: &Path) -> Result<Vec<Block>> {
@@ -595,59 +615,14 @@ fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
     let timings: Option<Timings> = read_json(&dir.join("timings.json")).ok();
     b.extend(headline(dir, timings.as_ref()));
     let mut found = 0;
-
-    // Assignment 1.
     if let Ok(a1) = read_json::<Summary>(&dir.join("a1/summary.json")) {
         found += 1;
-        b.push(Block::Heading(
-            2,
-            "Assignment 1: one-layer softmax classifier".into(),
-        ));
-        b.push(Block::Para(
-            "Mini-batch gradient descent, batch 100, 40 epochs, trained on data_batch_1, validated on data_batch_2, \
-             tested on test_batch; W initialised from N(0, 0.01^2)."
-                .into(),
-        ));
-        b.push(summary_table(&a1));
-        for r in &a1.runs {
-            b.push(Block::Heading(
-                3,
-                format!(
-                    "lambda = {}, eta = {}: test accuracy {}%",
-                    r.lambda,
-                    r.eta,
-                    pct(r.test_acc)
-                ),
-            ));
-            b.push(Block::Images(run_images(
-                dir,
-                &Path::new("a1").join(&r.name),
-            )));
-        }
+        b.extend(a1_blocks(dir, &a1));
     }
-
-    // Assignment 2.
     if let Ok(a2) = read_json::<Summary>(&dir.join("a2/summary.json")) {
         found += 1;
-        b.push(Block::Heading(
-            2,
-            "Assignment 2: two-layer network with cyclical learning rates".into(),
-        ));
-        b.push(Block::Para("m = 50, lambda = 0.01, batch 100, eta cycling between 1e-5 and 1e-1, split as in Assignment 1.".into()));
-        b.push(summary_table(&a2));
-        for r in &a2.runs {
-            b.push(Block::Heading(
-                3,
-                format!("{}: test accuracy {}%", r.name, pct(r.test_acc)),
-            ));
-            b.push(Block::Images(run_images(
-                dir,
-                &Path::new("a2").join(&r.name),
-            )));
-        }
+        b.extend(a2_blocks(dir, &a2));
     }
-
-    // Lambda search.
     if let Ok(summary) = read_json::<SearchSummary>(&dir.join("search/summary.json")) {
         found += 1;
         draw_search_summary(&dir.join("search"), &summary)?;
@@ -657,61 +632,10 @@ fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
         ));
         b.extend(search_section(dir, &summary, Path::new("search")));
     }
-
-    // Gradient checks.
     if let Ok(reports) = read_json::<Vec<gradcheck::Report>>(&dir.join("gradcheck.json")) {
         found += 1;
-        b.push(Block::Heading(2, "Gradient checks".into()));
-        b.push(Block::Para(
-            "Analytic gradients (f64) against centred finite differences of the cost; relative error \
-             |g_a - g_n| / max(eps, |g_a| + |g_n|), maximum over the entries of each parameter."
-                .into(),
-        ));
-        for r in &reports {
-            let o = &r.options;
-            let model = if o.hidden.is_empty() {
-                "linear".to_string()
-            } else {
-                format!("two-layer, m = {:?}", o.hidden)
-            };
-            b.push(Block::Heading(
-                3,
-                format!("{model}, loss {}, lambda {}", o.loss.name(), o.lambda),
-            ));
-            let rows = r
-                .checks
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.check.param.clone(),
-                        format!("{}x{}", c.check.shape[0], c.check.shape[1]),
-                        format!("{} features x {} images", c.dims, c.samples),
-                        format!("{:.2e}", c.check.max_abs_err),
-                        format!("{:.2e}", c.check.max_rel_err),
-                        if c.check.passed {
-                            "pass".into()
-                        } else {
-                            "**FAIL**".into()
-                        },
-                    ]
-                })
-                .collect();
-            b.push(Block::Table(
-                [
-                    "parameter",
-                    "shape",
-                    "data",
-                    "max abs error",
-                    "max relative error",
-                    "result",
-                ]
-                .map(String::from)
-                .to_vec(),
-                rows,
-            ));
-        }
+        b.extend(gradcheck_blocks(&reports));
     }
-
     if found == 0 {
         bail!(
             "{} holds no results of `shallow experiment`: run `shallow experiment all --out {}` first",
@@ -719,10 +643,123 @@ fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
             dir.display()
         );
     }
+    b.extend(environment_blocks(timings.as_ref()));
+    Ok(b)
+}
 
-    // Environment.
+/// Assignment 1's section: the table, then each run's curves and weights.
+fn a1_blocks(dir: &Path, a1: &Summary) -> Vec<Block> {
+    let mut b = Vec::new();
+    b.push(Block::Heading(
+        2,
+        "Assignment 1: one-layer softmax classifier".into(),
+    ));
+    b.push(Block::Para(
+        "Mini-batch gradient descent, batch 100, 40 epochs, trained on data_batch_1, validated on data_batch_2, \
+         tested on test_batch; W initialised from N(0, 0.01^2)."
+            .into(),
+    ));
+    b.push(summary_table(&a1));
+    for r in &a1.runs {
+        b.push(Block::Heading(
+            3,
+            format!(
+                "lambda = {}, eta = {}: test accuracy {}%",
+                r.lambda,
+                r.eta,
+                pct(r.test_acc)
+            ),
+        ));
+        b.push(Block::Images(run_images(
+            dir,
+            &Path::new("a1").join(&r.name),
+        )));
+    }
+    b
+}
+
+/// Assignment 2's section: the table, then each run's curves.
+fn a2_blocks(dir: &Path, a2: &Summary) -> Vec<Block> {
+    let mut b = Vec::new();
+    b.push(Block::Heading(
+        2,
+        "Assignment 2: two-layer network with cyclical learning rates".into(),
+    ));
+    b.push(Block::Para("m = 50, lambda = 0.01, batch 100, eta cycling between 1e-5 and 1e-1, split as in Assignment 1.".into()));
+    b.push(summary_table(&a2));
+    for r in &a2.runs {
+        b.push(Block::Heading(
+            3,
+            format!("{}: test accuracy {}%", r.name, pct(r.test_acc)),
+        ));
+        b.push(Block::Images(run_images(
+            dir,
+            &Path::new("a2").join(&r.name),
+        )));
+    }
+    b
+}
+
+/// The gradient checks' section: a table of errors per check.
+fn gradcheck_blocks(reports: &[gradcheck::Report]) -> Vec<Block> {
+    let mut b = Vec::new();
+    b.push(Block::Heading(2, "Gradient checks".into()));
+    b.push(Block::Para(
+        "Analytic gradients (f64) against centred finite differences of the cost; relative error \
+         |g_a - g_n| / max(eps, |g_a| + |g_n|), maximum over the entries of each parameter."
+            .into(),
+    ));
+    for r in reports {
+        let o = &r.options;
+        let model = if o.hidden.is_empty() {
+            "linear".to_string()
+        } else {
+            format!("two-layer, m = {:?}", o.hidden)
+        };
+        b.push(Block::Heading(
+            3,
+            format!("{model}, loss {}, lambda {}", o.loss.name(), o.lambda),
+        ));
+        let rows = r
+            .checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.check.param.clone(),
+                    format!("{}x{}", c.check.shape[0], c.check.shape[1]),
+                    format!("{} features x {} images", c.dims, c.samples),
+                    format!("{:.2e}", c.check.max_abs_err),
+                    format!("{:.2e}", c.check.max_rel_err),
+                    if c.check.passed {
+                        "pass".into()
+                    } else {
+                        "**FAIL**".into()
+                    },
+                ]
+            })
+            .collect();
+        b.push(Block::Table(
+            [
+                "parameter",
+                "shape",
+                "data",
+                "max abs error",
+                "max relative error",
+                "result",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        ));
+    }
+    b
+}
+
+/// The environment: CPU, cores, BLAS, version, data and each stage's time.
+fn environment_blocks(timings: Option<&Timings>) -> Vec<Block> {
+    let mut b = Vec::new();
     b.push(Block::Heading(2, "Environment".into()));
-    if let Some(t) = &timings {
+    if let Some(t) = timings {
         b.push(Block::Table(
             ["", ""].map(String::from).to_vec(),
             vec![
@@ -748,7 +785,7 @@ fn experiment_blocks(dir: &Path) -> Result<Vec<Block>> {
             crate::nn::blas::describe()
         )));
     }
-    Ok(b)
+    b
 }
 
 fn summary_table(s: &Summary) -> Block {

@@ -118,6 +118,86 @@ fn chart<'a, 'b>(
         .map_err(err)
 }
 
+/// How one axis's values map to x in [`against_axis`]: numbers (their log10
+/// on a positive scale axis) or, for anything else, category positions.
+struct XAxis {
+    values: Vec<Value>,
+    numeric: bool,
+    log: bool,
+}
+
+impl XAxis {
+    fn new(points: &[Point], axis: Option<Axis>) -> Self {
+        let values = distinct(points, 0);
+        let numeric = !values.is_empty() && values.iter().all(|v| v.as_number().is_some());
+        let log = numeric
+            && axis.is_some_and(Axis::is_scale)
+            && values.iter().all(|v| v.as_number().unwrap_or(0.0) > 0.0);
+        XAxis {
+            values,
+            numeric,
+            log,
+        }
+    }
+
+    /// Where value `v` lies on the x axis.
+    fn x(&self, v: &Value) -> f64 {
+        if !self.numeric {
+            return self.values.iter().position(|u| u == v).unwrap_or(0) as f64;
+        }
+        let x = v.as_number().unwrap_or(0.0);
+        if self.log {
+            x.log10()
+        } else {
+            x
+        }
+    }
+
+    /// The tick label at x (categories only at their positions).
+    fn label(&self, x: f64) -> String {
+        if self.numeric {
+            let v = if self.log { 10f64.powf(x) } else { x };
+            return crate::util::short_number(v);
+        }
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            self.values
+                .get(i as usize)
+                .map(Value::label)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+
+    /// The chart's x and y ranges around points (x, accuracy in %), padded.
+    fn ranges(&self, pts: &[(f64, f64, &Point)]) -> (f64, f64, f64, f64) {
+        let (xl, xh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+            (a.0.min(p.0), a.1.max(p.0))
+        });
+        let (yl, yh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+            (a.0.min(p.1), a.1.max(p.1))
+        });
+        let pad_x = if self.numeric {
+            0.06 * (xh - xl).max(if self.log { 1.0 } else { xh.abs().max(1.0) })
+        } else {
+            0.5
+        };
+        let (xl, xh) = if xl.is_finite() {
+            (xl - pad_x, xh + pad_x)
+        } else {
+            (0.0, 1.0)
+        };
+        let (yl, yh) = if yl.is_finite() {
+            let pad = (0.08 * (yh - yl)).max(0.5);
+            (yl - pad, yh + pad)
+        } else {
+            (0.0, 100.0)
+        };
+        (xl, xh, yl, yh)
+    }
+}
+
 /// Validation accuracy against one axis: numbers on a linear or log axis,
 /// anything else (several hidden layers, losses) as categories.
 fn against_axis(
@@ -127,69 +207,19 @@ fn against_axis(
     series: &[&str],
     points: &[Point],
 ) -> Result<()> {
-    let values = distinct(points, 0);
+    let xs = XAxis::new(points, axis);
     // One run per value of a one-axis grid: a line joins them.
-    let grid_line = values.len() <= 16 && values.len() == points.len();
-    let numeric = !values.is_empty() && values.iter().all(|v| v.as_number().is_some());
-    let log = numeric
-        && axis.is_some_and(Axis::is_scale)
-        && values.iter().all(|v| v.as_number().unwrap_or(0.0) > 0.0);
-    let x_of = |v: &Value| -> f64 {
-        if numeric {
-            let x = v.as_number().unwrap_or(0.0);
-            if log {
-                x.log10()
-            } else {
-                x
-            }
-        } else {
-            values.iter().position(|u| u == v).unwrap_or(0) as f64
-        }
-    };
+    let grid_line = xs.values.len() <= 16 && xs.values.len() == points.len();
+    let (numeric, log) = (xs.numeric, xs.log);
     let pts: Vec<(f64, f64, &Point)> = points
         .iter()
         .filter(|p| p.val_acc.is_finite() && !p.coords.is_empty())
-        .map(|p| (x_of(&p.coords[0]), 100.0 * p.val_acc, p))
+        .map(|p| (xs.x(&p.coords[0]), 100.0 * p.val_acc, p))
         .collect();
-    let (xl, xh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
-        (a.0.min(p.0), a.1.max(p.0))
-    });
-    let (yl, yh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
-        (a.0.min(p.1), a.1.max(p.1))
-    });
-    let pad_x = if numeric {
-        0.06 * (xh - xl).max(if log { 1.0 } else { xh.abs().max(1.0) })
-    } else {
-        0.5
-    };
-    let (xl, xh) = if xl.is_finite() {
-        (xl - pad_x, xh + pad_x)
-    } else {
-        (0.0, 1.0)
-    };
-    let (yl, yh) = if yl.is_finite() {
-        let pad = (0.08 * (yh - yl)).max(0.5);
-        (yl - pad, yh + pad)
-    } else {
-        (0.0, 100.0)
-    };
+    let (xl, xh, yl, yh) = xs.ranges(&pts);
     let axis_name = axis.map_or("run", Axis::name);
     let mut chart = chart(root, title, 64, xl..xh, yl..yh)?;
-    let labels: Vec<String> = values.iter().map(Value::label).collect();
-    let x_fmt = |v: &f64| -> String {
-        if !numeric {
-            let i = v.round();
-            if (v - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        } else if log {
-            crate::util::short_number(10f64.powf(*v))
-        } else {
-            crate::util::short_number(*v)
-        }
-    };
+    let x_fmt = |v: &f64| xs.label(*v);
     chart
         .configure_mesh()
         .x_desc(if log {
@@ -198,7 +228,7 @@ fn against_axis(
             axis_name.to_string()
         })
         .y_desc("validation accuracy (%)")
-        .x_labels(if numeric { 10 } else { labels.len() * 2 + 1 })
+        .x_labels(if numeric { 10 } else { xs.values.len() * 2 + 1 })
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&|v| format!("{v:.1}"))
         .label_style(("sans-serif", 14))

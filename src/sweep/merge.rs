@@ -140,35 +140,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     if dirs.is_empty() {
         bail!("sweep merge: name the sweep folder(s), e.g. `shallow sweep merge out/sweep`");
     }
-    let plans: Vec<PlanRecord> = dirs.iter().map(|d| read_plan(d)).collect::<Result<_>>()?;
-    let plan = &plans[0];
-    for (d, p) in dirs.iter().zip(&plans).skip(1) {
-        let diffs = plan_differences(plan, p);
-        if !diffs.is_empty() {
-            bail!(
-                "sweep merge: {} and {} hold different plans, so merging them would mix two experiments. \
-                 They differ in:\n  {}\nMerge the shards of one sweep only",
-                dirs[0].display(),
-                d.display(),
-                diffs
-                    .join("\n  ")
-                    .replace("in the folder", &format!("in {}", dirs[0].display()))
-                    .replace(" now", &format!(" in {}", d.display()))
-            );
-        }
-    }
-    // `out` must not hold another plan either.
-    let out_in_dirs = dirs.iter().any(|d| same_dir(d, out));
-    if !out_in_dirs && out.join(PLAN_FILE).exists() {
-        let diffs = plan_differences(&read_plan(out)?, plan);
-        if !diffs.is_empty() {
-            bail!(
-                "sweep merge: --out {} holds another sweep's plan. It differs in:\n  {}\nChoose another --out",
-                out.display(),
-                diffs.join("\n  ")
-            );
-        }
-    }
+    let plan = &one_plan(dirs, out)?;
     // Where each configuration's finished run is: `out` first, then the folders in order.
     let mut search: Vec<PathBuf> = vec![out.to_path_buf()];
     search.extend(dirs.iter().filter(|d| !same_dir(d, out)).cloned());
@@ -228,7 +200,57 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         r.write(out)?;
     }
     results::write_tables(out, &results, &columns)?;
-    // run.json: this command, with the shards' machines and times.
+    write_run_info(out, &shards)?;
+    Ok(Merged {
+        out: out.to_path_buf(),
+        spec,
+        results,
+        copied,
+        shards,
+        kernels,
+    })
+}
+
+/// The one plan the folders `dirs` hold (and `out`, when it holds one),
+/// refused with the differences when two differ: merging would mix two
+/// experiments.
+fn one_plan(dirs: &[PathBuf], out: &Path) -> Result<PlanRecord> {
+    let plans: Vec<PlanRecord> = dirs.iter().map(|d| read_plan(d)).collect::<Result<_>>()?;
+    let plan = plans[0].clone();
+    for (d, p) in dirs.iter().zip(&plans).skip(1) {
+        let diffs = plan_differences(&plan, p);
+        if !diffs.is_empty() {
+            bail!(
+                "sweep merge: {} and {} hold different plans, so merging them would mix two experiments. \
+                 They differ in:\n  {}\nMerge the shards of one sweep only",
+                dirs[0].display(),
+                d.display(),
+                diffs
+                    .join("\n  ")
+                    .replace("in the folder", &format!("in {}", dirs[0].display()))
+                    .replace(" now", &format!(" in {}", d.display()))
+            );
+        }
+    }
+    // `out` must not hold another plan either.
+    let out_in_dirs = dirs.iter().any(|d| same_dir(d, out));
+    if !out_in_dirs && out.join(PLAN_FILE).exists() {
+        let diffs = plan_differences(&read_plan(out)?, &plan);
+        if !diffs.is_empty() {
+            bail!(
+                "sweep merge: --out {} holds another sweep's plan. It differs in:\n  {}\nChoose another --out",
+                out.display(),
+                diffs.join("\n  ")
+            );
+        }
+    }
+    Ok(plan)
+}
+
+/// run.json of a merged sweep: this command, with the latest shards' cores
+/// and their longest time. A sweep trained whole (no shard records) keeps
+/// its own record: its command line and wall time are the ones that made the runs.
+fn write_run_info(out: &Path, shards: &[ShardRecord]) -> Result<()> {
     let latest = shards.iter().map(|r| r.shard.count).max();
     let used: Vec<&ShardRecord> = shards
         .iter()
@@ -240,8 +262,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
         used.iter().map(|r| r.wall_s).fold(0.0, f64::max),
     );
     info.shards = used.into_iter().cloned().collect();
-    // A sweep trained whole (no shard records) keeps its own record: its
-    // command line and wall time are the ones that made the runs.
     let own_record = info.shards.is_empty()
         && std::fs::read(out.join(results::RUN_INFO))
             .ok()
@@ -250,14 +270,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
     if !own_record {
         write_json(&out.join(results::RUN_INFO), &info)?;
     }
-    Ok(Merged {
-        out: out.to_path_buf(),
-        spec,
-        results,
-        copied,
-        shards,
-        kernels,
-    })
+    Ok(())
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

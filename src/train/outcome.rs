@@ -101,4 +101,3 @@ pub trait Observer: Sync {
 /// An observer that ignores everything.
 pub struct Silent;
 impl Observer for Silent {}
-
