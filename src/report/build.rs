@@ -659,7 +659,7 @@ fn a1_blocks(dir: &Path, a1: &Summary) -> Vec<Block> {
          tested on test_batch; W initialised from N(0, 0.01^2)."
             .into(),
     ));
-    b.push(summary_table(&a1));
+    b.push(summary_table(a1));
     for r in &a1.runs {
         b.push(Block::Heading(
             3,
@@ -686,7 +686,7 @@ fn a2_blocks(dir: &Path, a2: &Summary) -> Vec<Block> {
         "Assignment 2: two-layer network with cyclical learning rates".into(),
     ));
     b.push(Block::Para("m = 50, lambda = 0.01, batch 100, eta cycling between 1e-5 and 1e-1, split as in Assignment 1.".into()));
-    b.push(summary_table(&a2));
+    b.push(summary_table(a2));
     for r in &a2.runs {
         b.push(Block::Heading(
             3,
