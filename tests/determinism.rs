@@ -3,7 +3,6 @@
 
 mod common;
 
-use shallow::data::SplitSpec;
 use shallow::nn::Precision;
 use shallow::sweep::{run_plan, RunnerOptions};
 use shallow::train::output::RunResult;
@@ -24,7 +23,6 @@ fn config(lambda: f64, eta_max: f64) -> RunConfig {
         steps: 80,
         shuffle: true,
         seed: 7,
-        split: SplitSpec::default(),
         precision: Precision::F64,
         log_every: 20,
         eval_train: shallow::train::EvalTrain::Sample(150),

@@ -14,7 +14,7 @@ use ndarray_npy::{ReadNpyExt, ReadableElement};
 use shallow::data::{Split, SplitSpec};
 use shallow::nn::{Arch, Loss, Net};
 use shallow::train::group::{GroupState, Silent};
-use shallow::train::{train_group, Control, EvalTrain, RunConfig, Schedule};
+use shallow::train::{train_group, Control, RunConfig, Schedule};
 
 fn fixture<A: ReadableElement, D: ndarray::Dimension>(name: &str) -> ndarray::Array<A, D> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/fixtures/reference", name]
@@ -132,12 +132,8 @@ fn config(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) -> Ru
         schedule,
         batch: 10,
         steps: 10,
-        shuffle: false,
-        seed: 1,
-        split: SplitSpec::default(),
         precision: shallow::nn::Precision::F64,
         log_every: 1,
-        eval_train: EvalTrain::All,
         ..RunConfig::default()
     }
 }

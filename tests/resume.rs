@@ -6,8 +6,6 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use shallow::data::SplitSpec;
-use shallow::nn::Precision;
 use shallow::sweep::{run_plan, RunnerOptions};
 use shallow::train::checkpoint::{self, Checkpoint};
 use shallow::train::{train_group, Control, LogPoint, Observer, RunConfig, Schedule, Status};
@@ -27,8 +25,6 @@ fn config(name: &str, lambda: f64) -> RunConfig {
         steps: 90,
         shuffle: true,
         seed: 3,
-        split: SplitSpec::default(),
-        precision: Precision::F32,
         log_every: 10,
         eval_train: shallow::train::EvalTrain::Sample(100),
         ..RunConfig::default()

@@ -20,7 +20,9 @@ pub const SIDE: usize = 32;
 const PLANE: usize = SIDE * SIDE;
 
 /// What fills the pixels a translation uncovers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Pad {
     /// 0 in standardised units: the training set's mean pixel.
@@ -31,7 +33,7 @@ pub enum Pad {
 }
 
 /// Random flips and translations of the training images.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Augment {
     /// Flip each image left-right with probability 1/2.
     #[serde(default)]

@@ -14,7 +14,9 @@ use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder};
 use crate::linalg::Real;
 
 /// Which images train, validate and test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitKind {
     /// Assignment 1: train on data_batch_1, validate on data_batch_2, test on test_batch.

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::linalg::{blas, Real};
 
 /// How the standardised inputs are whitened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Whitening {
     /// No whitening: standardised features only.

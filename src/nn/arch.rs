@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::loss::Loss;
 
 /// Floating-point precision chosen on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Single precision (training default).

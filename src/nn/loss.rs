@@ -9,7 +9,9 @@ use ndarray::ArrayViewMut2;
 use crate::linalg::Real;
 
 /// Loss applied to the last layer's scores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// Softmax + cross-entropy.

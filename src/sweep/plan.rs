@@ -2,8 +2,6 @@
 //! random draws over any training hyperparameter), the configurations they
 //! make, and the grouping of those configurations into lockstep groups.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context, Result};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -407,24 +405,30 @@ pub use crate::train::settings::{SWEEP_EVAL_TRAIN, SWEEP_LOG_POINTS};
 /// It decides the groups, and so the GEMM shapes and the numbers' last bits.
 pub const DEFAULT_MAX_GROUP: usize = 4;
 
-/// Splits configurations into lockstep groups: same [`RunConfig::lockstep_key`],
+/// Splits configurations into lockstep groups: equal [`RunConfig::lockstep_key`],
 /// at most `max_group` each, in near-equal sizes (9 configurations with
-/// `max_group` 8 make groups of 5 and 4). Decided from the configurations alone,
+/// `max_group` 8 make groups of 5 and 4). Keys come in order of first
+/// appearance, members in plan order. Decided from the configurations alone,
 /// never from the cores or workers, so that a configuration always trains in
 /// the same group, whatever runs it. Returns indices into `configs`.
 pub fn group_configs(configs: &[RunConfig], max_group: usize) -> Vec<Vec<usize>> {
-    let keys: Vec<String> = configs.iter().map(|c| c.lockstep_key()).collect();
+    let keys: Vec<_> = configs.iter().map(|c| c.lockstep_key()).collect();
     group_by_key(&keys, max_group)
 }
 
 /// Groups indices of equal `keys` as [`group_configs`] does.
-pub fn group_by_key(keys: &[String], max_group: usize) -> Vec<Vec<usize>> {
-    let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+pub fn group_by_key<K: Eq + std::hash::Hash>(keys: &[K], max_group: usize) -> Vec<Vec<usize>> {
+    let mut slot: std::collections::HashMap<&K, usize> = std::collections::HashMap::new();
+    let mut by_key: Vec<Vec<usize>> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        by_key.entry(k).or_default().push(i);
+        let s = *slot.entry(k).or_insert_with(|| {
+            by_key.push(Vec::new());
+            by_key.len() - 1
+        });
+        by_key[s].push(i);
     }
     let mut groups = Vec::new();
-    for (_, ids) in by_key {
+    for ids in by_key {
         let parts = ids.len().div_ceil(max_group.max(1));
         let size = ids.len().div_ceil(parts);
         groups.extend(ids.chunks(size).map(|c| c.to_vec()));

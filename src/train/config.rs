@@ -80,7 +80,7 @@ pub struct RunConfig {
 }
 
 /// Which training images a logged point evaluates: the curves' cost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum EvalTrain {
     /// The whole training set at every logged point.
     #[default]
@@ -90,6 +90,62 @@ pub enum EvalTrain {
     /// point evaluates the whole set.
     Sample(usize),
 }
+
+/// What the configurations of one lockstep group share: they read the same
+/// batches in the same order (seed, shuffle, augmentation, batch, split),
+/// stack into one network (architecture, loss, batch norm, momentum,
+/// precision) and stop and log together (steps, logging). The rest of a
+/// [`RunConfig`] may differ per configuration: lambda, the schedule's rates,
+/// dropout, label smoothing, member, snapshots, test-time flips, what is
+/// saved. Groups are formed by equal keys ([`crate::sweep::group_configs`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LockstepKey {
+    /// Hidden widths.
+    pub hidden: Vec<usize>,
+    /// Output loss.
+    pub loss: Loss,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Update steps.
+    pub steps: usize,
+    /// Reshuffled every epoch.
+    pub shuffle: bool,
+    /// Base seed (the data order and the evaluation sample).
+    pub seed: u64,
+    /// Steps between logged points.
+    pub log_every: usize,
+    /// The data split.
+    pub split: SplitKey,
+    /// Floating-point precision.
+    pub precision: Precision,
+    /// Training images a logged point evaluates.
+    pub eval_train: EvalTrain,
+    /// Flips and translations, drawn per batch slot.
+    pub augment: crate::data::Augment,
+    /// Batch normalisation.
+    pub batch_norm: bool,
+    /// The momentum's bits (0 for plain SGD).
+    pub momentum_bits: u64,
+}
+
+/// A [`SplitSpec`] as a key: the whitening eps by its bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SplitKey {
+    /// Which split.
+    pub kind: crate::data::SplitKind,
+    /// Validation images held out.
+    pub n_val: usize,
+    /// Training images kept.
+    pub n_train: Option<usize>,
+    /// Whitening.
+    pub whiten: crate::data::Whitening,
+    /// Whitening eps, `f64::to_bits`.
+    pub whiten_eps_bits: u64,
+}
+
+/// Version of [`RunConfig::init_seed_key`], the text initial weights are
+/// seeded from. Version 1 is the encoding every result so far was trained with.
+pub const INIT_SEED_ENCODING: u32 = 1;
 
 /// Default of `--eval-train`: at intermediate logged points, 5,000 training
 /// images (a tenth of the full split) and the whole validation set.
@@ -269,23 +325,31 @@ impl RunConfig {
     }
 
     /// Seed of this configuration's initial weights: from the base seed and the
-    /// hyperparameters, never from scheduling or grouping.
+    /// hyperparameters ([`Self::init_seed_key`]), never from scheduling or grouping.
     pub fn init_seed(&self) -> u64 {
+        derive_seed(self.seed, &self.init_seed_key())
+    }
+
+    /// What the initial-weight seed hashes, in encoding
+    /// [`INIT_SEED_ENCODING`]: hidden widths, loss, lambda, schedule and batch,
+    /// and the ensemble member past the first (member 0 is the plain run),
+    /// each written out by hand. A new encoding would change every initial
+    /// weight, so it gets a new version and its own commit.
+    pub fn init_seed_key(&self) -> String {
+        let hidden: Vec<String> = self.hidden.iter().map(|w| w.to_string()).collect();
         let key = format!(
-            "hidden={:?};loss={};lambda={:e};schedule={:?};batch={}",
-            self.hidden,
+            "hidden=[{}];loss={};lambda={:e};schedule={};batch={}",
+            hidden.join(", "),
             self.loss.name(),
             self.lambda,
-            self.schedule,
+            self.schedule.seed_key(),
             self.batch
         );
-        // Members past the first get their own weights; member 0 is the plain run.
-        let key = if self.member > 0 {
+        if self.member > 0 {
             format!("{key};member={}", self.member)
         } else {
             key
-        };
-        derive_seed(self.seed, &key)
+        }
     }
 
     /// Seed of the data order (shuffling), shared by configurations with the same base seed.
@@ -293,34 +357,36 @@ impl RunConfig {
         derive_seed(self.seed, "data-order")
     }
 
-    /// Key of the settings that configurations must share to train in lockstep:
-    /// architecture, batch, step count, data order and augmentation, logging,
-    /// split and precision. (Lambda and the learning rates may differ.)
-    pub fn lockstep_key(&self) -> String {
-        format!(
-            "{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}{}",
-            self.hidden,
-            self.loss.name(),
-            self.batch,
-            self.steps,
-            self.shuffle,
-            self.seed,
-            self.log_every,
-            self.split,
-            self.precision,
-            self.eval_train,
-            // Without augmentation the key is what it always was.
-            if self.augment.is_on() {
-                format!("|{:?}", self.augment)
+    /// What configurations must share to train in lockstep (see
+    /// [`LockstepKey`]); everything else may differ per configuration.
+    pub fn lockstep_key(&self) -> LockstepKey {
+        let split = self.split;
+        LockstepKey {
+            hidden: self.hidden.clone(),
+            loss: self.loss,
+            batch: self.batch,
+            steps: self.steps,
+            shuffle: self.shuffle,
+            seed: self.seed,
+            log_every: self.log_every,
+            split: SplitKey {
+                kind: split.kind,
+                n_val: split.n_val,
+                n_train: split.n_train,
+                whiten: split.whiten,
+                whiten_eps_bits: split.whiten_eps.to_bits(),
+            },
+            precision: self.precision,
+            eval_train: self.eval_train,
+            augment: self.augment,
+            batch_norm: self.batch_norm,
+            // 0 and -0 are both plain SGD.
+            momentum_bits: if self.momentum > 0.0 {
+                self.momentum.to_bits()
             } else {
-                String::new()
-            }
-        ) + if self.batch_norm { "|batch-norm" } else { "" }
-            + &if self.momentum > 0.0 {
-                format!("|momentum={:e}", self.momentum)
-            } else {
-                String::new()
-            }
+                0
+            },
+        }
     }
 
     /// Checks every value, with a message naming the flag and a fix.
@@ -486,5 +552,118 @@ impl RunConfig {
             self.schedule.describe(),
             self.batch
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encoding 1 gives the seeds every reference figure was trained with
+    /// (each read from a run folder written before the encoding was spelt out).
+    #[test]
+    fn initial_weight_seeds_are_those_of_encoding_1() {
+        assert_eq!(INIT_SEED_ENCODING, 1);
+        let a2 = RunConfig::a2(500, 1);
+        assert_eq!(
+            a2.init_seed_key(),
+            "hidden=[50];loss=ce;lambda=1e-2;schedule=Cyclic { eta_min: 1e-5, eta_max: 0.1, ns: 500 };batch=100"
+        );
+        assert_eq!(a2.init_seed(), 9875304519996970961);
+        assert_eq!(RunConfig::a1(0.1, 0.001).init_seed(), 10002248032327215551);
+        let member = RunConfig {
+            hidden: vec![64],
+            lambda: 0.001,
+            schedule: Schedule::Cyclic {
+                eta_min: 1e-5,
+                eta_max: 0.1,
+                ns: 40,
+            },
+            member: 1,
+            ..a2.clone()
+        };
+        assert!(member.init_seed_key().ends_with(";batch=100;member=1"));
+        assert_eq!(member.init_seed(), 6469903030897597553);
+        let decay = RunConfig {
+            hidden: vec![],
+            lambda: 0.0,
+            schedule: Schedule::StepDecay {
+                eta: 0.01,
+                factor: 0.5,
+                every_steps: 100,
+            },
+            ..a2.clone()
+        };
+        assert_eq!(decay.init_seed(), 12290274285657819994);
+        let range = Schedule::Exponential {
+            eta_lo: 1e-7,
+            eta_hi: 1.0,
+            steps: 300,
+        };
+        assert_eq!(
+            range.seed_key(),
+            "Exponential { eta_lo: 1e-7, eta_hi: 1.0, steps: 300 }"
+        );
+        assert_eq!(
+            Schedule::Fixed { eta: 0.001 }.seed_key(),
+            "Fixed { eta: 0.001 }"
+        );
+    }
+
+    /// Groups form on what must be shared, never on what may differ.
+    #[test]
+    fn the_lockstep_key_holds_what_a_group_shares_only() {
+        let a = RunConfig::default();
+        let differs_per_run = [
+            RunConfig {
+                lambda: 0.5,
+                ..a.clone()
+            },
+            RunConfig {
+                dropout: 0.3,
+                label_smoothing: 0.1,
+                member: 2,
+                snapshots: 1,
+                tta: true,
+                save_probs: true,
+                save_weights: true,
+                name: "other".into(),
+                ..a.clone()
+            },
+        ];
+        for b in &differs_per_run {
+            assert_eq!(a.lockstep_key(), b.lockstep_key());
+        }
+        let shared = [
+            RunConfig {
+                batch: 50,
+                ..a.clone()
+            },
+            RunConfig {
+                momentum: 0.9,
+                ..a.clone()
+            },
+            RunConfig {
+                hidden: vec![60],
+                ..a.clone()
+            },
+            RunConfig {
+                seed: 2,
+                ..a.clone()
+            },
+            RunConfig {
+                batch_norm: true,
+                ..a.clone()
+            },
+        ];
+        for b in &shared {
+            assert_ne!(a.lockstep_key(), b.lockstep_key());
+        }
+        // Plain SGD is one key, however its momentum of 0 is written.
+        let minus_zero = RunConfig {
+            momentum: -0.0,
+            ..a.clone()
+        };
+        assert_eq!(a.lockstep_key(), minus_zero.lockstep_key());
     }
 }

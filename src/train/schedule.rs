@@ -121,6 +121,35 @@ impl Schedule {
         }
     }
 
+    /// The schedule as the initial-weight seed hashes it (encoding
+    /// [`super::config::INIT_SEED_ENCODING`]): the variant and its values
+    /// written out by hand, numbers as Rust's shortest round-trip form, so that
+    /// renaming a field or a variant in the code changes no weight.
+    pub fn seed_key(&self) -> String {
+        match *self {
+            Schedule::Fixed { eta } => format!("Fixed {{ eta: {eta:?} }}"),
+            Schedule::StepDecay {
+                eta,
+                factor,
+                every_steps,
+            } => format!(
+                "StepDecay {{ eta: {eta:?}, factor: {factor:?}, every_steps: {every_steps} }}"
+            ),
+            Schedule::Cyclic {
+                eta_min,
+                eta_max,
+                ns,
+            } => format!("Cyclic {{ eta_min: {eta_min:?}, eta_max: {eta_max:?}, ns: {ns} }}"),
+            Schedule::Exponential {
+                eta_lo,
+                eta_hi,
+                steps,
+            } => {
+                format!("Exponential {{ eta_lo: {eta_lo:?}, eta_hi: {eta_hi:?}, steps: {steps} }}")
+            }
+        }
+    }
+
     /// Short description with 3 significant digits, e.g. `eta 0.001`,
     /// `eta 0.1 x0.9 every 1000 steps` or `cyclic 1e-5..0.1, ns 500`.
     pub fn describe(&self) -> String {
