@@ -46,6 +46,32 @@ impl Manifest {
     pub fn read(dir: &Path) -> Option<Manifest> {
         serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()
     }
+
+    /// A manifest of `kind` made by this process's command, now.
+    pub fn now(kind: FolderKind) -> Manifest {
+        Manifest {
+            kind: kind.word().into(),
+            schema: MANIFEST_SCHEMA,
+            command: crate::util::command_line(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            created: crate::util::utc_now(),
+        }
+    }
+
+    /// Writes it into `dir` (atomically).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        crate::util::write_json(&dir.join(MANIFEST_FILE), self)
+    }
+}
+
+/// Records that `dir`, a folder inside a claimed one (a sweep's run, a
+/// search's stage, an experiment's part), holds results of `kind`, unless
+/// it already says what it holds: `shallow report` can then be pointed at it.
+pub fn record(dir: &Path, kind: FolderKind) -> Result<()> {
+    if Manifest::read(dir).is_none() {
+        Manifest::now(kind).write(dir)?;
+    }
+    Ok(())
 }
 
 /// What kind of results a folder holds: the command that writes it.
@@ -392,16 +418,8 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
             Some((f, spath))
         }
     };
-    let recorded = Manifest::read(dir).is_some_and(|m| m.kind == claim.kind.word());
-    if !recorded {
-        let manifest = Manifest {
-            kind: claim.kind.word().into(),
-            schema: MANIFEST_SCHEMA,
-            command: crate::util::command_line(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            created: crate::util::utc_now(),
-        };
-        crate::util::write_json(&dir.join(MANIFEST_FILE), &manifest)?;
+    if !Manifest::read(dir).is_some_and(|m| m.kind == claim.kind.word()) {
+        Manifest::now(claim.kind).write(dir)?;
     }
     if claim.shard.is_none() {
         remove_temporaries(dir, 4);

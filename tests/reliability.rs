@@ -427,7 +427,8 @@ fn closed_or_full_stdout_never_panics() {
 
 /// A folder holds one kind of results: a search, a train or another sweep's
 /// merge into a sweep's folder is refused and changes nothing; a sweep's
-/// tables name each column once; a resume repairs a run's missing picture.
+/// tables name each column once; a resume repairs a run's missing picture;
+/// the sweep and its run folders carry their manifests.
 #[test]
 fn folders_of_one_kind_and_resume_leaves_them_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -460,6 +461,22 @@ fn folders_of_one_kind_and_resume_leaves_them_whole() {
     for h in &header {
         assert_eq!(header.iter().filter(|x| *x == h).count(), 1, "{h} twice");
     }
+    // The sweep and each of its runs say what they are, and report reads it.
+    let kind = |d: &Path| {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("shallow.json")).unwrap()).unwrap();
+        assert_eq!(m["schema"], 1);
+        assert!(m["command"].as_str().unwrap().contains("sweep --grid"));
+        m["kind"].as_str().unwrap().to_string()
+    };
+    assert_eq!(kind(&sweep), "sweep");
+    let first = sweep.join(&common::run_names(&sweep)[0]);
+    assert_eq!(kind(&first), "train");
+    let (code, out, err) = cli(&["report", s(&first)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("report.html"), "{out}");
+    std::fs::remove_file(first.join("report.md")).unwrap();
+    std::fs::remove_file(first.join("report.html")).unwrap();
     let kept = snapshot(&sweep);
     let mut search = common::small_search("1e-4:1e-2:2");
     search.extend(["--out".into(), s(&sweep).into()]);

@@ -261,6 +261,24 @@ pub fn draw_search_summary(dir: &Path, s: &SearchSummary) -> Result<()> {
 }
 
 fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
+    if !dir.join("sweep.json").exists() {
+        // A part of an experiment or of the bonus (a1, a2, a recipe, the
+        // ablation): its runs are reported in the whole's report.
+        let whole = dir.ancestors().skip(1).take(2).find(|d| {
+            matches!(
+                crate::folder::kind_of(d),
+                Some(FolderKind::Experiment | FolderKind::Bonus)
+            )
+        });
+        if let Some(whole) = whole {
+            bail!(
+                "{} is a part of {}, whose report covers its runs: run `shallow report {}`",
+                dir.display(),
+                whole.display(),
+                whole.display()
+            );
+        }
+    }
     let spec: SweepSpec = read_json(&dir.join("sweep.json"))?;
     let results = read_results(dir, &spec).with_context(|| {
         format!(

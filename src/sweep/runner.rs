@@ -197,6 +197,7 @@ pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
             );
         }
     }
+    crate::folder::record(&opts.out, crate::folder::FolderKind::Sweep)?;
     write_json(&path, &new)
 }
 
@@ -606,6 +607,7 @@ fn write_group<T: Real>(
         if let Some(state) = &outcome.state {
             // Interrupted: keep the state and what was logged, no result yet.
             create_dir(&dir)?;
+            crate::folder::record(&dir, crate::folder::FolderKind::Run)?;
             write_json(&dir.join("config.json"), &saved(&run.config))?;
             write_atomic(&dir.join("metrics.csv"), &metrics_csv(run)?)?;
             Checkpoint::from_state(state, c, &run.config).save(&dir.join(checkpoint::FILE))?;

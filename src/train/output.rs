@@ -213,6 +213,7 @@ pub fn write_run(
     preprocess: &crate::data::Preprocess,
 ) -> Result<RunResult> {
     create_dir(dir)?;
+    crate::folder::record(dir, crate::folder::FolderKind::Run)?;
     write_json(&dir.join("config.json"), saved)?;
     write_atomic(&dir.join("metrics.csv"), &metrics_csv(o)?)?;
     if o.status == Status::Done && o.config.save_weights {
