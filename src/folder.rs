@@ -418,7 +418,7 @@ fn take(dir: &Path, canonical: &Path, claim: &Claim, created: bool) -> Result<Fo
             Some((f, spath))
         }
     };
-    if !Manifest::read(dir).is_some_and(|m| m.kind == claim.kind.word()) {
+    if Manifest::read(dir).is_none_or(|m| m.kind != claim.kind.word()) {
         Manifest::now(claim.kind).write(dir)?;
     }
     if claim.shard.is_none() {
