@@ -5,9 +5,11 @@
 pub mod arch;
 pub mod ensemble;
 pub mod gradcheck;
+pub mod kernel;
 pub mod layers;
 pub mod loss;
 pub mod net;
+pub mod optimizer;
 pub mod profile;
 
 pub use crate::linalg::blas::{self, gemm, try_gemm, GemmError};

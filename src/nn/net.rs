@@ -20,14 +20,15 @@ use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::arch::Arch;
+use super::kernel::{Blas, Layer0, Scratch};
 use super::layers::{
     batch_norm_backward, batch_norm_eval, batch_norm_train, bias_activation, bias_step, dropout,
     dropout_threshold, relu_dropout_backward, scale_block, BN_MOMENTUM,
 };
 use super::loss::{loss_backward, loss_forward};
+use super::optimizer::{momentum_step, Coefficients, Sgd};
 use super::profile::{self, Phase};
-use crate::linalg::bf16;
-use crate::linalg::blas::{gemm, gemm_blocks};
+use crate::linalg::blas::gemm;
 use crate::linalg::Real;
 
 /// When |s_c| falls below this, s_c is folded back into V_c.
@@ -69,16 +70,11 @@ pub struct Net<T> {
     pub run_mean: Vec<Array1<T>>,
     /// Running mean of the batch variances per hidden layer (evaluation).
     pub run_var: Vec<Array1<T>>,
-    /// Momentum mu of SGD with momentum, shared by the group (0: plain SGD).
-    pub momentum: T,
-    /// Velocities of the weights, the layout of `weights` (empty without momentum).
-    pub velocity: Vec<Array2<T>>,
-    /// Velocities of the biases, the layout of `biases` (empty without momentum).
-    pub velocity_b: Vec<Array1<T>>,
-    /// With `--precision bf16` ([`Self::enable_bf16`]): layer 0's stored weights
-    /// (C*w1 x d) packed in bf16 for the AVX512-BF16 kernel, re-packed whenever
-    /// they change; the layer's two big products then run in bf16 with f32 sums.
-    bf16: Option<bf16::PackedA>,
+    /// The optimizer's state: plain SGD, or momentum and its velocities.
+    pub optimizer: Sgd<T>,
+    /// Layer 0's two big products: BLAS in `T`, or with `--precision bf16`
+    /// ([`Self::enable_bf16`]) bf16 operands with f32 sums.
+    kernel: Box<dyn Layer0<T>>,
 }
 
 /// One configuration's regularisers in a training pass: dropout and label
@@ -148,37 +144,11 @@ pub struct Workspace<T> {
     /// Whether the last forward pass was a training pass (the backward needs one
     /// for batch norm).
     trained: bool,
-    /// With bf16: the batch X (d x cap), the layer-0 output gradient G
-    /// ((C*w1) x cap) and X^T (cap x d), packed for the kernel each step.
-    bf16: Option<Bf16Scratch>,
+    /// The layer-0 kernel's buffers (bf16: the packed batch and gradient).
+    scratch: Scratch,
 }
 
-/// A training batch as [`Net::forward_train`] and [`Net::backward_update`]
-/// read it: the images x (d x n, column-major) and, for a bf16 net, optionally
-/// the same images already in bf16 (a batch of a [`bf16::PackedSet`], converted
-/// once per process), which spares packing X and X^T every step. Either way
-/// the step computes the same bits. A plain view converts into one.
-#[derive(Clone, Copy, Debug)]
-pub struct Input<'a, T> {
-    /// The images, d x n.
-    pub x: ArrayView2<'a, T>,
-    /// The same images packed for the bf16 kernel (ignored by f32 and f64 nets).
-    pub packed: Option<bf16::PackedBatch<'a>>,
-}
-
-impl<'a, T> From<ArrayView2<'a, T>> for Input<'a, T> {
-    fn from(x: ArrayView2<'a, T>) -> Self {
-        Input { x, packed: None }
-    }
-}
-
-/// The packed operands of layer 0's bf16 products (see [`Workspace`]).
-#[derive(Clone, Debug)]
-struct Bf16Scratch {
-    x: bf16::PackedB,
-    g: bf16::PackedA,
-    xt: bf16::PackedB,
-}
+pub use super::kernel::Input;
 
 impl<T> Workspace<T> {
     /// The last layer's output after a forward pass, (C*K) x n for the batch's
@@ -223,89 +193,14 @@ enum Backward<'a, T> {
     },
 }
 
-/// One configuration's weight step as GEMM coefficients: the target (the
-/// weights, their velocity, or the gradient) becomes alpha G H^T + beta target,
-/// and its bias alpha sum_j G[:, j] + bias_beta bias. The one place the three
-/// kinds of step differ:
-///
-/// | step              | target    | alpha        | beta              | bias_beta |
-/// |-------------------|-----------|--------------|-------------------|-----------|
-/// | SGD               | W         | -eta / n     | 1 - 2 eta lambda  | 1         |
-/// | SGD with momentum | velocity  | 1 / n        | mu                | mu        |
-/// | gradients         | W (copy)  | 1 / n        | 2 lambda          | 0         |
-#[derive(Clone, Copy, Debug)]
-struct Coefficients<T> {
-    alpha: T,
-    beta: T,
-    bias_beta: T,
-    /// The step's learning rate and L2 penalty (the momentum step's own pass).
-    eta: T,
-    lambda: T,
-}
-
 impl<T: Real> Backward<'_, T> {
-    /// Configuration c's coefficients on a batch of n samples with momentum `mu`.
-    fn coefficients(&self, c: usize, n: usize, mu: T) -> Coefficients<T> {
-        let inv_n = T::of(1.0 / n as f64);
-        let two = T::of(2.0);
+    /// Configuration c's step on a batch of n samples with optimizer `sgd`.
+    fn coefficients(&self, c: usize, n: usize, sgd: &Sgd<T>) -> Coefficients<T> {
         match *self {
-            Backward::Update { etas, lambdas } if mu > T::zero() => Coefficients {
-                alpha: inv_n,
-                beta: mu,
-                bias_beta: mu,
-                eta: etas[c],
-                lambda: lambdas[c],
-            },
-            Backward::Update { etas, lambdas } => Coefficients {
-                alpha: -etas[c] * inv_n,
-                beta: T::one() - two * etas[c] * lambdas[c],
-                bias_beta: T::one(),
-                eta: etas[c],
-                lambda: lambdas[c],
-            },
-            Backward::Gradients { lambdas, .. } => Coefficients {
-                alpha: inv_n,
-                beta: two * lambdas[c],
-                bias_beta: T::zero(),
-                eta: T::zero(),
-                lambda: lambdas[c],
-            },
+            Backward::Update { etas, lambdas } => Coefficients::step(sgd, etas[c], lambdas[c], n),
+            Backward::Gradients { lambdas, .. } => Coefficients::gradient(lambdas[c], n),
         }
     }
-}
-
-/// Layer 0's weight product c <- alpha G X^T + beta c for the whole group: in
-/// bf16 with f32 sums when the workspace has bf16 scratch (the operands packed
-/// here, after G is final; `c_packed`, the packed weights, re-packed as the
-/// product stores them), else in f32 or f64 through BLAS.
-fn weight_product<T: Real>(
-    scratch: &mut Option<Bf16Scratch>,
-    input: Input<'_, T>,
-    alpha: T,
-    g: ArrayView2<'_, T>,
-    beta: T,
-    c: ArrayViewMut2<'_, T>,
-    c_packed: Option<&mut bf16::PackedA>,
-) {
-    let x = input.x;
-    let Some(p) = scratch else {
-        return gemm_blocks(alpha, g, x.t(), beta, c);
-    };
-    p.g.pack(T::f32_view(g).expect("bf16 nets are f32"));
-    let xt = match input.packed {
-        Some(b) => b.xt,
-        None => {
-            p.xt.pack_transposed(T::f32_view(x).expect("f32"));
-            p.xt.view()
-        }
-    };
-    let c = T::f32_view_mut(c).expect("f32");
-    let (alpha, beta) = (alpha.f64() as f32, beta.f64() as f32);
-    match c_packed {
-        Some(w) => bf16::gemm_blocks_repacking(alpha, &p.g, xt, beta, c, w),
-        None => bf16::gemm_blocks(alpha, &p.g, xt, beta, c),
-    }
-    .expect("checked by enable_bf16");
 }
 
 /// Rows `c*w..(c+1)*w` of the first `n` columns: configuration c's block of a
@@ -317,6 +212,22 @@ fn block<'a, T>(m: &'a Array2<T>, c: usize, w: usize, n: usize) -> ArrayView2<'a
 /// [`block`], mutably.
 fn block_mut<'a, T>(m: &'a mut Array2<T>, c: usize, w: usize, n: usize) -> ArrayViewMut2<'a, T> {
     m.slice_mut(s![c * w..(c + 1) * w, ..n])
+}
+
+/// Configuration c's block of layer l's weights (or of anything in their
+/// layout): rows of the stacked layer 0, columns of a later layer.
+fn config_block<T>(
+    m: &mut Array2<T>,
+    l: usize,
+    c: usize,
+    w_in: usize,
+    w_out: usize,
+) -> ArrayViewMut2<'_, T> {
+    if l == 0 {
+        m.slice_mut(s![c * w_out..(c + 1) * w_out, ..])
+    } else {
+        m.slice_mut(s![.., c * w_in..(c + 1) * w_in])
+    }
 }
 
 /// Entries `c*w..(c+1)*w`: configuration c's part of a stacked per-unit vector.
@@ -367,14 +278,12 @@ impl<T: Real> Net<T> {
             beta: per_unit(0.0),
             run_mean: per_unit(0.0),
             run_var: per_unit(1.0),
-            momentum: T::zero(),
-            velocity: Vec::new(),
-            velocity_b: Vec::new(),
+            optimizer: Sgd::plain(),
             widths,
             weights,
             biases,
             scale: vec![T::one(); configs],
-            bf16: None,
+            kernel: Box::new(Blas),
         }
     }
 
@@ -383,23 +292,18 @@ impl<T: Real> Net<T> {
     /// the AVX512-BF16 kernel; weights, updates and every other layer stay f32.
     /// Refuses on a CPU without the feature, and for f64 networks.
     pub fn enable_bf16(&mut self) -> anyhow::Result<()> {
-        bf16::require()?;
-        let w = T::f32_view(self.weights[0].view())
-            .ok_or_else(|| anyhow::anyhow!("--precision bf16 trains f32 networks only"))?;
-        self.bf16 = Some(bf16::PackedA::of(w));
+        self.kernel = super::kernel::bf16_kernel(self.weights[0].view())?;
         Ok(())
     }
 
     /// Whether layer 0 runs in bf16 ([`Self::enable_bf16`]).
     pub fn uses_bf16(&self) -> bool {
-        self.bf16.is_some()
+        self.kernel.name() == "bf16"
     }
 
-    /// Packs layer 0's weights again after they changed (bf16 only).
+    /// Tells the kernel that layer 0's weights changed.
     fn repack_bf16(&mut self) {
-        if let Some(p) = &mut self.bf16 {
-            p.pack(T::f32_view(self.weights[0].view()).expect("bf16 nets are f32"));
-        }
+        self.kernel.weights_changed(self.weights[0].view());
     }
 
     /// Random initialisation, one seed per configuration: weights from N(0, 0.01^2)
@@ -472,20 +376,10 @@ impl<T: Real> Net<T> {
     /// the same for the biases; batch norm's gamma and beta keep plain steps.
     /// The first layer's scale is folded and stays 1 (the decay is in v).
     pub fn set_momentum(&mut self, mu: f64) {
-        if mu <= 0.0 {
-            self.momentum = T::zero();
-            self.velocity.clear();
-            self.velocity_b.clear();
-            return;
+        if mu > 0.0 {
+            self.fold_scales();
         }
-        self.fold_scales();
-        self.momentum = T::of(mu);
-        self.velocity = self
-            .weights
-            .iter()
-            .map(|w| Array2::zeros(w.raw_dim().f()))
-            .collect();
-        self.velocity_b = self.biases.iter().map(|b| Array1::zeros(b.len())).collect();
+        self.optimizer = Sgd::with_momentum(mu, &self.weights, &self.biases);
     }
 
     /// Configuration c's velocity of layer l's weights (the layout of
@@ -493,22 +387,22 @@ impl<T: Real> Net<T> {
     pub fn velocity(&self, l: usize, c: usize) -> (ArrayView2<'_, T>, ArrayView1<'_, T>) {
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
         let v = if l == 0 {
-            self.velocity[0].slice(s![c * w_out..(c + 1) * w_out, ..])
+            self.optimizer.velocity[0].slice(s![c * w_out..(c + 1) * w_out, ..])
         } else {
-            self.velocity[l].slice(s![.., c * w_in..(c + 1) * w_in])
+            self.optimizer.velocity[l].slice(s![.., c * w_in..(c + 1) * w_in])
         };
-        (v, units(&self.velocity_b[l], c, w_out))
+        (v, units(&self.optimizer.velocity_b[l], c, w_out))
     }
 
     /// [`Self::velocity`], mutably.
     pub fn velocity_mut(&mut self, l: usize, c: usize) -> (ArrayViewMut2<'_, T>, &mut [T]) {
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
         let v = if l == 0 {
-            self.velocity[0].slice_mut(s![c * w_out..(c + 1) * w_out, ..])
+            self.optimizer.velocity[0].slice_mut(s![c * w_out..(c + 1) * w_out, ..])
         } else {
-            self.velocity[l].slice_mut(s![.., c * w_in..(c + 1) * w_in])
+            self.optimizer.velocity[l].slice_mut(s![.., c * w_in..(c + 1) * w_in])
         };
-        (v, units_mut(&mut self.velocity_b[l], c, w_out))
+        (v, units_mut(&mut self.optimizer.velocity_b[l], c, w_out))
     }
 
     /// Whether hidden layers are batch-normalised.
@@ -581,11 +475,7 @@ impl<T: Real> Net<T> {
             keep: vec![T::one(); c],
             smoothing: vec![T::zero(); c],
             trained: false,
-            bf16: self.bf16.as_ref().map(|_| Bf16Scratch {
-                x: bf16::PackedB::new(self.widths[0], cap),
-                g: bf16::PackedA::new(c * self.widths[1], cap),
-                xt: bf16::PackedB::new(cap, self.widths[0]),
-            }),
+            scratch: self.kernel.scratch(self.widths[0], c * self.widths[1], cap),
         }
     }
 
@@ -620,7 +510,7 @@ impl<T: Real> Net<T> {
                 part.fill(T::of(value));
             }
         }
-        if !self.velocity.is_empty() {
+        if self.optimizer.has_momentum() {
             for l in 0..self.layers() {
                 let (mut v, vb) = self.velocity_mut(l, c);
                 v.fill(T::zero());
@@ -764,26 +654,9 @@ impl<T: Real> Net<T> {
         let mut timer = profile::start();
         // Layer 0: one stacked GEMM for every configuration.
         let w1 = self.widths[1];
-        match (&self.bf16, &mut ws.bf16) {
-            (Some(w), Some(scratch)) => {
-                let b = match input.packed {
-                    Some(p) => p.x,
-                    None => {
-                        scratch.x.pack(T::f32_view(x).expect("bf16 nets are f32"));
-                        scratch.x.view()
-                    }
-                };
-                let out = T::f32_view_mut(ws.acts[0].slice_mut(s![.., ..n])).expect("f32");
-                bf16::gemm_blocks(1.0, w, b, 0.0, out).expect("checked by enable_bf16");
-            }
-            _ => gemm_blocks(
-                T::one(),
-                self.weights[0].view(),
-                x,
-                T::zero(),
-                ws.acts[0].slice_mut(s![.., ..n]),
-            ),
-        }
+        let out = ws.acts[0].slice_mut(s![.., ..n]);
+        let w = self.weights[0].view();
+        self.kernel.forward(w, input, &mut ws.scratch, out);
         profile::lap(&mut timer, Phase::ForwardGemm);
         for c in 0..cfgs {
             if layers > 1 {
@@ -949,44 +822,21 @@ impl<T: Real> Net<T> {
         }
     }
 
-    /// The step of SGD with momentum on configuration c's layer l, once its
-    /// velocities hold mu v + dL/dW (the GEMM's beta) and mu v_b + dL/db: adds the
-    /// L2 term 2 lambda W to v, then W <- W - eta v and b <- b - eta v_b, in one
-    /// pass over each matrix. Allocates nothing.
+    /// SGD with momentum's step on configuration c's layer l, once its
+    /// velocities hold the step's products ([`momentum_step`]).
     fn momentum_step(&mut self, l: usize, c: usize, eta: T, lambda: T) {
-        let decay = T::of(2.0) * lambda;
         let (w_in, w_out) = (self.widths[l], self.widths[l + 1]);
-        fn rows_or_cols<T>(
-            m: &mut Array2<T>,
-            l: usize,
-            c: usize,
-            w_in: usize,
-            w_out: usize,
-        ) -> ArrayViewMut2<'_, T> {
-            if l == 0 {
-                m.slice_mut(s![c * w_out..(c + 1) * w_out, ..])
-            } else {
-                m.slice_mut(s![.., c * w_in..(c + 1) * w_in])
-            }
-        }
         let Net {
             weights,
-            velocity,
             biases,
-            velocity_b,
+            optimizer,
             ..
         } = self;
-        let mut w = rows_or_cols(&mut weights[l], l, c, w_in, w_out);
-        let mut v = rows_or_cols(&mut velocity[l], l, c, w_in, w_out);
-        ndarray::Zip::from(&mut w).and(&mut v).for_each(|w, v| {
-            *v += decay * *w;
-            *w -= eta * *v;
-        });
+        let w = config_block(&mut weights[l], l, c, w_in, w_out);
+        let v = config_block(&mut optimizer.velocity[l], l, c, w_in, w_out);
         let b = units_mut(&mut biases[l], c, w_out);
-        let vb = units_mut(&mut velocity_b[l], c, w_out);
-        for (b, v) in b.iter_mut().zip(vb.iter()) {
-            *b -= eta * *v;
-        }
+        let vb = units_mut(&mut optimizer.velocity_b[l], c, w_out);
+        momentum_step(w, v, b, vb, eta, lambda);
     }
 
     /// The backward pass over the batch of the last training forward pass:
@@ -1057,9 +907,9 @@ impl<T: Real> Net<T> {
         let g_buf = if last { &ws.acts[l] } else { &ws.grads[l] };
         let g = block(g_buf, c, w_out, n);
         let h = block(&ws.acts[l - 1], c, w_in, n);
-        let step = mode.coefficients(c, n, self.momentum);
+        let step = mode.coefficients(c, n, &self.optimizer);
         match mode {
-            Backward::Update { .. } if self.momentum > T::zero() => {
+            Backward::Update { .. } if self.optimizer.has_momentum() => {
                 let (v, _) = self.velocity_mut(l, c);
                 gemm(step.alpha, g, h.t(), step.beta, v);
                 profile::lap(timer, Phase::BackwardGemm);
@@ -1096,7 +946,10 @@ impl<T: Real> Net<T> {
         let n = input.x.ncols();
         let w1 = self.widths[1];
         let Workspace {
-            acts, grads, bf16, ..
+            acts,
+            grads,
+            scratch,
+            ..
         } = ws;
         let g0: &mut Array2<T> = if self.layers() == 1 {
             &mut acts[0]
@@ -1105,21 +958,23 @@ impl<T: Real> Net<T> {
         };
         let two = T::of(2.0);
         match mode {
-            Backward::Update { .. } if self.momentum > T::zero() => {
+            Backward::Update { .. } if self.optimizer.has_momentum() => {
                 for c in 0..self.configs {
-                    let step = mode.coefficients(c, n, self.momentum);
+                    let step = mode.coefficients(c, n, &self.optimizer);
                     let (_, vb) = self.velocity_mut(0, c);
                     let g = block(g0, c, w1, n);
                     bias_step(ArrayViewMut1::from(vb), step.alpha, g, step.bias_beta);
                 }
                 profile::lap(timer, Phase::Update);
-                let step = mode.coefficients(0, n, self.momentum);
+                let step = mode.coefficients(0, n, &self.optimizer);
                 let g = g0.slice(s![.., ..n]);
-                let v = self.velocity[0].view_mut();
-                weight_product(bf16, input, step.alpha, g, step.beta, v, None);
+                let v = self.optimizer.velocity[0].view_mut();
+                let (alpha, beta) = (step.alpha, step.beta);
+                self.kernel
+                    .weight_product(alpha, g, input, beta, v, scratch, false);
                 profile::lap(timer, Phase::BackwardGemm);
                 for c in 0..self.configs {
-                    let step = mode.coefficients(c, n, self.momentum);
+                    let step = mode.coefficients(c, n, &self.optimizer);
                     self.momentum_step(0, c, step.eta, step.lambda);
                 }
                 self.repack_bf16();
@@ -1127,7 +982,7 @@ impl<T: Real> Net<T> {
             }
             Backward::Update { .. } => {
                 for c in 0..self.configs {
-                    let step = mode.coefficients(c, n, self.momentum);
+                    let step = mode.coefficients(c, n, &self.optimizer);
                     let g = block(g0, c, w1, n);
                     bias_step(self.bias_mut(0, c), step.alpha, g, step.bias_beta);
                     let s_new = self.scale[c] * step.beta;
@@ -1140,7 +995,9 @@ impl<T: Real> Net<T> {
                 profile::lap(timer, Phase::Update);
                 // bf16: the packed weights are re-packed as the product stores them.
                 let (g, w) = (g0.slice(s![.., ..n]), self.weights[0].view_mut());
-                weight_product(bf16, input, T::one(), g, T::one(), w, self.bf16.as_mut());
+                let one = T::one();
+                self.kernel
+                    .weight_product(one, g, input, one, w, scratch, true);
                 profile::lap(timer, Phase::BackwardGemm);
             }
             Backward::Gradients { lambdas, grads } => {
@@ -1153,7 +1010,9 @@ impl<T: Real> Net<T> {
                     bias_step(grads.bias_mut(0, c), inv_n, block(g0, c, w1, n), T::zero());
                 }
                 let (g, dw) = (g0.slice(s![.., ..n]), grads.weights[0].view_mut());
-                weight_product(bf16, input, inv_n, g, T::one(), dw, None);
+                let one = T::one();
+                self.kernel
+                    .weight_product(inv_n, g, input, one, dw, scratch, false);
             }
         }
     }
@@ -1251,6 +1110,7 @@ pub const MAX_GROUP: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linalg::bf16;
     use crate::nn::Loss;
 
     fn toy(d: usize, n: usize, seed: u64) -> (Array2<f64>, Vec<u8>) {
@@ -1540,13 +1400,17 @@ mod tests {
                 let bits =
                     |n: &Net<f32>| n.weights[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&nets[0]), bits(&nets[1]), "step {step}, momentum {mu}");
-                let packed = nets[1].bf16.as_ref().unwrap();
-                let fresh = bf16::PackedA::of(nets[1].weights[0].view());
-                for i in 0..80 {
-                    for j in 0..256 {
-                        assert_eq!(packed.get(i, j).to_bits(), fresh.get(i, j).to_bits());
-                    }
+                // The kernel's bf16 copy of the weights, kept up to date as the
+                // product stores them, computes what a fresh packing does.
+                let mut fresh = nets[1].clone();
+                fresh.enable_bf16().unwrap();
+                let mut outs = Vec::new();
+                for net in [&nets[1], &fresh] {
+                    let mut w = net.workspace(20);
+                    net.forward_loss(cols, labels, &mut w, &mut stats[0]);
+                    outs.push(w.output(20).mapv(f32::to_bits));
                 }
+                assert_eq!(outs[0], outs[1], "step {step}, momentum {mu}");
             }
         }
     }

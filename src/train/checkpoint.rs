@@ -64,7 +64,7 @@ impl Checkpoint {
         let biases = (0..net.layers())
             .map(|l| net.bias(l, c).iter().map(|v| v.f64()).collect())
             .collect();
-        let (velocity, velocity_b) = if net.velocity.is_empty() {
+        let (velocity, velocity_b) = if !net.optimizer.has_momentum() {
             (Vec::new(), Vec::new())
         } else {
             (0..net.layers())
@@ -126,7 +126,7 @@ impl Checkpoint {
                 }
             }
             net.scale[c] = T::of(ck.scale);
-            if !net.velocity.is_empty() {
+            if net.optimizer.has_momentum() {
                 if ck.velocity.len() != net.layers() || ck.velocity_b.len() != net.layers() {
                     bail!(
                         "checkpoint of {} has no momentum velocities",

@@ -1,0 +1,248 @@
+//! Layer 0's two big products, W X (forward) and G X^T (the weight step),
+//! behind one trait: a network picks its kernel when it is built, and
+//! another kernel is one new type. [`Blas`] runs them through BLAS in the
+//! network's own precision; [`Bf16`] in bf16 with f32 sums on AVX512-BF16.
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use anyhow::{anyhow, Result};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::linalg::bf16::{self, PackedA, PackedB, PackedBatch};
+use crate::linalg::blas::gemm_blocks;
+use crate::linalg::Real;
+
+/// A training batch as the network's passes read it: the images x (d x n,
+/// column-major) and, for a bf16 net, optionally the same images already in
+/// bf16 (a batch of a [`bf16::PackedSet`], converted once per process), which
+/// spares packing X and X^T every step. Either way the step computes the
+/// same bits. A plain view converts into one.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a, T> {
+    /// The images, d x n.
+    pub x: ArrayView2<'a, T>,
+    /// The same images packed for the bf16 kernel (ignored by other kernels).
+    pub packed: Option<PackedBatch<'a>>,
+}
+
+impl<'a, T> From<ArrayView2<'a, T>> for Input<'a, T> {
+    fn from(x: ArrayView2<'a, T>) -> Self {
+        Input { x, packed: None }
+    }
+}
+
+/// A workspace's buffers for its kernel, allocated with the workspace.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    /// The bf16 kernel's packed operands: the batch X (d x cap), the output
+    /// gradient G ((C*w1) x cap) and X^T (cap x d), packed each step.
+    bf16: Option<Bf16Scratch>,
+}
+
+#[derive(Clone, Debug)]
+struct Bf16Scratch {
+    x: PackedB,
+    g: PackedA,
+    xt: PackedB,
+}
+
+/// Layer 0's products for a stacked network of element type `T`, whose stored
+/// first-layer weights W are (C*w1) x d.
+pub trait Layer0<T>: Send + Sync + Debug {
+    /// The kernel's name, as `config.json` records it.
+    fn name(&self) -> &'static str;
+
+    /// Buffers for batches of up to `cap` samples of `d` features, `rows` = C*w1.
+    fn scratch(&self, d: usize, rows: usize, cap: usize) -> Scratch;
+
+    /// out ((C*w1) x n) <- W X, with `w` the stored weights and `x` the batch.
+    fn forward(
+        &self,
+        w: ArrayView2<'_, T>,
+        x: Input<'_, T>,
+        scratch: &mut Scratch,
+        out: ArrayViewMut2<'_, T>,
+    );
+
+    /// c ((C*w1) x d) <- alpha G X^T + beta c, with G ((C*w1) x n) final.
+    /// `stores_weights`: c is the stored weights W, which the kernel then
+    /// keeps its own copy of in step.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_product(
+        &mut self,
+        alpha: T,
+        g: ArrayView2<'_, T>,
+        x: Input<'_, T>,
+        beta: T,
+        c: ArrayViewMut2<'_, T>,
+        scratch: &mut Scratch,
+        stores_weights: bool,
+    );
+
+    /// The stored weights changed outside [`Self::weight_product`] (a scale
+    /// folded, a configuration reset, a momentum step).
+    fn weights_changed(&mut self, w: ArrayView2<'_, T>);
+
+    /// A boxed copy (a network is cloned with its kernel).
+    fn clone_box(&self) -> Box<dyn Layer0<T>>;
+}
+
+impl<T> Clone for Box<dyn Layer0<T>> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// Both products through BLAS in `T`, C's columns in fixed blocks
+/// ([`gemm_blocks`]): the same bits on any pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Blas;
+
+impl<T: Real> Layer0<T> for Blas {
+    fn name(&self) -> &'static str {
+        "blas"
+    }
+
+    fn scratch(&self, _d: usize, _rows: usize, _cap: usize) -> Scratch {
+        Scratch::default()
+    }
+
+    fn forward(
+        &self,
+        w: ArrayView2<'_, T>,
+        x: Input<'_, T>,
+        _scratch: &mut Scratch,
+        out: ArrayViewMut2<'_, T>,
+    ) {
+        gemm_blocks(T::one(), w, x.x, T::zero(), out);
+    }
+
+    fn weight_product(
+        &mut self,
+        alpha: T,
+        g: ArrayView2<'_, T>,
+        x: Input<'_, T>,
+        beta: T,
+        c: ArrayViewMut2<'_, T>,
+        _scratch: &mut Scratch,
+        _stores_weights: bool,
+    ) {
+        gemm_blocks(alpha, g, x.x.t(), beta, c);
+    }
+
+    fn weights_changed(&mut self, _w: ArrayView2<'_, T>) {}
+
+    fn clone_box(&self) -> Box<dyn Layer0<T>> {
+        Box::new(*self)
+    }
+}
+
+/// Mixed precision (`--precision bf16`): both products take bf16 operands
+/// with f32 sums in the AVX512-BF16 kernel; weights and updates stay f32.
+/// `packed` is W in bf16, re-packed whenever W changes (by the weight
+/// product itself when it stores W).
+#[derive(Clone, Debug)]
+pub struct Bf16 {
+    packed: PackedA,
+}
+
+/// The bf16 kernel for a network of `T` whose stored first-layer weights are
+/// `w`: refused, with the reason, on a CPU without AVX512-BF16 and for any
+/// network but an f32 one.
+pub fn bf16_kernel<T: Real>(w: ArrayView2<'_, T>) -> Result<Box<dyn Layer0<T>>> {
+    bf16::require()?;
+    let only_f32 = || anyhow!("--precision bf16 trains f32 networks only");
+    let w = T::f32_view(w).ok_or_else(only_f32)?;
+    let kernel: Box<dyn Layer0<f32>> = Box::new(Bf16 {
+        packed: PackedA::of(w),
+    });
+    // The kernel is f32's; for T = f32 this is the type asked for.
+    let kernel: Box<dyn Any> = Box::new(kernel);
+    kernel
+        .downcast::<Box<dyn Layer0<T>>>()
+        .map(|k| *k)
+        .map_err(|_| only_f32())
+}
+
+impl Bf16 {
+    fn scratch<'s>(&self, scratch: &'s mut Scratch, d: usize, n: usize) -> &'s mut Bf16Scratch {
+        // Workspaces of a bf16 net come with it; this allocates only for one that did not.
+        scratch.bf16.get_or_insert_with(|| Bf16Scratch {
+            x: PackedB::new(d, n),
+            g: PackedA::new(self.packed.rows(), n),
+            xt: PackedB::new(n, d),
+        })
+    }
+}
+
+impl Layer0<f32> for Bf16 {
+    fn name(&self) -> &'static str {
+        "bf16"
+    }
+
+    fn scratch(&self, d: usize, rows: usize, cap: usize) -> Scratch {
+        Scratch {
+            bf16: Some(Bf16Scratch {
+                x: PackedB::new(d, cap),
+                g: PackedA::new(rows, cap),
+                xt: PackedB::new(cap, d),
+            }),
+        }
+    }
+
+    fn forward(
+        &self,
+        _w: ArrayView2<'_, f32>,
+        x: Input<'_, f32>,
+        scratch: &mut Scratch,
+        out: ArrayViewMut2<'_, f32>,
+    ) {
+        let (d, n) = x.x.dim();
+        let b = match x.packed {
+            Some(p) => p.x,
+            None => {
+                let s = self.scratch(scratch, d, n);
+                s.x.pack(x.x);
+                s.x.view()
+            }
+        };
+        bf16::gemm_blocks(1.0, &self.packed, b, 0.0, out).expect("checked by bf16::require");
+    }
+
+    fn weight_product(
+        &mut self,
+        alpha: f32,
+        g: ArrayView2<'_, f32>,
+        x: Input<'_, f32>,
+        beta: f32,
+        c: ArrayViewMut2<'_, f32>,
+        scratch: &mut Scratch,
+        stores_weights: bool,
+    ) {
+        let (d, n) = x.x.dim();
+        let s = self.scratch(scratch, d, n);
+        s.g.pack(g);
+        let xt = match x.packed {
+            Some(b) => b.xt,
+            None => {
+                s.xt.pack_transposed(x.x);
+                s.xt.view()
+            }
+        };
+        if stores_weights {
+            bf16::gemm_blocks_repacking(alpha, &s.g, xt, beta, c, &mut self.packed)
+        } else {
+            bf16::gemm_blocks(alpha, &s.g, xt, beta, c)
+        }
+        .expect("checked by bf16::require");
+    }
+
+    fn weights_changed(&mut self, w: ArrayView2<'_, f32>) {
+        self.packed.pack(w);
+    }
+
+    fn clone_box(&self) -> Box<dyn Layer0<f32>> {
+        Box::new(self.clone())
+    }
+}
