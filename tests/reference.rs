@@ -14,7 +14,7 @@ use ndarray_npy::{ReadNpyExt, ReadableElement};
 use shallow::data::{Split, SplitSpec};
 use shallow::nn::{Arch, Loss, Net};
 use shallow::train::group::{GroupState, Silent};
-use shallow::train::{train_group, Control, RunConfig, Schedule};
+use shallow::train::{train_group, Control, Group, RunConfig, Schedule};
 
 fn fixture<A: ReadableElement, D: ndarray::Dimension>(name: &str) -> ndarray::Array<A, D> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/fixtures/reference", name]
@@ -177,7 +177,8 @@ fn compare(prefix: &str, hidden: &[usize], lambda: f64, schedule: Schedule) {
         wall_s: 0.0,
         snapshots: vec![Default::default()],
     };
-    let out = train_group(&[cfg], &[0], &split, &Control::new(), &Silent, Some(state)).unwrap();
+    let group = Group::new(vec![cfg]).unwrap();
+    let out = train_group(&group, &[0], &split, &Control::new(), &Silent, Some(state)).unwrap();
     let run = &out.runs[0];
     let costs: Vec<f64> = run.history.iter().map(|p| p.train.cost).collect();
     let want = vector(&format!("{prefix}_costs.npy"));

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 
 use shallow::sweep::{run_plan, RunnerOptions};
 use shallow::train::checkpoint::{self, Checkpoint};
-use shallow::train::{train_group, Control, LogPoint, Observer, RunConfig, Schedule, Status};
+use shallow::train::{
+    train_group, Control, Group, LogPoint, Observer, RunConfig, Schedule, Status,
+};
 use shallow::ui::{Dashboard, DisplayMode};
 
 fn config(name: &str, lambda: f64) -> RunConfig {
@@ -51,8 +53,9 @@ fn a_resumed_group_equals_an_uninterrupted_one_bit_for_bit() {
     let split = common::generated_split::<f32>(400, 100, 5);
     let cfgs = [config("a", 0.0), config("b", 0.01), config("c", 0.1)];
     let ids = [0, 1, 2];
+    let group = Group::new(cfgs.to_vec()).unwrap();
     let full = train_group(
-        &cfgs,
+        &group,
         &ids,
         &split,
         &Control::new(),
@@ -63,7 +66,7 @@ fn a_resumed_group_equals_an_uninterrupted_one_bit_for_bit() {
     for stop_at in [7, 20, 41] {
         let control = Control::new();
         let part = train_group(
-            &cfgs,
+            &group,
             &ids,
             &split,
             &control,
@@ -93,7 +96,7 @@ fn a_resumed_group_equals_an_uninterrupted_one_bit_for_bit() {
             .collect();
         let resumed = Checkpoint::stack::<f32>(&cks).unwrap();
         let done = train_group(
-            &cfgs,
+            &group,
             &ids,
             &split,
             &Control::new(),

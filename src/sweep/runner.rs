@@ -16,7 +16,7 @@ use crate::data::Split;
 use crate::nn::{blas, Real};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::output::{metrics_csv, write_run, RunResult, SavedConfig};
-use crate::train::{train_group, Control, Observer, RunConfig, Status};
+use crate::train::{train_group, Control, Group, Observer, RunConfig, Status};
 use crate::util::{create_dir, write_atomic, write_json};
 
 /// Whoever shows a plan's progress (the terminal dashboard, `ui::Dashboard`):
@@ -429,7 +429,7 @@ fn run_plan_part<T: Real>(
     }
     let train_one = |g: usize| -> Result<GroupResults> {
         let members = &groups[g];
-        let group: Vec<RunConfig> = members.iter().map(|&i| configs[i].clone()).collect();
+        let group = Group::new(members.iter().map(|&i| configs[i].clone()).collect())?;
         let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
         let resume = match &starts[g] {
             GroupStart::Resume(cks) => Some(Checkpoint::stack::<T>(cks)?),

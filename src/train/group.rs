@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use super::batches::BatchSource;
-use super::config::RunConfig;
+use super::config::{LockstepKey, RunConfig};
 use super::evaluator::Evaluator;
 use super::probs::ClassProbs;
 use super::snapshots::Snapshots;
@@ -158,36 +158,57 @@ impl<T: Real> Etas<T> {
     }
 }
 
-/// Refuses a group that cannot train in lockstep: too many configurations,
-/// or settings that differ where they must be shared, or an invalid one.
-fn check_group(configs: &[RunConfig], n_train: usize) -> Result<()> {
-    let first = configs
-        .first()
-        .expect("a group has at least one configuration");
-    if configs.len() > MAX_GROUP {
-        bail!("at most {MAX_GROUP} configurations can train in one group");
-    }
-    if configs
-        .iter()
-        .any(|c| c.lockstep_key() != first.lockstep_key())
-    {
-        bail!("configurations of one group must share architecture, batch, steps, data order and split");
-    }
-    configs.iter().try_for_each(|c| c.validate(n_train))
+/// One lockstep group: 1 to [`MAX_GROUP`] configurations that share their
+/// [`LockstepKey`] (what may differ, like lambda, differs per configuration).
+/// [`Group::new`] is the only way to one and refuses a mixed group, so
+/// [`train_group`] never receives one.
+#[derive(Clone, Debug)]
+pub struct Group {
+    configs: Vec<RunConfig>,
 }
 
-/// Trains `configs` (which must share [`RunConfig::lockstep_key`]) in lockstep
-/// on `split`. `ids` are their indices for the observer. `resume` continues from a
-/// saved state. The training data is borrowed, never copied; a step allocates nothing.
+impl Group {
+    /// The group of `configs`, refused when empty, too large or mixed.
+    pub fn new(configs: Vec<RunConfig>) -> Result<Group> {
+        let Some(first) = configs.first() else {
+            bail!("a lockstep group needs at least one configuration");
+        };
+        if configs.len() > MAX_GROUP {
+            bail!("at most {MAX_GROUP} configurations can train in one group");
+        }
+        let key: LockstepKey = first.lockstep_key();
+        if let Some(other) = configs.iter().find(|c| c.lockstep_key() != key) {
+            bail!(
+                "{} and {} cannot train in one lockstep group: they must share architecture, batch, \
+                 steps, data order, augmentation, split, precision, logging, batch norm and momentum",
+                first.name,
+                other.name
+            );
+        }
+        Ok(Group { configs })
+    }
+
+    /// The configurations, in the order their results come back.
+    pub fn configs(&self) -> &[RunConfig] {
+        &self.configs
+    }
+}
+
+/// Trains `group` in lockstep on `split`. `ids` are its configurations'
+/// indices for the observer. `resume` continues from a saved state. The
+/// training data is borrowed, never copied; a step allocates nothing.
 pub fn train_group<T: Real>(
-    configs: &[RunConfig],
+    group: &Group,
     ids: &[usize],
     split: &Split<T>,
     control: &Control,
     observer: &dyn Observer,
     resume: Option<GroupState<T>>,
 ) -> Result<GroupOutcome<T>> {
-    check_group(configs, split.train.len())?;
+    let configs = group.configs();
+    for c in configs {
+        c.validate(split.train.len())?;
+    }
     let first = &configs[0];
     let cfgs = configs.len();
     let lambdas: Vec<T> = configs.iter().map(|c| T::of(c.lambda)).collect();
@@ -363,4 +384,34 @@ fn finish<T: Real>(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_one_lockstep_key_of_one_to_max_group_configurations() {
+        let a = RunConfig::default();
+        let lambdas: Vec<RunConfig> = (0..MAX_GROUP)
+            .map(|i| RunConfig {
+                lambda: 0.001 * i as f64,
+                ..a.clone()
+            })
+            .collect();
+        assert_eq!(Group::new(lambdas.clone()).unwrap().configs(), &lambdas[..]);
+        let too_many = [lambdas.clone(), vec![a.clone()]].concat();
+        assert!(Group::new(too_many).is_err());
+        assert!(Group::new(Vec::new()).is_err());
+        let mixed = vec![
+            a.clone(),
+            RunConfig {
+                name: "wider".into(),
+                hidden: vec![100],
+                ..a.clone()
+            },
+        ];
+        let e = Group::new(mixed).unwrap_err().to_string();
+        assert!(e.contains("wider") && e.contains("architecture"), "{e}");
+    }
 }

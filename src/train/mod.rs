@@ -15,6 +15,8 @@ pub mod snapshots;
 pub mod settings;
 
 pub use config::{EvalTrain, RunConfig, DEFAULT_EVAL_TRAIN};
-pub use group::{train_group, Control, GroupOutcome, LogPoint, Observer, RunOutcome, Status};
+pub use group::{
+    train_group, Control, Group, GroupOutcome, LogPoint, Observer, RunOutcome, Status,
+};
 pub use schedule::Schedule;
 pub use settings::{Axis, ScheduleKind, TrainSettings, Value};

@@ -4,7 +4,7 @@
 use shallow::data::{Cifar10, Split};
 use shallow::nn::Real;
 use shallow::train::group::Silent;
-use shallow::train::{train_group, Control, GroupOutcome, RunConfig};
+use shallow::train::{train_group, Control, Group, GroupOutcome, RunConfig};
 
 /// A small generated split (d = 3072, classes separable by a colour bias), so
 /// training does something meaningful without the real data.
@@ -28,7 +28,8 @@ pub fn real_data(test: &str) -> Option<Cifar10> {
 /// Trains `cfgs` as one lockstep group (ids 0..n), silently, to the end.
 pub fn train<T: Real>(cfgs: &[RunConfig], split: &Split<T>) -> GroupOutcome<T> {
     let ids: Vec<usize> = (0..cfgs.len()).collect();
-    train_group(cfgs, &ids, split, &Control::new(), &Silent, None).expect("trains")
+    let group = Group::new(cfgs.to_vec()).expect("one lockstep group");
+    train_group(&group, &ids, split, &Control::new(), &Silent, None).expect("trains")
 }
 
 /// The numbers of a result.json (accuracies and costs on train, validation and
