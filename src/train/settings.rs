@@ -574,6 +574,34 @@ mod tests {
         assert_eq!((c.steps, c.log_every), (4000, 100));
     }
 
+    /// Every listed axis names itself, parses a value, and that value changes
+    /// the run it is set on (under the schedule it belongs to).
+    #[test]
+    fn every_axis_parses_and_changes_its_run() {
+        for axis in AXES {
+            assert_eq!(Axis::parse(axis.name()).unwrap(), axis);
+            let text = match axis {
+                Axis::Loss => "bce",
+                Axis::Hidden => "7x5",
+                Axis::Flip | Axis::BatchNorm | Axis::Tta => "1",
+                a if a.is_integer() => "17",
+                _ => "0.37",
+            };
+            let mut base = TrainSettings::sweep_default();
+            if let Some(kind) = axis.schedule() {
+                base.schedule = kind;
+            }
+            let mut set = base.clone();
+            set.set(axis, &axis.parse_value(text).unwrap()).unwrap();
+            assert_ne!(
+                set.run_config("x").unwrap(),
+                base.run_config("x").unwrap(),
+                "{} = {text} changes nothing",
+                axis.name()
+            );
+        }
+    }
+
     #[test]
     fn axes_set_their_field_and_refuse_wrong_kinds() {
         let mut s = TrainSettings::sweep_default();
