@@ -82,26 +82,15 @@ fn imports(text: &str, top: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn imports_point_down_and_no_two_files_import_each_other() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files: BTreeMap<(String, String), BTreeSet<(String, String)>> = BTreeMap::new();
-    let mut stack = vec![src.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                let rel = p.strip_prefix(&src).unwrap().to_path_buf();
-                if rel == Path::new("lib.rs") {
-                    continue; // declares the modules
-                }
-                let (top, file) = module_of(&rel);
-                let text = std::fs::read_to_string(&p).unwrap();
-                // Tests inside a file may reach anywhere.
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                files.insert((top.clone(), file), imports(code, &top));
-            }
+    for (rel, text) in sources() {
+        if rel == "lib.rs" {
+            continue; // declares the modules
         }
+        let (top, file) = module_of(Path::new(&rel));
+        // Tests inside a file may reach anywhere.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        files.insert((top.clone(), file), imports(code, &top));
     }
     let mut wrong = Vec::new();
     for ((top, file), uses) in &files {
