@@ -2,7 +2,9 @@
 //!
 //! Data flows `data` (read, check, standardise once) -> `train` (one loop over a
 //! group of C >= 1 configurations trained in lockstep) -> `sweep` (groups on a
-//! rayon pool, results tables) -> `report` (plots, weight images, Markdown/HTML).
+//! rayon pool, results tables) -> `report` (plots, weight images, Markdown/HTML);
+//! `pipeline` chains them into whole jobs (the search, `experiment all`, the
+//! bonus, the benchmark), and `app` turns command lines into those calls.
 //! Matrices are column-major, features x samples, so one image is one contiguous
 //! column and a mini-batch of consecutive images is one contiguous block.
 

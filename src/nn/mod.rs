@@ -1,6 +1,7 @@
 //! Networks: dense layers as forward/backward function pairs, losses, a
-//! stacked multi-configuration network ([`Net`]) and gradient checks. The GEMM
-//! they are built on is [`crate::linalg::blas`], re-exported here.
+//! stacked multi-configuration network ([`Net`]) with its optimizer
+//! ([`optimizer`]) and layer 0's kernel ([`kernel`]), and gradient checks. The
+//! GEMM they are built on is [`crate::linalg::blas`], re-exported here.
 
 pub mod arch;
 pub mod ensemble;
