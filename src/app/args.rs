@@ -5,10 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::data::{SplitKind, Whitening};
-use crate::nn::{Loss, ModelKind, Precision};
 use crate::sweep::plan::SweepSettings;
-use crate::train::ScheduleKind;
 
 /// Data, output, display and cores: every command that trains.
 #[derive(Args, Clone)]
@@ -38,159 +35,47 @@ pub struct DataArgs {
     pub data: Option<PathBuf>,
 }
 
-/// Every setting of a training run, each optional: `train` fills the rest
-/// from its defaults (Assignment 1), `sweep` and `search` from a TOML file and
-/// theirs (Assignment 2's network, cyclical, split full).
-#[derive(Args, Clone, Default)]
-pub struct SettingsArgs {
-    /// Network: linear or mlp [train: linear; sweep: mlp].
-    #[arg(long, value_enum)]
-    pub model: Option<ModelKind>,
-    /// Hidden widths of the mlp, e.g. 50 or 100,50 [50].
-    #[arg(long, value_delimiter = ',')]
-    pub hidden: Option<Vec<usize>>,
-    /// Output loss: ce or bce [ce].
-    #[arg(long, value_enum)]
-    pub loss: Option<Loss>,
-    /// L2 penalty lambda [train: 0].
-    #[arg(long, allow_negative_numbers = true)]
-    pub lambda: Option<f64>,
-    /// Schedule: fixed, decay or cyclic [inferred from the settings given:
-    /// --eta/--epochs fixed, --decay-* decay, --cycles/--ns/--eta-min/--eta-max
-    /// cyclic; else train: fixed, sweep: cyclic].
-    #[arg(long, value_enum)]
-    pub schedule: Option<ScheduleKind>,
-    /// Fixed learning rate, or the initial one with --decay-factor [0.001].
-    #[arg(long, allow_negative_numbers = true)]
-    pub eta: Option<f64>,
-    /// Step decay: multiply eta by this every --decay-every epochs.
-    #[arg(long)]
-    pub decay_factor: Option<f64>,
-    /// Step decay: epochs between decays [10].
-    #[arg(long)]
-    pub decay_every: Option<usize>,
-    /// Epochs of the fixed and decay schedules [40].
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Update steps (overrides --epochs and --cycles).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Cyclical schedule: number of cycles [train: 1; sweep: 2].
-    #[arg(long)]
-    pub cycles: Option<usize>,
-    /// Cyclical schedule: lowest eta [1e-5].
-    #[arg(long, allow_negative_numbers = true)]
-    pub eta_min: Option<f64>,
-    /// Cyclical schedule: highest eta [1e-1].
-    #[arg(long, allow_negative_numbers = true)]
-    pub eta_max: Option<f64>,
-    /// Cyclical schedule: half-cycle steps n_s; 0: 2 floor(n_train / batch)
-    /// [train: 500; sweep: 0].
-    #[arg(long)]
-    pub ns: Option<usize>,
-    /// Mini-batch size [100].
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Data split: a1 (batch 1 / batch 2 / test) or full (batches 1-5, the
-    /// last --n-val validate) [train: a1; sweep: full].
-    #[arg(long, value_enum)]
-    pub split: Option<SplitKind>,
-    /// Validation images held out (split full) [5000].
-    #[arg(long)]
-    pub n_val: Option<usize>,
-    /// Use only the first N training images.
-    #[arg(long)]
-    pub n_train: Option<usize>,
-    /// Whiten the standardised inputs: pca or zca, fitted on the training
-    /// images only (the decomposition is cached, see docs/data.md) [none].
-    #[arg(long, value_enum)]
-    pub whiten: Option<Whitening>,
-    /// Added to every eigenvalue of the training covariance before whitening
-    /// (the eigenvalues of the standardised features sum to 3072) [10].
-    #[arg(long)]
-    pub whiten_eps: Option<f64>,
-    /// Base seed of initialisation and shuffling [1].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Logged points per cycle (cyclical; fixed and decay log every epoch);
-    /// 0: only the start and the end [train: 10; sweep: 5].
-    #[arg(long)]
-    pub log_points: Option<usize>,
-    /// Training images the intermediate logged points evaluate: N (a fixed
-    /// sample chosen from the seed) or `all`. The validation set, and at the
-    /// last point the training set, are always evaluated in full
-    /// [train: 5000; sweep: 1000].
-    #[arg(long, value_name = "N|all")]
-    pub eval_train: Option<crate::train::EvalTrain>,
-    /// Reshuffle the training set every epoch.
-    #[arg(long, overrides_with = "no_shuffle")]
-    pub shuffle: bool,
-    /// Turn --shuffle off (where a --config file turns it on).
-    #[arg(long, overrides_with = "shuffle")]
-    pub no_shuffle: bool,
-    /// Floating-point precision: f32, f64, or bf16 (mixed: layer 0's two big
-    /// products in bf16 with f32 sums, on CPUs with AVX512-BF16) [f32].
-    #[arg(long, value_enum)]
-    pub precision: Option<Precision>,
-    /// Save the trained weights as .npy.
-    #[arg(long, overrides_with = "no_save_weights")]
-    pub save_weights: bool,
-    /// Turn --save-weights off (where a --config file turns it on).
-    #[arg(long, overrides_with = "save_weights")]
-    pub no_save_weights: bool,
-    /// Augmentation: flip each training image left-right with probability 1/2.
-    #[arg(long, overrides_with = "no_flip")]
-    pub flip: bool,
-    /// Turn --flip off (where a --config file turns it on).
-    #[arg(long, overrides_with = "flip")]
-    pub no_flip: bool,
-    /// Augmentation: shift each training image by up to K pixels in x and y [0].
-    #[arg(long, value_name = "K")]
-    pub translate: Option<usize>,
-    /// Augmentation: what fills the pixels a translation uncovers: zero (the
-    /// mean pixel) or reflect [zero].
-    #[arg(long, value_enum)]
-    pub pad: Option<crate::data::Pad>,
-    /// Inverted dropout: probability of dropping each hidden unit in training [0].
-    #[arg(long, value_name = "P")]
-    pub dropout: Option<f64>,
-    /// Label smoothing: softmax targets (1 - eps) one-hot + eps / 10 [0].
-    #[arg(long, value_name = "EPS")]
-    pub label_smoothing: Option<f64>,
-    /// Batch normalisation on every hidden layer (batch statistics in training,
-    /// running averages in evaluation).
-    #[arg(long, overrides_with = "no_batch_norm")]
-    pub batch_norm: bool,
-    /// Turn --batch-norm off (where a --config file turns it on).
-    #[arg(long, overrides_with = "batch_norm")]
-    pub no_batch_norm: bool,
-    /// Seed-ensemble member: another initialisation with the same data order
-    /// (sweep `--grid member=0:7:8:lin` trains eight in one lockstep group) [0].
-    #[arg(long, value_name = "N")]
-    pub member: Option<u64>,
-    /// Snapshot ensemble: also evaluate the averaged softmax of the nets at the
-    /// ends of the last N cycles [0].
-    #[arg(long, value_name = "N")]
-    pub snapshots: Option<usize>,
-    /// Save the validation and test class probabilities (val_probs.npy,
-    /// test_probs.npy) for ensembles across runs.
-    #[arg(long, overrides_with = "no_save_probs")]
-    pub save_probs: bool,
-    /// Turn --save-probs off (where a --config file turns it on).
-    #[arg(long, overrides_with = "save_probs")]
-    pub no_save_probs: bool,
-    /// SGD with momentum MU (v <- MU v + gradient, W <- W - eta v); scale the
-    /// learning rates down by about 1 - MU [0: plain SGD].
-    #[arg(long, value_name = "MU")]
-    pub momentum: Option<f64>,
-    /// Test-time flips: the averaged prediction (and --save-probs) averages
-    /// each validation and test image with its mirror image.
-    #[arg(long, overrides_with = "no_tta")]
-    pub tta: bool,
-    /// Turn --tta off (where a --config file turns it on).
-    #[arg(long, overrides_with = "tta")]
-    pub no_tta: bool,
+/// Generates [`SettingsArgs`] from the one table of settings
+/// ([`crate::train::settings::setting_table`]): a flag per value, two per
+/// switch (`--X` and `--no-X`), and [`SettingsArgs::settings`].
+macro_rules! settings_args {
+    (
+        values { $( $(#[doc = $vdoc:literal])* $v:ident : $vty:ty [ $($vattr:tt)* ] $(=> $vaxis:ident)? ; )* }
+        switches { $( $(#[doc = $sdoc:literal])* $s:ident , $no:ident $(=> $saxis:ident)? ; )* }
+    ) => {
+        /// Every setting of a training run, each optional: `train` fills the rest
+        /// from its defaults (Assignment 1), `sweep` and `search` from a TOML file and
+        /// theirs (Assignment 2's network, cyclical, split full).
+        #[derive(Args, Clone, Default)]
+        pub struct SettingsArgs {
+            $(
+                $(#[doc = $vdoc])*
+                #[arg(long, $($vattr)*)]
+                pub $v: Option<$vty>,
+            )*
+            $(
+                $(#[doc = $sdoc])*
+                #[arg(long, overrides_with = stringify!($no))]
+                pub $s: bool,
+                /// Turns the flag above off (where a --config file turns it on).
+                #[arg(long, overrides_with = stringify!($s))]
+                pub $no: bool,
+            )*
+        }
+
+        impl SettingsArgs {
+            /// The flags given, as settings (no axes).
+            pub fn settings(&self) -> SweepSettings {
+                SweepSettings {
+                    $( $v: self.$v.clone(), )*
+                    $( $s: on_off(self.$s, self.$no), )*
+                    ..Default::default()
+                }
+            }
+        }
+    };
 }
+crate::train::settings::setting_table!(settings_args);
 
 /// A boolean flag and its `--no-` twin as a setting: on, off, or not given
 /// (so a TOML file's `shuffle = true` can be switched off on the command line).
@@ -199,52 +84,6 @@ fn on_off(on: bool, off: bool) -> Option<bool> {
         (_, true) => Some(false),
         (true, false) => Some(true),
         (false, false) => None,
-    }
-}
-
-impl SettingsArgs {
-    /// The flags given, as settings (no axes).
-    pub fn settings(&self) -> SweepSettings {
-        SweepSettings {
-            model: self.model,
-            hidden: self.hidden.clone(),
-            loss: self.loss,
-            lambda: self.lambda,
-            schedule: self.schedule,
-            eta: self.eta,
-            decay_factor: self.decay_factor,
-            decay_every: self.decay_every,
-            epochs: self.epochs,
-            steps: self.steps,
-            cycles: self.cycles,
-            ns: self.ns,
-            eta_min: self.eta_min,
-            eta_max: self.eta_max,
-            batch: self.batch,
-            split: self.split,
-            n_val: self.n_val,
-            n_train: self.n_train,
-            whiten: self.whiten,
-            whiten_eps: self.whiten_eps,
-            seed: self.seed,
-            log_points: self.log_points,
-            shuffle: on_off(self.shuffle, self.no_shuffle),
-            precision: self.precision,
-            eval_train: self.eval_train,
-            save_weights: on_off(self.save_weights, self.no_save_weights),
-            flip: on_off(self.flip, self.no_flip),
-            translate: self.translate,
-            pad: self.pad,
-            dropout: self.dropout,
-            label_smoothing: self.label_smoothing,
-            batch_norm: on_off(self.batch_norm, self.no_batch_norm),
-            member: self.member,
-            snapshots: self.snapshots,
-            save_probs: on_off(self.save_probs, self.no_save_probs),
-            momentum: self.momentum,
-            tta: on_off(self.tta, self.no_tta),
-            ..Default::default()
-        }
     }
 }
 

@@ -436,111 +436,67 @@ pub fn group_by_key<K: Eq + std::hash::Hash>(keys: &[K], max_group: usize) -> Ve
     groups
 }
 
-/// Sweep settings that may each be absent: what a sweep file (`--config`, TOML,
-/// the same names as the flags) or the command line says. Every `shallow train`
-/// setting may be fixed; `grid` and `random` tables vary axes. Layers combine
-/// with [`Self::over`] (flags over file), then [`Self::spec`] fills the rest
-/// from a command's defaults.
-///
-/// ```toml
-/// eta_max = 0.1            # fixed settings, as the flags name them
-/// cycles = 3
-/// [grid]                   # every combination, first axis outermost
-/// lambda = "1e-5:1e-1:8:log"
-/// hidden = [50, 100, 200]
-/// [random]                 # `draws` joint draws, log-uniform on scale axes
-/// eta_min = "1e-6:1e-4"
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepSettings {
-    /// Explicit lambdas (shorthand for `grid lambda=...`).
-    pub lambdas: Option<Vec<f64>>,
-    /// `LO:HI:N` log-spaced lambdas (shorthand for `grid lambda=LO:HI:N:log`).
-    pub lambda_grid: Option<String>,
-    /// `LO:HI:N` log-uniform random lambdas (shorthand for `random lambda=LO:HI`, N draws).
-    pub lambda_random: Option<String>,
-    /// Grid axes: name = list, range `LO:HI:N[:log|lin]`, or a TOML array.
-    pub grid: Option<toml::Table>,
-    /// Random axes: name = `LO:HI[:log|lin]`.
-    pub random: Option<toml::Table>,
-    /// Number of random draws.
-    pub draws: Option<usize>,
-    /// Network kind (linear ignores `hidden`).
-    pub model: Option<crate::nn::ModelKind>,
-    /// Hidden widths of the MLP.
-    pub hidden: Option<Vec<usize>>,
-    /// Output loss.
-    pub loss: Option<crate::nn::Loss>,
-    /// L2 penalty (fixed).
-    pub lambda: Option<f64>,
-    /// Schedule: fixed, decay or cyclic (else inferred from the settings given).
-    pub schedule: Option<ScheduleKind>,
-    /// Fixed learning rate.
-    pub eta: Option<f64>,
-    /// Step decay factor.
-    pub decay_factor: Option<f64>,
-    /// Epochs between decays.
-    pub decay_every: Option<usize>,
-    /// Cycles of the cyclical schedule.
-    pub cycles: Option<usize>,
-    /// Half-cycle steps (0: 2 floor(n_train / batch)).
-    pub ns: Option<usize>,
-    /// Lowest learning rate.
-    pub eta_min: Option<f64>,
-    /// Highest learning rate.
-    pub eta_max: Option<f64>,
-    /// Epochs (fixed and decay schedules).
-    pub epochs: Option<usize>,
-    /// Update steps (overrides epochs and cycles).
-    pub steps: Option<usize>,
-    /// Mini-batch size.
-    pub batch: Option<usize>,
-    /// Data split: "a1" or "full".
-    pub split: Option<crate::data::SplitKind>,
-    /// Validation images held out (split full).
-    pub n_val: Option<usize>,
-    /// Use only the first N training images.
-    pub n_train: Option<usize>,
-    /// Whitening of the inputs: "none", "pca" or "zca".
-    pub whiten: Option<crate::data::Whitening>,
-    /// Added to every eigenvalue before whitening.
-    pub whiten_eps: Option<f64>,
-    /// Base seed.
-    pub seed: Option<u64>,
-    /// Logged points per cycle.
-    pub log_points: Option<usize>,
-    /// Reshuffle every epoch.
-    pub shuffle: Option<bool>,
-    /// "f32" or "f64".
-    pub precision: Option<crate::nn::Precision>,
-    /// Training images of the intermediate logged points: a number, or "all".
-    pub eval_train: Option<crate::train::EvalTrain>,
-    /// Save every run's weights as .npy.
-    pub save_weights: Option<bool>,
-    /// Random horizontal flips of the training images.
-    pub flip: Option<bool>,
-    /// Random translations of up to this many pixels.
-    pub translate: Option<usize>,
-    /// Fill of the pixels a translation uncovers: "zero" or "reflect".
-    pub pad: Option<crate::data::Pad>,
-    /// Dropout probability of hidden units.
-    pub dropout: Option<f64>,
-    /// Label smoothing eps.
-    pub label_smoothing: Option<f64>,
-    /// Batch normalisation on the hidden layers.
-    pub batch_norm: Option<bool>,
-    /// Seed-ensemble member.
-    pub member: Option<u64>,
-    /// Snapshot ensemble of the last N cycles.
-    pub snapshots: Option<usize>,
-    /// Save validation and test class probabilities.
-    pub save_probs: Option<bool>,
-    /// SGD momentum.
-    pub momentum: Option<f64>,
-    /// Test-time flips.
-    pub tta: Option<bool>,
+/// Generates [`SweepSettings`] from the one table of settings
+/// ([`crate::train::settings::setting_table`]): its fields after the axes',
+/// `fixed_axes` and `over_table`.
+macro_rules! sweep_settings {
+    (
+        values { $( $(#[doc = $vdoc:literal])* $v:ident : $vty:ty [ $($vattr:tt)* ] $(=> $vaxis:ident)? ; )* }
+        switches { $( $(#[doc = $sdoc:literal])* $s:ident , $no:ident $(=> $saxis:ident)? ; )* }
+    ) => {
+        /// Sweep settings that may each be absent: what a sweep file (`--config`, TOML,
+        /// the same names as the flags) or the command line says. Every `shallow train`
+        /// setting may be fixed; `grid` and `random` tables vary axes. Layers combine
+        /// with [`Self::over`] (flags over file), then [`Self::spec`] fills the rest
+        /// from a command's defaults.
+        ///
+        /// ```toml
+        /// eta_max = 0.1            # fixed settings, as the flags name them
+        /// cycles = 3
+        /// [grid]                   # every combination, first axis outermost
+        /// lambda = "1e-5:1e-1:8:log"
+        /// hidden = [50, 100, 200]
+        /// [random]                 # `draws` joint draws, log-uniform on scale axes
+        /// eta_min = "1e-6:1e-4"
+        /// ```
+        #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct SweepSettings {
+            /// Explicit lambdas (shorthand for `grid lambda=...`).
+            pub lambdas: Option<Vec<f64>>,
+            /// `LO:HI:N` log-spaced lambdas (shorthand for `grid lambda=LO:HI:N:log`).
+            pub lambda_grid: Option<String>,
+            /// `LO:HI:N` log-uniform random lambdas (shorthand for `random lambda=LO:HI`, N draws).
+            pub lambda_random: Option<String>,
+            /// Grid axes: name = list, range `LO:HI:N[:log|lin]`, or a TOML array.
+            pub grid: Option<toml::Table>,
+            /// Random axes: name = `LO:HI[:log|lin]`.
+            pub random: Option<toml::Table>,
+            /// Number of random draws.
+            pub draws: Option<usize>,
+            $( $(#[doc = $vdoc])* pub $v: Option<$vty>, )*
+            $( $(#[doc = $sdoc])* pub $s: Option<bool>, )*
+        }
+
+        impl SweepSettings {
+            /// The axes that these settings fix to one value.
+            pub fn fixed_axes(&self) -> Vec<Axis> {
+                let mut out = Vec::new();
+                $( $( if self.$v.is_some() { out.push(Axis::$vaxis); } )? )*
+                $( $( if self.$s.is_some() { out.push(Axis::$saxis); } )? )*
+                out
+            }
+
+            /// Every setting of the table from `self` when set, else from `lower`.
+            fn over_table(mut self, lower: &SweepSettings) -> SweepSettings {
+                $( self.$v = self.$v.take().or_else(|| lower.$v.clone()); )*
+                $( self.$s = self.$s.or(lower.$s); )*
+                self
+            }
+        }
+    };
 }
+crate::train::settings::setting_table!(sweep_settings);
 
 /// A TOML axis value as the text the flags take: arrays join with commas,
 /// nested arrays (several hidden layers) with `x`.
@@ -646,36 +602,6 @@ impl SweepSettings {
         Ok(())
     }
 
-    /// The axes that these settings fix to one value.
-    pub fn fixed_axes(&self) -> Vec<Axis> {
-        let fixed = [
-            (self.lambda.is_some(), Axis::Lambda),
-            (self.eta.is_some(), Axis::Eta),
-            (self.eta_min.is_some(), Axis::EtaMin),
-            (self.eta_max.is_some(), Axis::EtaMax),
-            (self.decay_factor.is_some(), Axis::DecayFactor),
-            (self.ns.is_some(), Axis::Ns),
-            (self.cycles.is_some(), Axis::Cycles),
-            (self.epochs.is_some(), Axis::Epochs),
-            (self.steps.is_some(), Axis::Steps),
-            (self.decay_every.is_some(), Axis::DecayEvery),
-            (self.hidden.is_some(), Axis::Hidden),
-            (self.batch.is_some(), Axis::Batch),
-            (self.loss.is_some(), Axis::Loss),
-            (self.seed.is_some(), Axis::Seed),
-            (self.flip.is_some(), Axis::Flip),
-            (self.translate.is_some(), Axis::Translate),
-            (self.dropout.is_some(), Axis::Dropout),
-            (self.label_smoothing.is_some(), Axis::LabelSmoothing),
-            (self.batch_norm.is_some(), Axis::BatchNorm),
-            (self.member.is_some(), Axis::Member),
-            (self.snapshots.is_some(), Axis::Snapshots),
-            (self.momentum.is_some(), Axis::Momentum),
-            (self.tta.is_some(), Axis::Tta),
-        ];
-        fixed.iter().filter(|f| f.0).map(|f| f.1).collect()
-    }
-
     /// These settings over `lower`: each field from `self` when set. A setting
     /// that `self` fixes or varies replaces `lower`'s axis of the same name
     /// (flags' `--lambda-grid` replace a file's `[grid] lambda`).
@@ -693,50 +619,19 @@ impl SweepSettings {
             }
             (!t.is_empty()).then_some(t)
         };
+        let (grid, random, draws) = (
+            merge(upper.grid.clone(), lower.grid.clone()),
+            merge(upper.random.clone(), lower.random.clone()),
+            upper.draws.or(lower.draws),
+        );
         Ok(SweepSettings {
             lambdas: None,
             lambda_grid: None,
             lambda_random: None,
-            grid: merge(upper.grid, lower.grid),
-            random: merge(upper.random, lower.random),
-            draws: upper.draws.or(lower.draws),
-            model: upper.model.or(lower.model),
-            hidden: upper.hidden.or(lower.hidden),
-            loss: upper.loss.or(lower.loss),
-            lambda: upper.lambda.or(lower.lambda),
-            schedule: upper.schedule.or(lower.schedule),
-            eta: upper.eta.or(lower.eta),
-            decay_factor: upper.decay_factor.or(lower.decay_factor),
-            decay_every: upper.decay_every.or(lower.decay_every),
-            cycles: upper.cycles.or(lower.cycles),
-            ns: upper.ns.or(lower.ns),
-            eta_min: upper.eta_min.or(lower.eta_min),
-            eta_max: upper.eta_max.or(lower.eta_max),
-            epochs: upper.epochs.or(lower.epochs),
-            steps: upper.steps.or(lower.steps),
-            batch: upper.batch.or(lower.batch),
-            split: upper.split.or(lower.split),
-            n_val: upper.n_val.or(lower.n_val),
-            n_train: upper.n_train.or(lower.n_train),
-            whiten: upper.whiten.or(lower.whiten),
-            whiten_eps: upper.whiten_eps.or(lower.whiten_eps),
-            seed: upper.seed.or(lower.seed),
-            log_points: upper.log_points.or(lower.log_points),
-            shuffle: upper.shuffle.or(lower.shuffle),
-            precision: upper.precision.or(lower.precision),
-            eval_train: upper.eval_train.or(lower.eval_train),
-            save_weights: upper.save_weights.or(lower.save_weights),
-            flip: upper.flip.or(lower.flip),
-            translate: upper.translate.or(lower.translate),
-            pad: upper.pad.or(lower.pad),
-            dropout: upper.dropout.or(lower.dropout),
-            label_smoothing: upper.label_smoothing.or(lower.label_smoothing),
-            batch_norm: upper.batch_norm.or(lower.batch_norm),
-            member: upper.member.or(lower.member),
-            snapshots: upper.snapshots.or(lower.snapshots),
-            save_probs: upper.save_probs.or(lower.save_probs),
-            momentum: upper.momentum.or(lower.momentum),
-            tta: upper.tta.or(lower.tta),
+            grid,
+            random,
+            draws,
+            ..upper.over_table(&lower)
         })
     }
 
@@ -922,6 +817,25 @@ impl SweepSettings {
 #[cfg(test)]
 mod settings_tests {
     use super::*;
+
+    /// The table names every sweep axis: its TOML key is the axis's name, and
+    /// a fixed value of it fixes that axis and no other.
+    #[test]
+    fn every_axis_is_a_setting_of_the_table_under_its_name() {
+        for axis in crate::train::settings::AXES {
+            let value = match axis {
+                Axis::Hidden => "[7]",
+                Axis::Loss => "\"bce\"",
+                Axis::Flip | Axis::BatchNorm | Axis::Tta => "true",
+                a if a.is_integer() => "17",
+                _ => "0.37",
+            };
+            let toml = format!("{} = {value}", axis.name());
+            let fixed: SweepSettings =
+                toml::from_str(&toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+            assert_eq!(fixed.fixed_axes(), vec![axis], "{toml}");
+        }
+    }
 
     fn spec(file: &str, flags: SweepSettings) -> Result<SweepSpec> {
         let file: SweepSettings = toml::from_str(file).unwrap();

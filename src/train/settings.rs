@@ -19,6 +19,120 @@ pub const SWEEP_LOG_POINTS: usize = 5;
 /// Default `--eval-train` of a sweep: 1,000 training images at intermediate points.
 pub const SWEEP_EVAL_TRAIN: EvalTrain = EvalTrain::Sample(1000);
 
+/// The one table of the settings a person gives: each setting's name (its
+/// flag `--name` with dashes, its TOML key), type, help, clap attributes and
+/// sweep axis, once. `setting_table!(callback)` hands the table to a
+/// generator macro: `app::args` makes the flags of every training command
+/// from it (`SettingsArgs`, a boolean's `--no-X` included), `sweep::plan` the
+/// TOML layer (`SweepSettings`: its fields, `over` and `fixed_axes`). Values
+/// are `Option<T>` (not given: the command's default, see
+/// [`TrainSettings::train_default`] and [`TrainSettings::sweep_default`]);
+/// switches are booleans with a `--no-` flag that turns off what a file
+/// turned on. docs/settings.md says how to add one.
+macro_rules! setting_table {
+    ($callback:ident) => {
+        $callback! {
+            values {
+                /// Network: linear or mlp [train: linear; sweep: mlp].
+                model: crate::nn::ModelKind [value_enum];
+                /// Hidden widths of the mlp, e.g. 50 or 100,50 [50].
+                hidden: Vec<usize> [value_delimiter = ','] => Hidden;
+                /// Output loss: ce or bce [ce].
+                loss: crate::nn::Loss [value_enum] => Loss;
+                /// L2 penalty lambda [train: 0].
+                lambda: f64 [allow_negative_numbers = true] => Lambda;
+                /// Schedule: fixed, decay or cyclic [inferred from the settings given:
+                /// --eta/--epochs fixed, --decay-* decay, --cycles/--ns/--eta-min/--eta-max
+                /// cyclic; else train: fixed, sweep: cyclic].
+                schedule: crate::train::settings::ScheduleKind [value_enum];
+                /// Fixed learning rate, or the initial one with --decay-factor [0.001].
+                eta: f64 [allow_negative_numbers = true] => Eta;
+                /// Step decay: multiply eta by this every --decay-every epochs.
+                decay_factor: f64 [] => DecayFactor;
+                /// Step decay: epochs between decays [10].
+                decay_every: usize [] => DecayEvery;
+                /// Epochs of the fixed and decay schedules [40].
+                epochs: usize [] => Epochs;
+                /// Update steps (overrides --epochs and --cycles).
+                steps: usize [] => Steps;
+                /// Cyclical schedule: lowest eta [1e-5].
+                eta_min: f64 [allow_negative_numbers = true] => EtaMin;
+                /// Cyclical schedule: highest eta [1e-1].
+                eta_max: f64 [allow_negative_numbers = true] => EtaMax;
+                /// Cyclical schedule: half-cycle steps n_s; 0: 2 floor(n_train / batch)
+                /// [train: 500; sweep: 0].
+                ns: usize [] => Ns;
+                /// Cyclical schedule: number of cycles [train: 1; sweep: 2].
+                cycles: usize [] => Cycles;
+                /// Mini-batch size [100].
+                batch: usize [] => Batch;
+                /// Data split: a1 (batch 1 / batch 2 / test) or full (batches 1-5, the
+                /// last --n-val validate) [train: a1; sweep: full].
+                split: crate::data::SplitKind [value_enum];
+                /// Validation images held out (split full) [5000].
+                n_val: usize [];
+                /// Use only the first N training images.
+                n_train: usize [];
+                /// Whiten the standardised inputs: pca or zca, fitted on the training
+                /// images only (the decomposition is cached, see docs/data.md) [none].
+                whiten: crate::data::Whitening [value_enum];
+                /// Added to every eigenvalue of the training covariance before whitening
+                /// (the eigenvalues of the standardised features sum to 3072) [10].
+                whiten_eps: f64 [];
+                /// Base seed of initialisation and shuffling [1].
+                seed: u64 [] => Seed;
+                /// Logged points per cycle (cyclical; fixed and decay log every epoch);
+                /// 0: only the start and the end [train: 10; sweep: 5].
+                log_points: usize [];
+                /// Training images the intermediate logged points evaluate: N (a fixed
+                /// sample chosen from the seed) or `all`. The validation set, and at the
+                /// last point the training set, are always evaluated in full
+                /// [train: 5000; sweep: 1000].
+                eval_train: crate::train::EvalTrain [value_name = "N|all"];
+                /// Floating-point precision: f32, f64, or bf16 (mixed: layer 0's two big
+                /// products in bf16 with f32 sums, on CPUs with AVX512-BF16) [f32].
+                precision: crate::nn::Precision [value_enum];
+                /// Augmentation: shift each training image by up to K pixels in x and y [0].
+                translate: usize [value_name = "K"] => Translate;
+                /// Augmentation: what fills the pixels a translation uncovers: zero (the
+                /// mean pixel) or reflect [zero].
+                pad: crate::data::Pad [value_enum];
+                /// Inverted dropout: probability of dropping each hidden unit in training [0].
+                dropout: f64 [value_name = "P"] => Dropout;
+                /// Label smoothing: softmax targets (1 - eps) one-hot + eps / 10 [0].
+                label_smoothing: f64 [value_name = "EPS"] => LabelSmoothing;
+                /// Seed-ensemble member: another initialisation with the same data order
+                /// (sweep `--grid member=0:7:8:lin` trains eight in one lockstep group) [0].
+                member: u64 [value_name = "N"] => Member;
+                /// Snapshot ensemble: also evaluate the averaged softmax of the nets at the
+                /// ends of the last N cycles [0].
+                snapshots: usize [value_name = "N"] => Snapshots;
+                /// SGD with momentum MU (v <- MU v + gradient, W <- W - eta v); scale the
+                /// learning rates down by about 1 - MU [0: plain SGD].
+                momentum: f64 [value_name = "MU"] => Momentum;
+            }
+            switches {
+                /// Reshuffle the training set every epoch.
+                shuffle, no_shuffle;
+                /// Save the trained weights as .npy.
+                save_weights, no_save_weights;
+                /// Augmentation: flip each training image left-right with probability 1/2.
+                flip, no_flip => Flip;
+                /// Batch normalisation on every hidden layer (batch statistics in training,
+                /// running averages in evaluation).
+                batch_norm, no_batch_norm => BatchNorm;
+                /// Save the validation and test class probabilities (val_probs.npy,
+                /// test_probs.npy) for ensembles across runs.
+                save_probs, no_save_probs;
+                /// Test-time flips: the averaged prediction (and --save-probs) averages
+                /// each validation and test image with its mirror image.
+                tta, no_tta => Tta;
+            }
+        }
+    };
+}
+pub(crate) use setting_table;
+
 /// Which learning-rate schedule a run follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
