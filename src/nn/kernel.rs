@@ -42,9 +42,23 @@ pub struct Scratch {
 
 #[derive(Clone, Debug)]
 struct Bf16Scratch {
+    /// Most samples a batch may have.
+    cap: usize,
     x: PackedB,
     g: PackedA,
     xt: PackedB,
+}
+
+impl Bf16Scratch {
+    /// Buffers for batches of up to `cap` samples of `d` features, `rows` = C*w1.
+    fn new(d: usize, rows: usize, cap: usize) -> Self {
+        Bf16Scratch {
+            cap,
+            x: PackedB::new(d, cap),
+            g: PackedA::new(rows, cap),
+            xt: PackedB::new(cap, d),
+        }
+    }
 }
 
 /// Layer 0's products for a stacked network of element type `T`, whose stored
@@ -166,13 +180,14 @@ pub fn bf16_kernel<T: Real>(w: ArrayView2<'_, T>) -> Result<Box<dyn Layer0<T>>> 
 }
 
 impl Bf16 {
+    /// The workspace's buffers for a batch of n samples of d features. A
+    /// workspace made with a bf16 net has them; one made before the net
+    /// turned to bf16 gets them here, once.
     fn scratch<'s>(&self, scratch: &'s mut Scratch, d: usize, n: usize) -> &'s mut Bf16Scratch {
-        // Workspaces of a bf16 net come with it; this allocates only for one that did not.
-        scratch.bf16.get_or_insert_with(|| Bf16Scratch {
-            x: PackedB::new(d, n),
-            g: PackedA::new(self.packed.rows(), n),
-            xt: PackedB::new(n, d),
-        })
+        if scratch.bf16.as_ref().is_none_or(|s| s.cap < n) {
+            scratch.bf16 = Some(Bf16Scratch::new(d, self.packed.rows(), n));
+        }
+        scratch.bf16.as_mut().expect("made above")
     }
 }
 
@@ -183,11 +198,7 @@ impl Layer0<f32> for Bf16 {
 
     fn scratch(&self, d: usize, rows: usize, cap: usize) -> Scratch {
         Scratch {
-            bf16: Some(Bf16Scratch {
-                x: PackedB::new(d, cap),
-                g: PackedA::new(rows, cap),
-                xt: PackedB::new(cap, d),
-            }),
+            bf16: Some(Bf16Scratch::new(d, rows, cap)),
         }
     }
 

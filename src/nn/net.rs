@@ -1348,6 +1348,29 @@ mod tests {
     /// Steps on batches of a [`bf16::PackedSet`] (converted once) compute the
     /// same bits as steps that pack each batch, with and without momentum; and
     /// after every step the packed weights are the weights rounded to bf16.
+    /// A workspace made before the net turned to bf16 gets the kernel's
+    /// buffers on first use, and larger ones for a larger batch: the same
+    /// outputs as a workspace made after.
+    #[test]
+    fn a_workspace_made_before_bf16_serves_batches_of_any_size() {
+        if !bf16::available() {
+            return;
+        }
+        let (x, y) = toy(12, 40, 3);
+        let x = x.mapv(|v| v as f32);
+        let mut net = Net::<f32>::init(&arch(&[20], Loss::Ce), &[1]);
+        let mut early = net.workspace(40);
+        net.enable_bf16().unwrap();
+        let mut stats = [LossStat::default()];
+        for n in [10, 40] {
+            let cols = x.slice(s![.., ..n]);
+            net.forward_loss(cols, &y[..n], &mut early, &mut stats);
+            let mut fresh = net.workspace(40);
+            net.forward_loss(cols, &y[..n], &mut fresh, &mut stats);
+            assert_eq!(early.output(n), fresh.output(n), "batch of {n}");
+        }
+    }
+
     #[test]
     fn bf16_steps_on_a_packed_set_equal_steps_that_pack_each_batch() {
         if !bf16::available() {
