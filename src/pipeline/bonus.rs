@@ -293,15 +293,6 @@ pub fn run_bonus(
     Ok(Some(summary))
 }
 
-impl BonusOptions {
-    /// Announces a stage (except with `--quiet`).
-    fn say(&self, msg: &str) {
-        if self.mode != DisplayMode::Quiet {
-            eprintln!("== {msg}");
-        }
-    }
-}
-
 /// One recipe's seed ensemble, trained in one lockstep group into
 /// `dir`/recipes/NAME, and its averaged prediction; `None` when interrupted.
 fn train_recipe(
@@ -319,7 +310,7 @@ fn train_recipe(
             s.run_config(&format!("member{m}"))
         })
         .collect::<Result<_>>()?;
-    opts.say(&format!(
+    opts.mode.announce(&format!(
         "recipe {}: {} x {} (seed ensemble in one lockstep group)",
         recipe.name,
         recipe.members,
@@ -351,7 +342,7 @@ fn train_recipe(
             .map(|c| format!("recipes/{}/{}", recipe.name, c.name))
             .collect(),
     };
-    opts.say(&format!(
+    opts.mode.announce(&format!(
         "recipe {}: {:.2}% test ({:.2}% validation) in {:.0} s",
         recipe.name,
         100.0 * ens.test.acc,
@@ -371,7 +362,7 @@ fn train_ablation(
     rows: &[(String, String, TrainSettings)],
 ) -> Result<Option<Vec<AblationRow>>> {
     let mut table = Vec::new();
-    opts.say("ablation: one change at a time");
+    opts.mode.announce("ablation: one change at a time");
     let mut configs = Vec::new();
     for (i, (_, _, s)) in rows.iter().enumerate() {
         configs.push(s.run_config(&format!("{i:02}_{}", ROW_NAMES[i]))?);

@@ -71,7 +71,8 @@ pub fn run_all(
     let mut stages: Vec<(String, f64)> = Vec::new();
 
     // 1. Gradient checks on real images.
-    opts.say("gradient checks (f64, centred differences)");
+    opts.mode
+        .announce("gradient checks (f64, centred differences)");
     let t = Instant::now();
     gradient_checks(data, opts, &dir)?;
     stages.push(("gradient checks".into(), t.elapsed().as_secs_f64()));
@@ -92,7 +93,7 @@ pub fn run_all(
     }
 
     // 4. Coarse-to-fine lambda search and the final run.
-    opts.say("lambda search: coarse, fine, final");
+    opts.mode.announce("lambda search: coarse, fine, final");
     let t = Instant::now();
     let runner = RunnerOptions {
         out: dir.join("search"),
@@ -117,13 +118,6 @@ pub fn run_all(
 }
 
 impl AllOptions {
-    /// Announces a stage (except with `--quiet`).
-    fn say(&self, msg: &str) {
-        if self.mode != DisplayMode::Quiet {
-            eprintln!("== {msg}");
-        }
-    }
-
     /// The lambda search of `experiment all`: Assignment 2's, with four
     /// logged points per cycle (tiny with `quick`).
     fn search(&self) -> SearchOptions {
@@ -236,7 +230,8 @@ fn assignment(
     } else {
         "Assignment 2"
     };
-    opts.say(&format!("{title}: {} runs", configs.len()));
+    opts.mode
+        .announce(&format!("{title}: {} runs", configs.len()));
     let t = Instant::now();
     let runner = RunnerOptions {
         out: dir.join(name),

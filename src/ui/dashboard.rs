@@ -31,6 +31,13 @@ pub enum DisplayMode {
 }
 
 impl DisplayMode {
+    /// Announces a stage of a pipeline on stderr (`== msg`), except when quiet.
+    pub fn announce(self, msg: &str) {
+        if self != DisplayMode::Quiet {
+            eprintln!("== {msg}");
+        }
+    }
+
     /// Live when stderr is a terminal, plain otherwise, quiet on request.
     pub fn detect(quiet: bool) -> Self {
         if quiet {
