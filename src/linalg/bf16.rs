@@ -641,47 +641,22 @@ fn range(
     );
 }
 
-/// What one core's multiply-add units can do, in GFLOP/s: f32 FMA
-/// (`VFMADD231PS`, 16 lanes x 2 FLOPs) and bf16 dot products (`VDPBF16PS`,
-/// 16 lanes x 2 pairs x 2 FLOPs), each on 16 independent 512-bit
-/// accumulators with no memory traffic. The bf16 kernel can only beat f32
-/// OpenBLAS where the second figure beats the first: on AMD Zen 4/5 it is
-/// about twice; on the Intel Sapphire/Emerald Rapids machine this was measured
-/// on it is half: one `VDPBF16PS` every other cycle against two FMAs per cycle.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InstructionPeak {
-    /// f32 FMA peak, GFLOP/s on one core.
-    pub f32_fma: f64,
-    /// bf16 dot-product peak, GFLOP/s on one core.
-    pub bf16_dot: f64,
-}
-
-/// Measures [`InstructionPeak`] on the calling thread for about `min_s`
-/// seconds each; `None` where the CPU lacks AVX512-BF16.
-pub fn instruction_peak(min_s: f64) -> Option<InstructionPeak> {
+/// One core's bf16 dot-product peak (`VDPBF16PS`, 16 lanes x 2 pairs x 2
+/// FLOPs, on 16 independent 512-bit accumulators, no memory traffic), in
+/// GFLOP/s, for about `min_s` seconds; `None` where the CPU lacks
+/// AVX512-BF16. About twice the f32 FMA peak on AMD Zen 4/5, half on the
+/// Intel Sapphire/Emerald Rapids machine this was measured on (one
+/// `VDPBF16PS` every other cycle against two FMAs per cycle).
+pub fn dot_peak(min_s: f64) -> Option<f64> {
     if !available() {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // FLOPs per loop turn: 16 accumulators x 16 lanes x 2 (x 2 pairs for bf16).
-        let rate = |f: unsafe fn(usize) -> f32, flops_per_turn: f64| {
-            let mut turns = 1usize << 16;
-            loop {
-                let t = std::time::Instant::now();
-                // SAFETY: the features were detected.
-                std::hint::black_box(unsafe { f(turns) });
-                let s = t.elapsed().as_secs_f64();
-                if s >= min_s {
-                    return flops_per_turn * turns as f64 / s / 1e9;
-                }
-                turns *= 2;
-            }
-        };
-        Some(InstructionPeak {
-            f32_fma: rate(kernel::fma_turns, 16.0 * 16.0 * 2.0),
-            bf16_dot: rate(kernel::dot_turns, 16.0 * 16.0 * 4.0),
-        })
+        Some(super::peak::rate(min_s, 16.0 * 16.0 * 4.0, |turns| {
+            // SAFETY: the features were detected.
+            std::hint::black_box(unsafe { kernel::dot_turns(turns) });
+        }))
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -950,31 +925,6 @@ mod kernel {
     /// Features per block of [`pack_transposed`]: 64 pages of scattered stores.
     const FEATURE_BLOCK: usize = 64;
 
-    /// `turns` rounds of 16 independent f32 FMAs (see [`super::instruction_peak`]).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn fma_turns(turns: usize) -> f32 {
-        let a = _mm512_set1_ps(std::hint::black_box(0.5));
-        let mut acc = [_mm512_setzero_ps(); 16];
-        for _ in 0..turns {
-            for r in acc.iter_mut() {
-                *r = _mm512_fmadd_ps(a, a, *r);
-            }
-            // Keeps the loop from being folded into one multiplication.
-            std::arch::asm!("", options(nomem, nostack));
-        }
-        sum(&acc)
-    }
-
-    /// The sum of every lane of `acc` (so that the peak loops' work is used).
-    #[target_feature(enable = "avx512f")]
-    unsafe fn sum(acc: &[__m512; 16]) -> f32 {
-        let mut s = _mm512_setzero_ps();
-        for &r in acc {
-            s = _mm512_add_ps(s, r);
-        }
-        _mm512_reduce_add_ps(s)
-    }
-
     /// `turns` rounds of 16 independent bf16 dot products.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn dot_turns(turns: usize) -> f32 {
@@ -987,7 +937,11 @@ mod kernel {
             }
             std::arch::asm!("", options(nomem, nostack));
         }
-        sum(&acc)
+        let mut s = _mm512_setzero_ps();
+        for r in acc {
+            s = _mm512_add_ps(s, r);
+        }
+        _mm512_reduce_add_ps(s)
     }
 
     #[inline(always)]

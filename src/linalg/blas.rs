@@ -358,6 +358,43 @@ pub fn gemm_blocks<T: Real>(
     gemm_range(&bounds[..parts + 1], alpha, a, b, beta, c)
 }
 
+/// `f(j0, block)` on `c`'s columns cut into the fixed blocks of [`blocks_for`]
+/// (block i starts at column `n * i / blocks`, rounded down to even with
+/// `even`, so that a pair of columns never straddles two blocks), halves
+/// forked with `rayon::join`: for kernels of our own that keep
+/// [`gemm_blocks`]'s guarantee (the same bits on any pool).
+pub fn for_column_blocks<T: Send>(
+    c: ArrayViewMut2<'_, T>,
+    even: bool,
+    f: &(dyn Fn(usize, ArrayViewMut2<'_, T>) + Sync),
+) {
+    let n = c.ncols();
+    let parts = blocks_for(n);
+    let mut bounds = [0usize; MAX_BLOCKS + 1];
+    for (i, v) in bounds.iter_mut().enumerate().take(parts + 1) {
+        let at = n * i / parts;
+        *v = if even && i < parts { at & !1 } else { at };
+    }
+    column_range(&bounds[..parts + 1], c, f);
+}
+
+fn column_range<T: Send>(
+    bounds: &[usize],
+    c: ArrayViewMut2<'_, T>,
+    f: &(dyn Fn(usize, ArrayViewMut2<'_, T>) + Sync),
+) {
+    let parts = bounds.len() - 1;
+    if parts <= 1 {
+        return f(bounds[0], c);
+    }
+    let mid = parts / 2;
+    let (lo, hi) = c.split_at(Axis(1), bounds[mid] - bounds[0]);
+    rayon::join(
+        || column_range(&bounds[..=mid], lo, f),
+        || column_range(&bounds[mid..], hi, f),
+    );
+}
+
 /// The blocks between `bounds` (column boundaries relative to `c`, from 0 to
 /// its width): one BLAS call each, halves forked with `rayon::join`.
 fn gemm_range<T: Real>(

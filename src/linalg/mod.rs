@@ -5,6 +5,8 @@
 
 pub mod bf16;
 pub mod blas;
+pub mod int16;
+pub mod peak;
 pub mod real;
 
 pub use real::Real;

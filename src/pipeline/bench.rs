@@ -113,7 +113,7 @@ pub struct BenchReport {
     /// One core's f32 FMA and bf16 dot-product peaks (AVX512-BF16 CPUs only):
     /// whether bf16 can beat f32 on this CPU at all.
     #[serde(default)]
-    pub peak: Option<crate::linalg::bf16::InstructionPeak>,
+    pub peak: Option<crate::linalg::peak::Peaks>,
     /// Training steps.
     pub steps: Vec<StepBench>,
     /// Forward-only evaluation, images per second (m = 50, all cores).
@@ -334,7 +334,7 @@ pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(cores).build()?;
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let gemm = gemm_benches(opts, &pool, cores, min_s)?;
-    let peak = crate::linalg::bf16::instruction_peak(min_s);
+    let peak = Some(crate::linalg::peak::Peaks::measure(min_s));
     let steps = step_benches(&split_a1, &pool, &one, cores, min_s)?;
     let eval_images_per_s = eval_throughput(&split_a1, &pool, min_s);
     drop(split_a1);
@@ -656,22 +656,22 @@ impl BenchReport {
             "(all: BLAS = one call on OpenBLAS's threads; all: blocks = the output's columns cut into fixed single-threaded blocks on a pool of every core, as training does)"
         )?;
         if let Some(p) = &self.peak {
+            let cell = |r: Option<f64>| r.map_or("none".to_string(), |r| format!("{r:.1}"));
+            let ratio = |r: Option<f64>| match (r, p.f32_fma) {
+                (Some(r), Some(f)) => format!(" ({:.2}x)", r / f),
+                _ => String::new(),
+            };
             writeln!(
                 f,
-                "\nInstruction peak, one core: f32 FMA {:.1} GFLOP/s, bf16 dot product {:.1} GFLOP/s ({:.2}x)",
-                p.f32_fma,
-                p.bf16_dot,
-                p.bf16_dot / p.f32_fma
+                "\nInstruction peak, one core, G-ops/s: f32 FMA {}, bf16 dot {}{}, int16 madd {}{}{}",
+                cell(p.f32_fma),
+                cell(p.bf16_dot),
+                ratio(p.bf16_dot),
+                cell(p.int16_madd),
+                ratio(p.int16_madd),
+                p.int16_isa.map_or(String::new(), |i| format!(" on {}", i.name()))
             )?;
-            writeln!(
-                f,
-                "{}",
-                if p.bf16_dot > 1.2 * p.f32_fma {
-                    "(bf16 products outrun f32 FMAs here: --precision bf16 can be faster than f32)"
-                } else {
-                    "(bf16 products are no faster than f32 FMAs here: --precision bf16 cannot beat f32 on this CPU; it pays on AMD Zen 4/5)"
-                }
-            )?;
+            writeln!(f, "{}", p.fastest().1)?;
         }
         Ok(())
     }
