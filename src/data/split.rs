@@ -84,6 +84,9 @@ pub struct DataSet<T> {
     /// The images in bf16 for the mixed-precision kernel, converted on first
     /// use ([`Self::packed_bf16`]), once per process: every run borrows it.
     packed_bf16: std::sync::OnceLock<crate::linalg::bf16::PackedSet>,
+    /// The images as centred bytes for the int16 kernel, converted on first
+    /// use ([`Self::packed_int16`]), once per process.
+    packed_int16: std::sync::OnceLock<crate::linalg::int16::PackedSet>,
 }
 
 impl<T: Real> DataSet<T> {
@@ -93,6 +96,7 @@ impl<T: Real> DataSet<T> {
             x,
             labels,
             packed_bf16: std::sync::OnceLock::new(),
+            packed_int16: std::sync::OnceLock::new(),
         }
     }
     /// The images in bf16, in both layouts the bf16 kernel reads (see
@@ -105,6 +109,23 @@ impl<T: Real> DataSet<T> {
             self.packed_bf16
                 .get_or_init(|| crate::linalg::bf16::PackedSet::new(x)),
         )
+    }
+    /// The images as centred bytes, in both layouts the int16 kernel reads
+    /// (see [`crate::linalg::int16::PackedSet`]), converted on the first call
+    /// and kept; `pixels` maps the features back to bytes. `None` for an f64
+    /// set; an error for features that are not standardised bytes.
+    pub fn packed_int16(
+        &self,
+        pixels: &crate::linalg::int16::Pixels,
+    ) -> Result<Option<&crate::linalg::int16::PackedSet>> {
+        let Some(x) = T::f32_view(self.x.view()) else {
+            return Ok(None);
+        };
+        if let Some(set) = self.packed_int16.get() {
+            return Ok(Some(set));
+        }
+        let set = crate::linalg::int16::PackedSet::new(x, pixels)?;
+        Ok(Some(self.packed_int16.get_or_init(|| set)))
     }
     /// Number of images n.
     pub fn len(&self) -> usize {
@@ -198,6 +219,22 @@ impl Preprocess {
             whiten::apply(wt.view(), &mut x);
         }
         x
+    }
+
+    /// How the int16 kernel maps these features back to bytes; refused for
+    /// whitened features, which are not a byte's affine image.
+    pub fn int16_pixels(&self) -> Result<crate::linalg::int16::Pixels> {
+        if self.matrix.is_some() {
+            bail!(
+                "--precision int16 multiplies the pixels' bytes, and {} whitening mixes them into \
+                 non-integer features: use --precision f32 or bf16 with whitening",
+                self.whiten.name()
+            );
+        }
+        Ok(crate::linalg::int16::Pixels::new(
+            self.mean.as_slice().expect("contiguous"),
+            self.std.as_slice().expect("contiguous"),
+        ))
     }
 
     /// Writes `mean.npy`, `std.npy` (d), `whiten.npy` (d x d, when whitening)

@@ -159,8 +159,177 @@ impl Pixels {
     #[inline]
     pub fn centred(&self, j: usize, x: f32) -> (i16, f32) {
         let v = x * self.scale[j] + self.offset[j];
-        let p = v.round_ties_even().clamp(-128.0, 127.0);
-        (p as i16, (v - p).abs())
+        let p = centred_byte(x, self.scale[j], self.offset[j]);
+        (p as i32 as i16, (v - p).abs())
+    }
+}
+
+/// `x * scale + offset` rounded to the nearest integer (ties to even) and
+/// clamped to -128..=127 (NaN stays NaN, and converts to 0): the same bits
+/// in scalar and in vector code.
+#[inline(always)]
+fn centred_byte(x: f32, scale: f32, offset: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let v = x * scale + offset;
+    let p = (v + MAGIC) - MAGIC;
+    if p < -128.0 {
+        -128.0
+    } else if p > 127.0 {
+        127.0
+    } else {
+        p
+    }
+}
+
+/// Pass 1 of quantising, for one element `x` of a row: its largest
+/// magnitude so far, and a poison that turns NaN on a NaN or an infinity.
+#[inline(always)]
+fn track(max: &mut f32, poison: &mut f32, x: f32) {
+    let x = x.abs();
+    *max = if x > *max { x } else { *max };
+    *poison += x * 0.0;
+}
+
+/// `y` rounded to the nearest integer, ties to even, where |y| < 32767.5
+/// (0 otherwise, NaN included): adding and taking away 1.5 x 2^23 rounds
+/// exactly that way in f32, in scalar and in vector code alike.
+#[inline(always)]
+fn quantum(y: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if y.abs() < QMAX + 0.5 {
+        (y + MAGIC) - MAGIC
+    } else {
+        0.0
+    }
+}
+
+/// The column factors of a quantisation: each column is multiplied by
+/// `scale` first, and the rows' sums weigh its integers by `offset` (1 each
+/// when absent).
+#[derive(Clone, Copy)]
+struct Factors<'a> {
+    scale: Option<&'a [f32]>,
+    offset: Option<&'a [f32]>,
+}
+
+/// One panel's share of a [`PackedA`]: its integers (pairs(k) x MR x 2) and
+/// its rows' scales, sums and scratch.
+struct PanelOut<'a> {
+    data: &'a mut [i16],
+    scale: &'a mut [f32],
+    sums: &'a mut [f32],
+    max: &'a mut [f32],
+    acc: &'a mut [f64],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantise_panel_avx2(a: ArrayView2<'_, f32>, out: PanelOut<'_>, f: Factors<'_>) {
+    quantise_panel(a, out, f, true)
+}
+
+/// Quantises one panel's rows `a` (up to [`MR`] x k) into `out` (see
+/// [`PackedA::quantise`]): pass 1 finds each row's largest magnitude, and a
+/// poison that is NaN where the row holds a NaN or an infinity (x * 0 is 0
+/// otherwise); pass 2 writes the integers pair of columns by pair of columns,
+/// and the sums. `vector`: 8 rows at a time in AVX2 (the caller checked the
+/// CPU), with the same operations.
+#[inline(always)]
+fn quantise_panel(a: ArrayView2<'_, f32>, out: PanelOut<'_>, f: Factors<'_>, vector: bool) {
+    let (live, k) = a.dim();
+    let cs = |j: usize| {
+        if j < k {
+            f.scale.map_or(1.0, |s| s[j])
+        } else {
+            1.0
+        }
+    };
+    let co = |j: usize| {
+        if j < k {
+            f.offset.map_or(1.0, |o| o[j]) as f64
+        } else {
+            0.0
+        }
+    };
+    let PanelOut {
+        data,
+        scale,
+        sums,
+        max,
+        acc,
+    } = out;
+    let (max, acc, scale, sums) = (
+        &mut max[..live],
+        &mut acc[..live],
+        &mut scale[..live],
+        &mut sums[..live],
+    );
+    let poison = &mut *sums;
+    max.fill(0.0);
+    acc.fill(0.0);
+    poison.fill(0.0);
+    let contiguous = a.strides()[0] == 1 || live == 1;
+    let zeros = [0.0f32; MR];
+    let mut copies = [[0.0f32; MR]; 2];
+    // Column j's rows, as a slice (copied when `a` is not column-major).
+    let mut column = |j: usize, copy: usize| -> &[f32] {
+        if j >= k {
+            return &zeros[..live];
+        }
+        if contiguous {
+            // SAFETY: column j's `live` rows are in `a`, one after another.
+            return unsafe {
+                std::slice::from_raw_parts(a.as_ptr().offset(j as isize * a.strides()[1]), live)
+            };
+        }
+        for r in 0..live {
+            copies[copy][r] = a[[r, j]];
+        }
+        // SAFETY: `copies` outlives the call; each call overwrites its own row.
+        unsafe { std::slice::from_raw_parts(copies[copy].as_ptr(), live) }
+    };
+    for j in 0..k {
+        let (c, s) = (column(j, 0), cs(j));
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            // SAFETY: the caller checked AVX2.
+            done = unsafe { kernel::track_column(max, poison, c, s) };
+        }
+        for r in done..live {
+            track(&mut max[r], &mut poison[r], c[r] * s);
+        }
+    }
+    for ((scale, mx), &p) in scale.iter_mut().zip(max.iter_mut()).zip(poison.iter()) {
+        let ok = p == 0.0 && mx.is_finite();
+        *scale = if ok { *mx / QMAX } else { f32::NAN };
+        // From here on, the factor to the integers (0: a row of zeros).
+        *mx = if ok && *mx > 0.0 { QMAX / *mx } else { 0.0 };
+    }
+    let inv = &*max;
+    for p in 0..pairs(k) {
+        let out = &mut data[p * MR * 2..][..live * 2];
+        let (c0, c1) = (column(2 * p, 0), column(2 * p + 1, 1));
+        let (s0, s1, o0, o1) = (cs(2 * p), cs(2 * p + 1), co(2 * p), co(2 * p + 1));
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            // SAFETY: the caller checked AVX2; every slice holds `live` rows.
+            done = unsafe { kernel::quantise_pairs(out, c0, c1, inv, acc, [s0, s1], [o0, o1]) };
+        }
+        for r in done..live {
+            let (q0, q1) = (
+                quantum((c0[r] * s0) * inv[r]),
+                quantum((c1[r] * s1) * inv[r]),
+            );
+            out[2 * r] = q0 as i32 as i16;
+            out[2 * r + 1] = q1 as i32 as i16;
+            acc[r] += q0 as f64 * o0;
+            acc[r] += q1 as f64 * o1;
+        }
+    }
+    for (u, &a) in sums.iter_mut().zip(acc.iter()) {
+        *u = a as f32;
     }
 }
 
@@ -181,6 +350,8 @@ pub struct PackedA {
     max: Vec<f32>,
     /// Rows' f64 sums of q_ij o_j (m), a pass's scratch.
     acc: Vec<f64>,
+    /// Quantise in scalar code only (for the tests that compare the two).
+    scalar_only: bool,
 }
 
 impl PackedA {
@@ -194,6 +365,7 @@ impl PackedA {
             sums: vec![0.0; m],
             max: vec![0.0; m],
             acc: vec![0.0; m],
+            scalar_only: false,
         }
     }
 
@@ -213,7 +385,8 @@ impl PackedA {
     /// round_ties_even(a_ij * (32767 / max_j |a_ij|)), and u_i = sum_j q_ij
     /// o_j in f64 in j order (o = `col_offset`, or 1), rounded to f32. A row
     /// of zeros has scale 0; a row with a NaN or an infinity has scale NaN
-    /// (and zeros), so that its products are NaN, as in f32.
+    /// (and zeros), so that its products are NaN, as in f32. Vectorised where
+    /// the CPU has AVX2, with the same bits.
     pub fn quantise(
         &mut self,
         a: ArrayView2<'_, f32>,
@@ -226,61 +399,61 @@ impl PackedA {
             "int16 PackedA: {m}x{k} does not fit {} rows",
             self.m
         );
+        for v in [col_scale, col_offset].into_iter().flatten() {
+            assert!(
+                v.len() >= k,
+                "int16 PackedA: {} column factors for {k} columns",
+                v.len()
+            );
+        }
         self.k = k;
+        self.quantise_any(a, col_scale, col_offset);
+    }
+
+    /// [`Self::quantise`], panel by panel as rayon tasks (the same bits on
+    /// any pool), each vectorised where the CPU has AVX2 (and not
+    /// `scalar_only`).
+    fn quantise_any(
+        &mut self,
+        a: ArrayView2<'_, f32>,
+        col_scale: Option<&[f32]>,
+        col_offset: Option<&[f32]>,
+    ) {
+        use rayon::prelude::*;
+        let (m, k) = a.dim();
         let kp = pairs(k);
-        let cs = |j: usize| col_scale.map_or(1.0, |s| s[j]);
-        // Pass 1: each row's largest magnitude (NaN and infinities kept apart).
-        self.max.fill(0.0);
-        self.acc.fill(0.0);
-        let mut bad = false;
-        for (j, col) in a.columns().into_iter().enumerate() {
-            let s = cs(j);
-            for (mx, &v) in self.max.iter_mut().zip(col.iter()) {
-                let x = (v * s).abs();
-                bad |= !x.is_finite();
-                *mx = mx.max(x);
-            }
-        }
-        if bad {
-            for (i, row) in a.rows().into_iter().enumerate() {
-                if row
-                    .iter()
-                    .enumerate()
-                    .any(|(j, &v)| !(v * cs(j)).is_finite())
-                {
-                    self.max[i] = f32::NAN;
-                }
-            }
-        }
-        for (i, &mx) in self.max.iter().enumerate() {
-            self.scale[i] = if mx.is_finite() { mx / QMAX } else { f32::NAN };
-        }
-        // Pass 2: the integers, column by column into the panels; the sums.
-        if k % 2 == 1 {
-            for panel in 0..m.div_ceil(MR) {
-                let base = panel * kp * MR * 2 + (kp - 1) * MR * 2;
-                for r in 0..MR {
-                    self.data[base + r * 2 + 1] = 0;
-                }
-            }
-        }
-        for (j, col) in a.columns().into_iter().enumerate() {
-            let (s, o) = (cs(j), col_offset.map_or(1.0, |o| o[j]) as f64);
-            for (i, &v) in col.iter().enumerate() {
-                let mx = self.max[i];
-                let q = if mx > 0.0 && mx.is_finite() {
-                    ((v * s) * (QMAX / mx)).round_ties_even().clamp(-QMAX, QMAX)
-                } else {
-                    0.0
+        #[cfg(target_arch = "x86_64")]
+        let vector = std::arch::is_x86_feature_detected!("avx2") && !self.scalar_only;
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        let factors = Factors {
+            scale: col_scale,
+            offset: col_offset,
+        };
+        let panels = m.div_ceil(MR);
+        self.data[..panels * kp * MR * 2]
+            .par_chunks_mut(kp * MR * 2)
+            .zip(self.scale.par_chunks_mut(MR))
+            .zip(self.sums.par_chunks_mut(MR))
+            .zip(self.max.par_chunks_mut(MR))
+            .zip(self.acc.par_chunks_mut(MR))
+            .enumerate()
+            .for_each(|(panel, ((((data, scale), sums), max), acc))| {
+                let rows = a.slice(ndarray::s![panel * MR..(panel * MR + MR).min(m), ..]);
+                let out = PanelOut {
+                    data,
+                    scale,
+                    sums,
+                    max,
+                    acc,
                 };
-                self.data[(i / MR) * kp * MR * 2 + (j / 2) * MR * 2 + (i % MR) * 2 + j % 2] =
-                    q as i16;
-                self.acc[i] += q as f64 * o;
-            }
-        }
-        for (u, &a) in self.sums.iter_mut().zip(&self.acc) {
-            *u = a as f32;
-        }
+                #[cfg(target_arch = "x86_64")]
+                if vector {
+                    // SAFETY: AVX2 was detected.
+                    return unsafe { quantise_panel_avx2(rows, out, factors) };
+                }
+                quantise_panel(rows, out, factors, vector);
+            });
     }
 
     /// Integer (i, j) (zero in the padding).
@@ -398,32 +571,101 @@ impl BView<'_> {
     }
 }
 
-/// `x`'s images (columns, d features each) as centred bytes, one per `len` values.
+/// `x`'s images (columns, d features each) as centred bytes, one per `len`
+/// values; vectorised where the CPU has AVX2.
 fn images_into(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the feature was detected.
+        return unsafe { images_avx2(out, x, px, len) };
+    }
+    images_any(out, x, px, len)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn images_avx2(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) {
+    images_any(out, x, px, len)
+}
+
+#[inline(always)]
+fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) {
+    let d = x.nrows();
+    let (scale, offset) = (&px.scale[..d], &px.offset[..d]);
     for (j, col) in x.columns().into_iter().enumerate() {
         let out = &mut out[j * len..(j + 1) * len];
         out[len - 1] = 0;
-        for (f, (o, &v)) in out.iter_mut().zip(col.iter()).enumerate() {
-            *o = px.centred(f, v).0;
+        let put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
+            *o = centred_byte(v, s, f) as i32 as i16;
+        };
+        match col.as_slice() {
+            Some(c) => out.iter_mut().zip(c).zip(scale).zip(offset).for_each(put),
+            None => out
+                .iter_mut()
+                .zip(col.iter())
+                .zip(scale)
+                .zip(offset)
+                .for_each(put),
         }
     }
 }
 
 /// `x`'s features `f0..f0 + x.nrows()` (rows of `x`, over its n images) as
-/// centred bytes: feature f0 + i's n values at `out[i * len..]`.
+/// centred bytes: feature f0 + i's n values at `out[i * len..]`; vectorised
+/// where the CPU has AVX2.
 fn pixels_into(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, f0: usize, len: usize) {
-    let n = x.ncols();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the feature was detected.
+        return unsafe { pixels_avx2(out, x, px, f0, len) };
+    }
+    pixels_any(out, x, px, f0, len)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pixels_avx2(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, f0: usize, len: usize) {
+    pixels_any(out, x, px, f0, len)
+}
+
+/// Features in blocks of [`FEATURE_BLOCK`], each converted image by image
+/// into a small buffer, then stored feature by feature: the stores of a
+/// block land in few pages.
+#[inline(always)]
+fn pixels_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, f0: usize, len: usize) {
+    let (d, n) = x.dim();
     if n % 2 == 1 {
-        for i in 0..x.nrows() {
+        for i in 0..d {
             out[i * len + len - 1] = 0;
         }
     }
-    for (j, col) in x.columns().into_iter().enumerate() {
-        for (i, &v) in col.iter().enumerate() {
-            out[i * len + j] = px.centred(f0 + i, v).0;
+    let mut buf = [0i16; FEATURE_BLOCK];
+    for b0 in (0..d).step_by(FEATURE_BLOCK) {
+        let b1 = (b0 + FEATURE_BLOCK).min(d);
+        let (scale, offset) = (&px.scale[f0 + b0..f0 + b1], &px.offset[f0 + b0..f0 + b1]);
+        for j in 0..n {
+            let col = x.slice(ndarray::s![b0..b1, j]);
+            let put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
+                *o = centred_byte(v, s, f) as i32 as i16;
+            };
+            match col.as_slice() {
+                Some(c) => buf.iter_mut().zip(c).zip(scale).zip(offset).for_each(put),
+                None => buf
+                    .iter_mut()
+                    .zip(col.iter())
+                    .zip(scale)
+                    .zip(offset)
+                    .for_each(put),
+            }
+            for (i, &v) in buf[..b1 - b0].iter().enumerate() {
+                out[(b0 + i) * len + j] = v;
+            }
         }
     }
 }
+
+/// Features per block of [`pixels_any`].
+const FEATURE_BLOCK: usize = 64;
 
 /// A training set's images as centred bytes, converted once per process in
 /// both layouts the kernel reads (as [`super::bf16::PackedSet`]): `images`
@@ -937,6 +1179,89 @@ mod kernel {
     gemm_256!(gemm_avx2, tile_avx2, "avx2", madd_avx2);
     gemm_256!(gemm_avxvnni, tile_avxvnni, "avx2,avxvnni", madd_avxvnni);
 
+    /// Pass 1 of [`PackedA::quantise`] over a column `c` scaled by `s`, 8
+    /// rows at a time, with [`super::track`]'s operations. Returns how many
+    /// rows it did (a multiple of 8).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn track_column(max: &mut [f32], poison: &mut [f32], c: &[f32], s: f32) -> usize {
+        let live = c.len().min(max.len()).min(poison.len());
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let (vs, zero) = (_mm256_set1_ps(s), _mm256_setzero_ps());
+        let mut r = 0;
+        while r + 8 <= live {
+            let x = _mm256_and_ps(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr().add(r)), vs), abs);
+            let m = _mm256_loadu_ps(max.as_ptr().add(r));
+            // MAXPS(x, m) is x where x > m, else m (NaN included): as `track`.
+            _mm256_storeu_ps(max.as_mut_ptr().add(r), _mm256_max_ps(x, m));
+            let p = _mm256_loadu_ps(poison.as_ptr().add(r));
+            _mm256_storeu_ps(
+                poison.as_mut_ptr().add(r),
+                _mm256_add_ps(p, _mm256_mul_ps(x, zero)),
+            );
+            r += 8;
+        }
+        r
+    }
+
+    /// Pass 2 of [`PackedA::quantise`] for 8 rows at a time of a panel's
+    /// pair of columns `c0`, `c1` (scaled by `s`, offsets `o`), with the
+    /// scalar code's operations: `out` gets the rows' integer pairs, `acc`
+    /// their sums. Returns how many rows it did (a multiple of 8).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantise_pairs(
+        out: &mut [i16],
+        c0: &[f32],
+        c1: &[f32],
+        inv: &[f32],
+        acc: &mut [f64],
+        s: [f32; 2],
+        o: [f64; 2],
+    ) -> usize {
+        let live = c0
+            .len()
+            .min(c1.len())
+            .min(inv.len())
+            .min(acc.len())
+            .min(out.len() / 2);
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let limit = _mm256_set1_ps(super::QMAX + 0.5);
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let (s0, s1) = (_mm256_set1_ps(s[0]), _mm256_set1_ps(s[1]));
+        let (o0, o1) = (_mm256_set1_pd(o[0]), _mm256_set1_pd(o[1]));
+        let low = _mm256_set1_epi32(0xffff);
+        let quantum = |y: __m256| {
+            let inside = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_and_ps(y, abs), limit);
+            _mm256_and_ps(_mm256_sub_ps(_mm256_add_ps(y, magic), magic), inside)
+        };
+        let mut r = 0;
+        while r + 8 <= live {
+            let f = _mm256_loadu_ps(inv.as_ptr().add(r));
+            let y0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(c0.as_ptr().add(r)), s0), f);
+            let y1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(c1.as_ptr().add(r)), s1), f);
+            let (q0, q1) = (quantum(y0), quantum(y1));
+            let (i0, i1) = (_mm256_cvttps_epi32(q0), _mm256_cvttps_epi32(q1));
+            let words = _mm256_or_si256(_mm256_and_si256(i0, low), _mm256_slli_epi32::<16>(i1));
+            _mm256_storeu_si256(out.as_mut_ptr().add(2 * r) as *mut __m256i, words);
+            for h in 0..2 {
+                let (a0, a1) = if h == 0 {
+                    (_mm256_castps256_ps128(q0), _mm256_castps256_ps128(q1))
+                } else {
+                    (
+                        _mm256_extractf128_ps::<1>(q0),
+                        _mm256_extractf128_ps::<1>(q1),
+                    )
+                };
+                let u = acc.as_mut_ptr().add(r + 4 * h);
+                let mut v = _mm256_loadu_pd(u);
+                v = _mm256_add_pd(v, _mm256_mul_pd(_mm256_cvtps_pd(a0), o0));
+                v = _mm256_add_pd(v, _mm256_mul_pd(_mm256_cvtps_pd(a1), o1));
+                _mm256_storeu_pd(u, v);
+            }
+            r += 8;
+        }
+        r
+    }
+
     /// `turns` rounds of 8 independent `VPMADDWD` + `VPADDD` pairs.
     #[target_feature(enable = "avx2")]
     pub unsafe fn madd_turns(turns: usize) -> i32 {
@@ -1090,6 +1415,50 @@ mod tests {
         assert_eq!(pa.scale(0), 0.0);
         assert!(pa.scale(1).is_nan() && pa.scale(2).is_nan());
         assert!((0..3).all(|i| (0..8).all(|j| pa.get(i, j) == 0)));
+    }
+
+    /// The vectorised passes give the scalar code's bits (quantising, and
+    /// converting images in both layouts).
+    #[test]
+    fn vector_and_scalar_conversions_agree_bit_for_bit() {
+        for &(m, k) in &[(1, 1), (33, 7), (70, 101), (400, 64)] {
+            let mut a = matrix(m, k, 5, true);
+            a[[0, 0]] = 1e-30;
+            let cs: Vec<f32> = (0..k).map(|j| 0.5 + j as f32 / 7.0).collect();
+            let co: Vec<f32> = (0..k).map(|j| j as f32 / 3.0 - 9.0).collect();
+            let (mut vector, mut scalar) = (PackedA::new(m, k), PackedA::new(m, k));
+            vector.quantise(a.view(), Some(&cs), Some(&co));
+            scalar.k = k;
+            scalar.scalar_only = true;
+            scalar.quantise_any(a.view(), Some(&cs), Some(&co));
+            assert_eq!(vector.data, scalar.data, "{m}x{k}");
+            assert_eq!(vector.scale, scalar.scale);
+            assert_eq!(vector.sums, scalar.sums);
+        }
+        let (d, n) = (301, 33);
+        let px = pixels(d);
+        let mut x = standardised(&bytes(d, n, 3), &px);
+        x[[4, 5]] = 1e9;
+        x[[6, 7]] = -1e9;
+        x[[8, 9]] = f32::NAN;
+        let len = pairs(d) * 2;
+        let (mut vector, mut scalar) = (vec![0i16; n * len], vec![0i16; n * len]);
+        images_into(&mut vector, x.view(), &px, len);
+        images_any(&mut scalar, x.view(), &px, len);
+        assert_eq!(vector, scalar);
+        assert_eq!(
+            (
+                vector[5 * len + 4],
+                vector[7 * len + 6],
+                vector[9 * len + 8]
+            ),
+            (127, -128, 0)
+        );
+        let len = pairs(n) * 2;
+        let (mut vector, mut scalar) = (vec![0i16; d * len], vec![0i16; d * len]);
+        pixels_into(&mut vector, x.view(), &px, 0, len);
+        pixels_any(&mut scalar, x.view(), &px, 0, len);
+        assert_eq!(vector, scalar);
     }
 
     /// Every version this CPU has gives the emulation's bits, over odd shapes

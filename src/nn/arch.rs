@@ -18,6 +18,14 @@ pub enum Precision {
     /// Mixed precision on CPUs with AVX512-BF16: layer 0's two big products
     /// (W X and G X^T) in bf16 with f32 sums, everything else f32.
     Bf16,
+    /// Layer 0's two big products as 16-bit integer products of the exact
+    /// pixels with 32-bit integer sums (AVX2; AVX-VNNI and AVX512-VNNI where
+    /// present), everything else f32. Not with whitening.
+    Int16,
+    /// The fastest of f32, bf16 and int16 on this CPU, chosen from the
+    /// instruction peaks `shallow bench` measures; config.json records the
+    /// one taken.
+    Fast,
 }
 
 impl Precision {
@@ -27,7 +35,41 @@ impl Precision {
             Precision::F32 => "OpenBLAS sgemm",
             Precision::F64 => "OpenBLAS dgemm",
             Precision::Bf16 => "shallow's AVX512-BF16 kernel (VDPBF16PS: bf16 products, f32 sums)",
+            Precision::Int16 => {
+                "shallow's int16 kernel (VPMADDWD or VPDPWSSD: 16-bit products of exact pixels, i32 sums)"
+            }
+            Precision::Fast => "the fastest kernel of this CPU (--precision fast)",
         }
+    }
+
+    /// The name the command line and config.json use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+            Precision::Bf16 => "bf16",
+            Precision::Int16 => "int16",
+            Precision::Fast => "fast",
+        }
+    }
+
+    /// The precision a run trains in: `fast` becomes the kernel
+    /// [`crate::linalg::peak::fastest`] takes on this CPU; the rest stay.
+    pub fn resolved(self) -> Precision {
+        use crate::linalg::peak::{fastest, Layer0Kind};
+        match self {
+            Precision::Fast => match fastest().0 {
+                Layer0Kind::F32 => Precision::F32,
+                Layer0Kind::Bf16 => Precision::Bf16,
+                Layer0Kind::Int16 => Precision::Int16,
+            },
+            p => p,
+        }
+    }
+
+    /// Whether networks of this precision hold f32 (every one but f64).
+    pub fn is_f32(self) -> bool {
+        self != Precision::F64
     }
 }
 

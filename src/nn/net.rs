@@ -296,9 +296,23 @@ impl<T: Real> Net<T> {
         Ok(())
     }
 
+    /// `--precision int16`: from now on layer 0's two products are 16-bit
+    /// integer products of the pixels that `pixels` maps the inputs back to
+    /// ([`crate::linalg::int16`]); weights, updates and every other layer
+    /// stay f32. Refuses on a CPU without AVX2, and for f64 networks.
+    pub fn enable_int16(&mut self, pixels: crate::linalg::int16::Pixels) -> anyhow::Result<()> {
+        self.kernel = super::kernel::int16_kernel(self.weights[0].view(), pixels)?;
+        Ok(())
+    }
+
     /// Whether layer 0 runs in bf16 ([`Self::enable_bf16`]).
     pub fn uses_bf16(&self) -> bool {
         self.kernel.name() == "bf16"
+    }
+
+    /// Layer 0's kernel: `blas`, `bf16` or `int16`.
+    pub fn layer0_kernel(&self) -> &'static str {
+        self.kernel.name()
     }
 
     /// Tells the kernel that layer 0's weights changed.
@@ -629,7 +643,7 @@ impl<T: Real> Net<T> {
         if let Some(p) = input.packed {
             let d = x.nrows();
             assert!(
-                (p.x.rows(), p.x.cols(), p.xt.rows(), p.xt.cols()) == (d, n, n, d),
+                p.dims() == ((d, n), (n, d)),
                 "the packed batch's shape differs from the batch's"
             );
         }
@@ -1404,7 +1418,7 @@ mod tests {
                     Input::from(cols),
                     Input {
                         x: cols,
-                        packed: set.batch(j0, 20),
+                        packed: set.batch(j0, 20).map(crate::nn::kernel::Packed::Bf16),
                     },
                 ];
                 for (k, input) in inputs.into_iter().enumerate() {

@@ -189,6 +189,29 @@ fn bf16_gflops(m: usize, n: usize, k: usize, repack: bool, min_s: f64) -> Result
     Ok(2.0 * (m * n * k) as f64 / s / 1e9)
 }
 
+/// GFLOP/s of one m x n x k product in the int16 kernel on one core (a
+/// multiply-add counted as 2 FLOPs), B packed beforehand; with `requantise`,
+/// A is quantised again before every product (as the weights are after
+/// every update).
+fn int16_gflops(m: usize, n: usize, k: usize, requantise: bool, min_s: f64) -> Result<f64> {
+    use crate::linalg::int16;
+    let isa = int16::require()?;
+    let a = Array2::from_shape_fn((m, k).f(), |(i, j)| ((i * 7 + j * 3) % 17) as f32 - 8.0);
+    let mut pa = int16::PackedA::new(m, k);
+    pa.quantise(a.view(), None, None);
+    let mut pb = int16::PackedB::new(k, n);
+    pb.pack_ints(Array2::from_shape_fn((k, n), |(i, j)| ((i + j) % 255) as i16 - 128).view());
+    let mut c = Array2::<f32>::zeros((m, n).f());
+    let cols = int16::Columns::default();
+    let s = time_per_call(min_s, || {
+        if requantise {
+            pa.quantise(a.view(), None, None);
+        }
+        int16::gemm_blocks_with(isa, 1.0, &pa, pb.view(), cols, 1.0, c.view_mut());
+    });
+    Ok(2.0 * (m * n * k) as f64 / s / 1e9)
+}
+
 /// The GEMM shapes of the workload: (role, m, n, k, B transposed).
 fn shapes() -> Vec<(&'static str, usize, usize, usize, bool)> {
     vec![
@@ -213,16 +236,15 @@ fn step_bench<T: Real>(
     threads: usize,
     min_s: f64,
     roof: &dyn Fn(usize, usize, usize, bool, bool) -> f64,
-    bf16: bool,
+    precision: crate::nn::Precision,
 ) -> Result<StepBench> {
     blas::set_threads(1);
     let arch = Arch::cifar(hidden, Loss::Ce);
     let batch = 100;
     let seeds: Vec<u64> = (0..configs as u64).collect();
     let mut net = Net::<T>::init(&arch, &seeds);
-    if bf16 {
-        net.enable_bf16()?;
-    }
+    // bf16 and int16 on consecutive batches read the images converted once, as the trainer does.
+    let packed = crate::train::group::enable_kernel(precision, gather.is_none(), &mut net, split)?;
     let mut ws = net.workspace(batch);
     let mut stats = vec![LossStat::default(); configs];
     let etas = vec![T::of(0.01); configs];
@@ -234,12 +256,6 @@ fn step_bench<T: Real>(
     // shifted, into a buffer allocated once, as the trainer does.
     let mut gathered = ndarray::Array2::<T>::zeros((arch.input, batch).f());
     let mut ids = vec![0usize; batch];
-    // bf16 on consecutive batches reads the images converted once, as the trainer does.
-    let packed = if bf16 && gather.is_none() {
-        split.train.packed_bf16()
-    } else {
-        None
-    };
     let mut step = |net: &mut Net<T>| {
         let mut timer = profile::start();
         let pos = t % per_epoch;
@@ -300,8 +316,10 @@ fn step_bench<T: Real>(
         }
     }
     Ok(StepBench {
-        model: match (gather, bf16) {
-            (_, true) => format!("{}, bf16", arch.describe()),
+        model: match (gather, precision) {
+            (_, crate::nn::Precision::Bf16 | crate::nn::Precision::Int16) => {
+                format!("{}, {}", arch.describe(), precision.name())
+            }
             (Some(a), _) if a.is_on() => format!("{}, shuffled+augmented", arch.describe()),
             (Some(_), _) => format!("{}, shuffled", arch.describe()),
             (None, _) => arch.describe(),
@@ -417,6 +435,23 @@ fn gemm_benches(
             });
         }
     }
+    // The int16 kernel (AVX2 and later), the same way; its "all: BLAS"
+    // column quantises A before every product.
+    if crate::linalg::int16::isa().is_some() {
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+        for (role, m, n, k, _) in shapes() {
+            gemms.push(GemmBench {
+                role: role.into(),
+                kind: "int16".into(),
+                m,
+                n,
+                k,
+                gflops_1t: one.install(|| int16_gflops(m, n, k, false, min_s))?,
+                gflops_all: one.install(|| int16_gflops(m, n, k, true, min_s))?,
+                gflops_split: f64::NAN,
+            });
+        }
+    }
     Ok(gemms)
 }
 
@@ -438,19 +473,25 @@ fn step_benches(
             pad: crate::data::Pad::Reflect,
         };
         let plain = crate::data::Augment::default();
+        use crate::nn::Precision::{Bf16, Int16, F32};
         let bf16 = crate::linalg::bf16::available();
-        for (hidden, configs, gather, mixed) in [
-            (vec![], 1, None, false),
-            (vec![50], 1, None, false),
-            (vec![50], 1, Some(plain), false),
-            (vec![50], 1, Some(flips), false),
-            (vec![50], 4, None, false),
-            (vec![50], 8, None, false),
-            (vec![50], 1, None, true),
-            (vec![50], 4, None, true),
-            (vec![50], 8, None, true),
+        let int16 = crate::linalg::int16::isa().is_some();
+        for (hidden, configs, gather, precision) in [
+            (vec![], 1, None, F32),
+            (vec![50], 1, None, F32),
+            (vec![50], 1, Some(plain), F32),
+            (vec![50], 1, Some(flips), F32),
+            (vec![50], 4, None, F32),
+            (vec![50], 8, None, F32),
+            (vec![50], 1, None, Bf16),
+            (vec![50], 4, None, Bf16),
+            (vec![50], 8, None, Bf16),
+            (vec![50], 1, None, Int16),
+            (vec![50], 1, Some(flips), Int16),
+            (vec![50], 4, None, Int16),
+            (vec![50], 8, None, Int16),
         ] {
-            if mixed && !bf16 {
+            if (precision == Bf16 && !bf16) || (precision == Int16 && !int16) {
                 continue;
             }
             // Each product at the speed of the path training takes for it.
@@ -467,7 +508,7 @@ fn step_benches(
                     threads,
                     min_s * 3.0,
                     &roof,
-                    mixed,
+                    precision,
                 )
             })?);
         }
@@ -529,6 +570,10 @@ fn sweep_benches(
     if crate::linalg::bf16::available() {
         variants.push((0, crate::nn::Precision::Bf16));
         variants.push((base.base.log_points, crate::nn::Precision::Bf16));
+    }
+    if crate::linalg::int16::isa().is_some() {
+        variants.push((0, crate::nn::Precision::Int16));
+        variants.push((base.base.log_points, crate::nn::Precision::Int16));
     }
     for (log_points, precision) in variants {
         let mut spec = base.clone();
@@ -593,11 +638,7 @@ impl std::fmt::Display for BenchReport {
             writeln!(
                 f,
                 "Sweep, {}: {} lambdas x {} steps in {} groups (m = 50, split full, {} cores, {}): {:.2} s wall, {:.1} GFLOP/s; f32 GEMM floor {:.2} s ({:.0}%)",
-                match s.precision {
-                    crate::nn::Precision::Bf16 => "bf16",
-                    crate::nn::Precision::F64 => "f64",
-                    crate::nn::Precision::F32 => "f32",
-                },
+                s.precision.name(),
                 s.configs,
                 s.steps,
                 s.groups,
@@ -649,6 +690,12 @@ impl BenchReport {
             writeln!(
                 f,
                 "(bf16: our AVX512-BF16 kernel, bf16 operands and f32 sums, one core; its \"all: BLAS\" column is one core with A re-packed before every product)"
+            )?;
+        }
+        if self.gemm.iter().any(|g| g.kind == "int16") {
+            writeln!(
+                f,
+                "(int16: our 16-bit integer kernel, a multiply-add counted as 2 FLOPs, one core; its \"all: BLAS\" column is one core with A quantised before every product)"
             )?;
         }
         writeln!(

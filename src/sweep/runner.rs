@@ -418,14 +418,25 @@ fn run_plan_part<T: Real>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()?;
-    // bf16 groups on consecutive batches share the training images converted
-    // once: convert them here, on the whole pool, before any group waits for them.
-    if crate::linalg::bf16::available()
-        && todo
-            .iter()
-            .any(|&g| configs[groups[g][0]].reads_packed_bf16())
-    {
-        pool.install(|| split.train.packed_bf16());
+    // bf16 and int16 groups on consecutive batches share the training images
+    // converted once: convert them here, on the whole pool, before any group
+    // waits for them (a refusal is the group's, when it starts).
+    for &g in &todo {
+        let first = &configs[groups[g][0]];
+        if !first.reads_packed() {
+            continue;
+        }
+        match first.precision {
+            crate::nn::Precision::Bf16 if crate::linalg::bf16::available() => {
+                pool.install(|| split.train.packed_bf16());
+            }
+            crate::nn::Precision::Int16 => {
+                if let Ok(pixels) = split.preprocess.int16_pixels() {
+                    let _ = pool.install(|| split.train.packed_int16(&pixels));
+                }
+            }
+            _ => {}
+        }
     }
     let train_one = |g: usize| -> Result<GroupResults> {
         let members = &groups[g];
@@ -706,15 +717,17 @@ pub fn run_configs_shard(
             let part_ids: Vec<usize> = idx.iter().map(|&i| ids[i]).collect();
             let wanted: Vec<bool> = idx.iter().map(|&i| here[i]).collect();
             let runs = match precision {
-                Precision::F32 | Precision::Bf16 => run_plan_part(
-                    &part,
-                    &part_ids,
-                    &Split::<f32>::new(data, spec)?,
-                    opts,
-                    control,
-                    dashboard,
-                    Some(&wanted),
-                )?,
+                Precision::F32 | Precision::Bf16 | Precision::Int16 | Precision::Fast => {
+                    run_plan_part(
+                        &part,
+                        &part_ids,
+                        &Split::<f32>::new(data, spec)?,
+                        opts,
+                        control,
+                        dashboard,
+                        Some(&wanted),
+                    )?
+                }
                 Precision::F64 => run_plan_part(
                     &part,
                     &part_ids,

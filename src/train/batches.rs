@@ -1,5 +1,5 @@
 //! Where a training step's batch comes from: a view of consecutive images (in
-//! bf16 too, from the set converted once), or a gather into a reused buffer
+//! a kernel's form too, from the set converted once), or a gather into a reused buffer
 //! when the group shuffles or augments. Allocated once per group; taking a
 //! batch allocates nothing.
 
@@ -9,8 +9,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::config::RunConfig;
 use crate::data::{Augment, DataSet};
-use crate::linalg::bf16::PackedSet;
 use crate::linalg::Real;
+use crate::nn::kernel::PackedImages;
 use crate::nn::Input;
 use crate::util::mix64;
 
@@ -18,7 +18,7 @@ use crate::util::mix64;
 ///
 /// - Without shuffling or augmentation, step t's batch is images
 ///   `pos*b..(pos+1)*b` (pos = t mod steps per epoch) as a view, with their
-///   bf16 copy when the set has one (`packed`).
+///   packed copy when the kernel reads one (`packed`).
 /// - Otherwise it is gathered into `x` (d x b, Fortran order): images in the
 ///   epoch's shuffled order, each flipped and shifted as `augment` draws.
 pub struct BatchSource<'a, T> {
@@ -34,15 +34,22 @@ pub struct BatchSource<'a, T> {
     x: Array2<T>,
     /// Gathered labels, b.
     y: Vec<u8>,
-    /// The training images in bf16, when consecutive batches are read in bf16.
-    packed: Option<&'a PackedSet>,
+    /// The training images in the kernel's form, when consecutive batches
+    /// are read that way.
+    packed: Option<PackedImages<'a>>,
 }
 
 impl<'a, T: Real> BatchSource<'a, T> {
     /// The batches of the group whose first configuration is `first`, on
-    /// `train`; `bf16` when the network runs layer 0 in bf16. `start` is the
-    /// step training starts at (a resume rebuilds that epoch's order).
-    pub fn new(first: &RunConfig, train: &'a DataSet<T>, bf16: bool, start: usize) -> Self {
+    /// `train`; `packed`: the images converted for the network's layer-0
+    /// kernel, read when batches are views. `start` is the step training
+    /// starts at (a resume rebuilds that epoch's order).
+    pub fn new(
+        first: &RunConfig,
+        train: &'a DataSet<T>,
+        packed: Option<PackedImages<'a>>,
+        start: usize,
+    ) -> Self {
         let n_train = train.len();
         let batch = first.batch;
         let gathers = first.shuffle || first.augment.is_on();
@@ -57,11 +64,7 @@ impl<'a, T: Real> BatchSource<'a, T> {
             order: (0..n_train).collect(),
             x: Array2::zeros((train.dim(), width).f()),
             y: vec![0u8; batch],
-            packed: if bf16 && first.reads_packed_bf16() {
-                train.packed_bf16()
-            } else {
-                None
-            },
+            packed: packed.filter(|_| !gathers),
         };
         if source.shuffle && start > 0 {
             shuffle_epoch(
@@ -140,7 +143,7 @@ mod tests {
     #[test]
     fn consecutive_batches_are_views_that_wrap_each_epoch() {
         let data = set(10);
-        let mut source = BatchSource::new(&config(false), &data, false, 0);
+        let mut source = BatchSource::new(&config(false), &data, None, 0);
         assert!(!source.gathers());
         // Two steps per epoch (the last partial batch is dropped): step 2 is step 0.
         for (t, first) in [(0, 0), (1, 4), (2, 0), (3, 4)] {
@@ -154,7 +157,7 @@ mod tests {
     #[test]
     fn shuffled_batches_follow_the_epochs_permutation_and_resume_to_it() {
         let data = set(12);
-        let mut source = BatchSource::new(&config(true), &data, false, 0);
+        let mut source = BatchSource::new(&config(true), &data, None, 0);
         assert!(source.gathers());
         let mut order = vec![0; 12];
         let seed = config(true).data_seed();
@@ -170,7 +173,7 @@ mod tests {
             seen.push((input.x.to_owned(), y.to_vec()));
         }
         // A source started at step 4 (a resume mid-epoch) gives steps 4 and 5 again.
-        let mut resumed = BatchSource::new(&config(true), &data, false, 4);
+        let mut resumed = BatchSource::new(&config(true), &data, None, 4);
         for (t, seen) in seen.iter().enumerate().skip(4) {
             let (input, y) = resumed.take(t);
             assert_eq!(&(input.x.to_owned(), y.to_vec()), seen);

@@ -391,8 +391,19 @@ impl RunConfig {
 
     /// Checks every value, with a message naming the flag and a fix.
     pub fn validate(&self, n_train: usize) -> Result<()> {
-        if self.precision == crate::nn::Precision::Bf16 {
-            crate::linalg::bf16::require()?;
+        match self.precision {
+            crate::nn::Precision::Bf16 => crate::linalg::bf16::require().map(|_| ())?,
+            crate::nn::Precision::Int16 => {
+                crate::linalg::int16::require()?;
+                if self.split.whiten != crate::data::Whitening::None {
+                    bail!(
+                        "--precision int16 multiplies the pixels' bytes, and --whiten {} mixes them into \
+                         non-integer features: use --precision f32 or bf16 with whitening",
+                        self.split.whiten.name()
+                    );
+                }
+            }
+            _ => {}
         }
         if !(self.lambda.is_finite() && self.lambda >= 0.0) {
             bail!(
@@ -497,13 +508,16 @@ impl RunConfig {
         (n_train / self.batch).max(1)
     }
 
-    /// Whether training reads its batches from the images converted to bf16
-    /// once per process ([`crate::data::DataSet::packed_bf16`]): bf16 on
-    /// consecutive batches of an even size. Shuffled or augmented batches are
-    /// packed each step instead.
-    pub fn reads_packed_bf16(&self) -> bool {
-        self.precision == crate::nn::Precision::Bf16
-            && !self.shuffle
+    /// Whether training reads its batches from the images converted once per
+    /// process for its kernel ([`crate::data::DataSet::packed_bf16`],
+    /// [`crate::data::DataSet::packed_int16`]): bf16 or int16 on consecutive
+    /// batches of an even size. Shuffled or augmented batches are packed each
+    /// step instead.
+    pub fn reads_packed(&self) -> bool {
+        matches!(
+            self.precision,
+            crate::nn::Precision::Bf16 | crate::nn::Precision::Int16
+        ) && !self.shuffle
             && !self.augment.is_on()
             && self.batch.is_multiple_of(2)
     }

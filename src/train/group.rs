@@ -214,10 +214,8 @@ pub fn train_group<T: Real>(
     let lambdas: Vec<T> = configs.iter().map(|c| T::of(c.lambda)).collect();
     let regs: Vec<StepRegs> = configs.iter().map(|c| c.step_regs()).collect();
     let mut state = resume.unwrap_or_else(|| GroupState::start(configs));
-    if first.precision == crate::nn::Precision::Bf16 {
-        state.net.enable_bf16()?;
-    }
-    let mut batches = BatchSource::new(first, &split.train, state.net.uses_bf16(), state.step);
+    let packed = enable_kernel(first.precision, first.reads_packed(), &mut state.net, split)?;
+    let mut batches = BatchSource::new(first, &split.train, packed, state.step);
     let mut eval = Evaluator::new(&state.net, configs, split, observer, ids);
     let mut snapshots = Snapshots::new(configs, split);
     let mut ws = state.net.workspace(first.batch);
@@ -414,4 +412,37 @@ mod tests {
         let e = Group::new(mixed).unwrap_err().to_string();
         assert!(e.contains("wider") && e.contains("architecture"), "{e}");
     }
+}
+
+/// Turns `net` to `precision`'s layer-0 kernel, and returns the training
+/// images converted for it when the batches are read as views (`reads`).
+pub fn enable_kernel<'a, T: Real>(
+    precision: crate::nn::Precision,
+    reads: bool,
+    net: &mut Net<T>,
+    split: &'a Split<T>,
+) -> Result<Option<crate::nn::kernel::PackedImages<'a>>> {
+    use crate::nn::kernel::PackedImages;
+    use crate::nn::Precision;
+    Ok(match precision.resolved() {
+        Precision::Bf16 => {
+            net.enable_bf16()?;
+            split
+                .train
+                .packed_bf16()
+                .filter(|_| reads)
+                .map(PackedImages::Bf16)
+        }
+        Precision::Int16 => {
+            let pixels = split.preprocess.int16_pixels()?;
+            let set = if reads {
+                split.train.packed_int16(&pixels)?.map(PackedImages::Int16)
+            } else {
+                None
+            };
+            net.enable_int16(pixels)?;
+            set
+        }
+        _ => None,
+    })
 }
