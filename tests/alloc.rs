@@ -80,6 +80,13 @@ fn steps_allocate_nothing(threads: usize) {
         let mut mixed = Net::<f32>::init(&arch, &[5, 6]);
         let bf16 = mixed.enable_bf16().is_ok();
         let mut mixed_ws = mixed.workspace(n);
+        // int16 where the CPU has AVX2: the data are (p / 255 - 0.5) / 1 for
+        // bytes p, so these statistics map them back to their bytes.
+        let pixels = shallow::linalg::int16::Pixels::new(&[0.5; 3072], &[1.0; 3072]);
+        let mut int = Net::<f32>::init(&arch, &[7, 8, 9]);
+        int.set_momentum(0.9);
+        let int16 = int.enable_int16(pixels.clone()).is_ok();
+        let mut int_ws = int.workspace(n);
         let regs: Vec<StepRegs> = (0..4)
             .map(|c| StepRegs {
                 drop: if hidden.is_empty() {
@@ -100,8 +107,17 @@ fn steps_allocate_nothing(threads: usize) {
             mixed.forward_loss(x.view(), &y, &mut mixed_ws, &mut stats[..2]);
             mixed.backward_update(x.view(), &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
         }
-        // The set in bf16, converted once before the steps (where the CPU has the feature).
+        if int16 {
+            int.forward_loss(x.view(), &y, &mut int_ws, &mut stats[..3]);
+            int.backward_update(x.view(), &y, &mut int_ws, &etas[..3], &lambdas[..3]);
+        }
+        // The set in bf16 and int16, converted once before the steps (where the CPU has the feature).
         let packed = if bf16 { set.packed_bf16() } else { None };
+        let packed_int16 = if int16 {
+            set.packed_int16(&pixels).unwrap()
+        } else {
+            None
+        };
         let before = ALLOCS.load(Ordering::SeqCst);
         for step in 0..20 {
             shuffle_epoch(&mut order, 9, step);
@@ -128,6 +144,10 @@ fn steps_allocate_nothing(threads: usize) {
                 mixed.forward_loss(x.view(), &y, &mut mixed_ws, &mut stats[..2]);
                 mixed.backward_update(x.view(), &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
             }
+            if int16 {
+                int.forward_loss(x.view(), &y, &mut int_ws, &mut stats[..3]);
+                int.backward_update(x.view(), &y, &mut int_ws, &etas[..3], &lambdas[..3]);
+            }
             // A view of consecutive images, as without shuffling.
             let block = data.slice(s![.., 100..100 + n]);
             net.forward_loss(block, &y, &mut ws, &mut stats);
@@ -136,10 +156,20 @@ fn steps_allocate_nothing(threads: usize) {
             if let Some(packed) = packed {
                 let input = shallow::nn::Input {
                     x: block,
-                    packed: packed.batch(100, n),
+                    packed: packed.batch(100, n).map(shallow::nn::kernel::Packed::Bf16),
                 };
                 mixed.forward_loss(input, &y, &mut mixed_ws, &mut stats[..2]);
                 mixed.backward_update(input, &y, &mut mixed_ws, &etas[..2], &lambdas[..2]);
+            }
+            // int16 on consecutive images (with momentum: the weights are
+            // quantised again after the momentum step).
+            if let Some(packed) = packed_int16 {
+                let input = shallow::nn::Input {
+                    x: block,
+                    packed: packed.batch(100, n).map(shallow::nn::kernel::Packed::Int16),
+                };
+                int.forward_loss(input, &y, &mut int_ws, &mut stats[..3]);
+                int.backward_update(input, &y, &mut int_ws, &etas[..3], &lambdas[..3]);
             }
         }
         assert_eq!(

@@ -262,6 +262,48 @@ fn sweep_file_errors_name_the_file_and_the_key() {
     assert!(err.contains("no CIFAR-10 data found"), "{err}");
 }
 
+/// `--precision int16` on a CPU without AVX2 (as `SHALLOW_INT16_ISA=none`
+/// makes any CPU look), and with whitening (whose features are not bytes),
+/// is refused by every command that trains, before any data is read, naming
+/// what is missing and the way out; `fast` never refuses for it.
+#[test]
+fn int16_without_avx2_or_with_whitening_is_refused_naming_it() {
+    for args in [
+        &["train", "--model", "mlp", "--precision", "int16"][..],
+        &["sweep", "--precision", "int16"],
+        &["search", "--precision", "int16"],
+        &["experiment", "a2", "--precision", "int16"],
+    ] {
+        let (code, _, err) = shallow_with(args, &[("SHALLOW_INT16_ISA", "none")]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("needs a CPU with AVX2") && err.contains("use --precision f32"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    for args in [
+        &[
+            "train",
+            "--model",
+            "mlp",
+            "--precision",
+            "int16",
+            "--whiten",
+            "zca",
+        ][..],
+        &["sweep", "--precision", "int16", "--whiten", "pca"],
+    ] {
+        let (code, _, err) = shallow_with(args, &[("CIFAR10_DIR", "/nonexistent")]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("--precision int16 multiplies the pixels' bytes")
+                && err.contains("f32 or bf16"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// `--precision bf16` on a CPU without AVX512-BF16 (as `SHALLOW_NO_BF16`
 /// makes any CPU look) is refused by every command that trains, before any
 /// data is read, naming the feature and the way out; nothing panics.

@@ -365,3 +365,50 @@ fn bf16_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions() {
     }
     assert_same_bits_on_any_jobs_threads_or_resume(&cfgs, &split, (&base, &base_metrics), &[7, 33]);
 }
+
+/// Integer products keep the bits too: `--precision int16` (layer 0's
+/// products as 16-bit integer products of the bytes, plain and with
+/// momentum, on consecutive and on shuffled, flipped batches) gives the same
+/// numbers whatever the jobs, threads or interruptions, and other numbers
+/// than f32, close to them.
+#[test]
+fn int16_sweeps_are_the_same_bits_whatever_the_jobs_threads_or_interruptions() {
+    if shallow::linalg::int16::isa().is_none() {
+        eprintln!("skipped: this CPU has no AVX2 (avx2 in /proc/cpuinfo)");
+        return;
+    }
+    let split = common::generated_split::<f32>(400, 100, 7);
+    let f32_cfgs = sweep_configs();
+    let mut cfgs = sweep_configs();
+    for (i, c) in cfgs.iter_mut().enumerate() {
+        c.precision = Precision::Int16;
+        c.momentum = if i >= 3 { 0.5 } else { 0.0 };
+    }
+    let (base, base_metrics) = run_sweep(&cfgs, &split, 1, 1, None, &Control::new());
+    assert!(base.iter().all(|r| r.status == Status::Done));
+    let (plain, _) = run_sweep(&f32_cfgs[..3], &split, 1, 1, None, &Control::new());
+    for (a, b) in base.iter().zip(&plain) {
+        assert_ne!(
+            common::numbers(a),
+            common::numbers(b),
+            "{}: int16 ran",
+            a.name
+        );
+        assert!(
+            (a.val_acc - b.val_acc).abs() < 0.02,
+            "{}: {} vs {}",
+            a.name,
+            a.val_acc,
+            b.val_acc
+        );
+    }
+    assert_same_bits_on_any_jobs_threads_or_resume(&cfgs, &split, (&base, &base_metrics), &[7, 33]);
+    // Shuffled and flipped batches, converted to bytes each step.
+    for c in cfgs.iter_mut() {
+        c.shuffle = true;
+        c.augment.flip = true;
+    }
+    let (base, base_metrics) = run_sweep(&cfgs, &split, 1, 1, None, &Control::new());
+    assert!(base.iter().all(|r| r.status == Status::Done));
+    assert_same_bits_on_any_jobs_threads_or_resume(&cfgs, &split, (&base, &base_metrics), &[7]);
+}

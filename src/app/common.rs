@@ -167,12 +167,22 @@ pub fn interrupted(results: &[RunResult]) -> bool {
         .any(|r| r.status == crate::train::Status::Interrupted)
 }
 
+/// Tells, once, which kernel `--precision fast` took and why, when a
+/// configuration asked for it.
+pub fn say_fast_choice() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if let Some(why) = crate::linalg::peak::fast_choice() {
+        SAID.call_once(|| eprintln!("--precision {why}"));
+    }
+}
+
 /// Checks `configs` and `--threads` and that the runs fit in memory; call it
 /// before anything is written.
 pub fn check_runs(configs: &[RunConfig], common: &CommonArgs) -> Result<usize> {
     for c in configs {
         c.validate(c.split.train_len())?;
     }
+    say_fast_choice();
     let threads = threads(common.threads)?;
     crate::sweep::runner::check_memory(configs, crate::sweep::DEFAULT_MAX_GROUP, threads)?;
     Ok(threads)

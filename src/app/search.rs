@@ -144,6 +144,7 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
     for c in opts.coarse()?.configs()? {
         c.validate(c.split.train_len())?;
     }
+    super::common::say_fast_choice();
     Ok(opts)
 }
 

@@ -141,6 +141,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     for c in &configs {
         c.validate(c.split.train_len())?;
     }
+    super::common::say_fast_choice();
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     let threads = super::common::threads(a.common.threads)?;
     if let Some(n) = a.slurm.slurm {

@@ -135,13 +135,20 @@ impl Peaks {
     }
 }
 
+static FASTEST: std::sync::OnceLock<(Layer0Kind, String)> = std::sync::OnceLock::new();
+
 /// The kernel `--precision fast` takes on this CPU, measured once per process
 /// (about 0.1 s), and why.
 pub fn fastest() -> (Layer0Kind, String) {
-    static FASTEST: std::sync::OnceLock<(Layer0Kind, String)> = std::sync::OnceLock::new();
     FASTEST
         .get_or_init(|| Peaks::measure(0.02).fastest())
         .clone()
+}
+
+/// What [`fastest`] chose, if this process asked it (a configuration said
+/// `--precision fast`): for the line that tells the user.
+pub fn fast_choice() -> Option<&'static str> {
+    FASTEST.get().map(|(_, why)| why.as_str())
 }
 
 #[cfg(target_arch = "x86_64")]

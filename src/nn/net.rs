@@ -1359,6 +1359,149 @@ mod tests {
         }
     }
 
+    /// Toy images of bytes: (x f64, x f32, the statistics that map them
+    /// back to their bytes), d x n, standardised as the data sets are.
+    fn byte_images(
+        d: usize,
+        n: usize,
+        seed: u64,
+    ) -> (Array2<f64>, Array2<f32>, crate::linalg::int16::Pixels) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let pixels: Vec<u8> = (0..d * n)
+            .map(|_| rand::RngExt::random_range(&mut rng, 0..=255u8))
+            .collect();
+        let (mean, std) = crate::data::split::feature_stats(&pixels, d);
+        let x64 = crate::data::split::standardise::<f64>(&pixels, d, &mean, &std);
+        let x32 = crate::data::split::standardise::<f32>(&pixels, d, &mean, &std);
+        (
+            Array2::from_shape_vec((d, n).f(), x64).unwrap(),
+            Array2::from_shape_vec((d, n).f(), x32).unwrap(),
+            crate::linalg::int16::Pixels::new(&mean, &std),
+        )
+    }
+
+    /// The int16 path's gradients (layer 0's products as 16-bit integer
+    /// products of the bytes, W and G quantised per row) against f64 ones:
+    /// within what 16 bits allow, and measurably not f32's, so the kernel ran.
+    #[test]
+    fn int16_gradients_match_f64_to_16_bits() {
+        if crate::linalg::int16::isa().is_none() {
+            eprintln!("skipped: this CPU has no AVX2");
+            let mut n = Net::<f32>::init(&arch(&[6], Loss::Ce), &[1]);
+            let px = crate::linalg::int16::Pixels::new(&[0.5; 12], &[0.2; 12]);
+            let e = n.enable_int16(px).unwrap_err().to_string();
+            assert!(e.contains("AVX2"), "{e}");
+            return;
+        }
+        let a = Arch {
+            input: 256,
+            ..arch(&[20, 8], Loss::Ce)
+        };
+        let (x, x32, pixels) = byte_images(256, 40, 5);
+        let y: Vec<u8> = (0..40).map(|j| ((j * 7 + 3) % 10) as u8).collect();
+        let lambdas = [0.1, 0.001];
+        let n64 = Net::<f64>::init(&a, &[9, 10]);
+        let mut n32 = Net::<f32>::init(&a, &[9, 10]);
+        let plain = n32.gradients(x32.view(), &y, &[0.1, 0.001]);
+        n32.enable_int16(pixels).unwrap();
+        assert_eq!(n32.layer0_kernel(), "int16");
+        let g64 = n64.gradients(x.view(), &y, &lambdas);
+        let g16 = n32.gradients(x32.view(), &y, &[0.1, 0.001]);
+        let rel = |g: &Net<f32>, l: usize| {
+            let num: f64 = g.weights[l]
+                .iter()
+                .zip(&g64.weights[l])
+                .map(|(p, q)| (*p as f64 - q).powi(2))
+                .sum();
+            let den: f64 = g64.weights[l].iter().map(|q| q * q).sum();
+            (num / den).sqrt()
+        };
+        for l in 0..3 {
+            let (e16, e32) = (rel(&g16, l), rel(&plain, l));
+            eprintln!("layer {l}: relative error int16 {e16:.2e}, f32 {e32:.2e}");
+            assert!(e16 < 1e-4, "layer {l}: int16 relative error {e16}");
+            assert!(e32 < 1e-5, "layer {l}: f32 relative error {e32}");
+            if l == 0 {
+                assert!(e16 > 2.0 * e32, "layer 0 ran in int16: {e16} (f32: {e32})");
+            }
+        }
+        for (p, q) in g16.biases[0].iter().zip(&g64.biases[0]) {
+            assert!(
+                (*p as f64 - q).abs() < 1e-3 * (1e-3 + q.abs()),
+                "{p} vs {q}"
+            );
+        }
+    }
+
+    /// Steps on batches of an int16 [`crate::linalg::int16::PackedSet`]
+    /// (converted once) compute the same bits as steps that convert each
+    /// batch, with and without momentum; and after every step the kernel's
+    /// quantised weights are what quantising them afresh gives.
+    #[test]
+    fn int16_steps_on_a_packed_set_equal_steps_that_convert_each_batch() {
+        if crate::linalg::int16::isa().is_none() {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        let a = Arch {
+            input: 256,
+            ..arch(&[40], Loss::Ce)
+        };
+        let (_, x, pixels) = byte_images(256, 60, 6);
+        let y: Vec<u8> = (0..60).map(|j| ((j * 7 + 3) % 10) as u8).collect();
+        let set = crate::linalg::int16::PackedSet::new(x.view(), &pixels).unwrap();
+        let (etas, lambdas) = ([0.05f32, 0.02], [0.01f32, 0.1]);
+        for mu in [0.0, 0.9] {
+            let mut nets: Vec<Net<f32>> = (0..2)
+                .map(|_| {
+                    let mut n = Net::<f32>::init(&a, &[3, 4]);
+                    n.set_momentum(mu);
+                    n.enable_int16(pixels.clone()).unwrap();
+                    n
+                })
+                .collect();
+            let mut ws: Vec<Workspace<f32>> = nets.iter().map(|n| n.workspace(20)).collect();
+            for step in 0..6 {
+                let j0 = (step % 3) * 20;
+                let cols = x.slice(s![.., j0..j0 + 20]);
+                let labels = &y[j0..j0 + 20];
+                let mut stats = [[LossStat::default(); 2]; 2];
+                let inputs = [
+                    Input::from(cols),
+                    Input {
+                        x: cols,
+                        packed: set.batch(j0, 20).map(crate::nn::kernel::Packed::Int16),
+                    },
+                ];
+                for (k, input) in inputs.into_iter().enumerate() {
+                    let regs = [StepRegs::default(); 2];
+                    nets[k].forward_train(
+                        input,
+                        labels,
+                        &mut ws[k],
+                        &mut stats[k],
+                        step as u64,
+                        &regs,
+                    );
+                    nets[k].backward_update(input, labels, &mut ws[k], &etas, &lambdas);
+                }
+                assert_eq!(stats[0], stats[1], "step {step}, momentum {mu}");
+                let bits =
+                    |n: &Net<f32>| n.weights[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&nets[0]), bits(&nets[1]), "step {step}, momentum {mu}");
+                let mut fresh = nets[1].clone();
+                fresh.enable_int16(pixels.clone()).unwrap();
+                let mut outs = Vec::new();
+                for net in [&nets[1], &fresh] {
+                    let mut w = net.workspace(20);
+                    net.forward_loss(cols, labels, &mut w, &mut stats[0]);
+                    outs.push(w.output(20).mapv(f32::to_bits));
+                }
+                assert_eq!(outs[0], outs[1], "step {step}, momentum {mu}");
+            }
+        }
+    }
+
     /// Steps on batches of a [`bf16::PackedSet`] (converted once) compute the
     /// same bits as steps that pack each batch, with and without momentum; and
     /// after every step the packed weights are the weights rounded to bf16.

@@ -370,7 +370,7 @@ impl TrainSettings {
             shuffle: self.shuffle,
             seed: self.seed,
             split: self.split,
-            precision: self.precision,
+            precision: self.precision.resolved(),
             log_every,
             save_weights: self.save_weights,
             eval_train: self.eval_train,
