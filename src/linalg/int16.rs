@@ -171,14 +171,7 @@ impl Pixels {
 fn centred_byte(x: f32, scale: f32, offset: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     let v = x * scale + offset;
-    let p = (v + MAGIC) - MAGIC;
-    if p < -128.0 {
-        -128.0
-    } else if p > 127.0 {
-        127.0
-    } else {
-        p
-    }
+    ((v + MAGIC) - MAGIC).clamp(-128.0, 127.0)
 }
 
 /// Pass 1 of quantising, for one element `x` of a row: its largest

@@ -384,36 +384,6 @@ fn finish<T: Real>(
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_group_is_one_lockstep_key_of_one_to_max_group_configurations() {
-        let a = RunConfig::default();
-        let lambdas: Vec<RunConfig> = (0..MAX_GROUP)
-            .map(|i| RunConfig {
-                lambda: 0.001 * i as f64,
-                ..a.clone()
-            })
-            .collect();
-        assert_eq!(Group::new(lambdas.clone()).unwrap().configs(), &lambdas[..]);
-        let too_many = [lambdas.clone(), vec![a.clone()]].concat();
-        assert!(Group::new(too_many).is_err());
-        assert!(Group::new(Vec::new()).is_err());
-        let mixed = vec![
-            a.clone(),
-            RunConfig {
-                name: "wider".into(),
-                hidden: vec![100],
-                ..a.clone()
-            },
-        ];
-        let e = Group::new(mixed).unwrap_err().to_string();
-        assert!(e.contains("wider") && e.contains("architecture"), "{e}");
-    }
-}
-
 /// Turns `net` to `precision`'s layer-0 kernel, and returns the training
 /// images converted for it when the batches are read as views (`reads`).
 pub fn enable_kernel<'a, T: Real>(
@@ -445,4 +415,34 @@ pub fn enable_kernel<'a, T: Real>(
         }
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_one_lockstep_key_of_one_to_max_group_configurations() {
+        let a = RunConfig::default();
+        let lambdas: Vec<RunConfig> = (0..MAX_GROUP)
+            .map(|i| RunConfig {
+                lambda: 0.001 * i as f64,
+                ..a.clone()
+            })
+            .collect();
+        assert_eq!(Group::new(lambdas.clone()).unwrap().configs(), &lambdas[..]);
+        let too_many = [lambdas.clone(), vec![a.clone()]].concat();
+        assert!(Group::new(too_many).is_err());
+        assert!(Group::new(Vec::new()).is_err());
+        let mixed = vec![
+            a.clone(),
+            RunConfig {
+                name: "wider".into(),
+                hidden: vec![100],
+                ..a.clone()
+            },
+        ];
+        let e = Group::new(mixed).unwrap_err().to_string();
+        assert!(e.contains("wider") && e.contains("architecture"), "{e}");
+    }
 }
