@@ -565,8 +565,9 @@ impl BView<'_> {
 }
 
 /// `x`'s images (columns, d features each) as centred bytes, one per `len`
-/// values; vectorised where the CPU has AVX2.
-fn images_into(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) {
+/// values; vectorised where the CPU has AVX2. Returns how many inputs were
+/// not within [`FAR`] of a byte (or not finite).
+fn images_into(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the feature was detected.
@@ -577,30 +578,34 @@ fn images_into(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize)
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn images_avx2(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) {
+unsafe fn images_avx2(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) -> usize {
     images_any(out, x, px, len)
 }
 
 #[inline(always)]
-fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) {
+fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) -> usize {
     let d = x.nrows();
     let (scale, offset) = (&px.scale[..d], &px.offset[..d]);
+    let mut far = 0usize;
     for (j, col) in x.columns().into_iter().enumerate() {
         let out = &mut out[j * len..(j + 1) * len];
         out[len - 1] = 0;
-        let put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
-            *o = centred_byte(v, s, f) as i32 as i16;
+        let mut put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
+            let p = centred_byte(v, s, f);
+            *o = p as i32 as i16;
+            far += !((v * s + f - p).abs() <= FAR) as usize;
         };
         match col.as_slice() {
-            Some(c) => out.iter_mut().zip(c).zip(scale).zip(offset).for_each(put),
+            Some(c) => out.iter_mut().zip(c).zip(scale).zip(offset).for_each(&mut put),
             None => out
                 .iter_mut()
                 .zip(col.iter())
                 .zip(scale)
                 .zip(offset)
-                .for_each(put),
+                .for_each(&mut put),
         }
     }
+    far
 }
 
 /// `x`'s features `f0..f0 + x.nrows()` (rows of `x`, over its n images) as
@@ -678,6 +683,12 @@ pub struct PackedBatch<'a> {
     pub xt: BView<'a>,
 }
 
+/// How far, in bytes, an input may be from the byte it stands for (rounding).
+const FAR: f32 = 0.01;
+
+/// Images per tile of the transposition that builds a [`PackedSet`]'s X^T.
+const TILE: usize = 64;
+
 /// Images per task when a [`PackedSet`] is built.
 pub const SET_IMAGES_PER_TASK: usize = 1024;
 /// Features per task when a [`PackedSet`] is built.
@@ -697,48 +708,50 @@ impl PackedSet {
             "int16 PackedSet: {d} features, {} in Pixels",
             px.dim()
         );
+        let mut images = PackedB::new(d, n);
+        let mut pixels = PackedB::new(n, d);
+        let (image_len, pixel_len) = (pairs(d) * 2, pairs(n) * 2);
+        let per = SET_IMAGES_PER_TASK;
+        let far: usize = images
+            .data
+            .par_chunks_mut(image_len * per)
+            .enumerate()
+            .map(|(t, out)| {
+                let j = t * per;
+                let cols = x.slice(ndarray::s![.., j..(j + per).min(n)]);
+                images_into(out, cols, px, image_len)
+            })
+            .sum();
         // Every input must stand for a byte, to rounding.
-        let far = (0..n).into_par_iter().find_first(|&j| {
-            x.column(j)
-                .iter()
-                .enumerate()
-                .any(|(f, &v)| px.centred(f, v).1 > 0.01 || !v.is_finite())
-        });
-        if let Some(j) = far {
+        if far > 0 {
+            let j = (0..n)
+                .find(|&j| {
+                    let col = x.column(j);
+                    col.iter().enumerate().any(|(f, &v)| !(px.centred(f, v).1 <= FAR))
+                })
+                .unwrap_or(0);
             bail!(
                 "--precision int16 multiplies bytes, but image {j}'s features are not standardised bytes \
                  (whitened, or scaled otherwise): use --precision f32 or bf16 with whitening"
             );
         }
-        let mut images = PackedB::new(d, n);
-        let mut pixels = PackedB::new(n, d);
-        let (image_len, pixel_len) = (pairs(d) * 2, pairs(n) * 2);
-        rayon::join(
-            || {
-                let per = SET_IMAGES_PER_TASK;
-                images
-                    .data
-                    .par_chunks_mut(image_len * per)
-                    .enumerate()
-                    .for_each(|(t, out)| {
-                        let j = t * per;
-                        let cols = x.slice(ndarray::s![.., j..(j + per).min(n)]);
-                        images_into(out, cols, px, image_len);
-                    })
-            },
-            || {
-                let per = SET_PIXELS_PER_TASK;
-                pixels
-                    .data
-                    .par_chunks_mut(pixel_len * per)
-                    .enumerate()
-                    .for_each(|(t, out)| {
-                        let f = t * per;
-                        let rows = x.slice(ndarray::s![f..(f + per).min(d), ..]);
-                        pixels_into(out, rows, px, f, pixel_len);
-                    })
-            },
-        );
+        // X^T from X's bytes, in tiles (whole cache lines each way).
+        let per = SET_PIXELS_PER_TASK;
+        let (from, data) = (&images.data, &mut pixels.data);
+        data.par_chunks_mut(pixel_len * per)
+            .enumerate()
+            .for_each(|(t, out)| {
+                let f0 = t * per;
+                let rows = per.min(d - f0);
+                for j0 in (0..n).step_by(TILE) {
+                    for j in j0..(j0 + TILE).min(n) {
+                        let image = &from[j * image_len + f0..][..rows];
+                        for (i, &v) in image.iter().enumerate() {
+                            out[i * pixel_len + j] = v;
+                        }
+                    }
+                }
+            });
         Ok(PackedSet { images, pixels })
     }
 
@@ -827,7 +840,7 @@ fn check(a: &PackedA, b: &BView<'_>, cols: &Columns<'_>, c: &ArrayViewMut2<'_, f
 ///
 /// # Safety
 /// `out` must point at `sums.len()` elements `rs` apart.
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn finish(
     sums: &[f32],
