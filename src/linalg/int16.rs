@@ -285,6 +285,18 @@ fn quantise_panel(a: ArrayView2<'_, f32>, out: PanelOut<'_>, f: Factors<'_>, vec
         let (c, s) = (column(j, 0), cs(j));
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
+        if contiguous && j + PREFETCH < k {
+            // The panel's columns lie a whole column apart: fetch ahead.
+            // SAFETY: column j + PREFETCH's rows are in `a`; prefetching reads nothing.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                let ahead = a.as_ptr().offset((j + PREFETCH) as isize * a.strides()[1]);
+                for line in (0..live).step_by(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
         if vector {
             // SAFETY: the caller checked AVX2.
             done = unsafe { kernel::track_column(max, poison, c, s) };
@@ -325,6 +337,9 @@ fn quantise_panel(a: ArrayView2<'_, f32>, out: PanelOut<'_>, f: Factors<'_>, vec
         *u = a as f32;
     }
 }
+
+/// Columns ahead that quantising a panel prefetches.
+const PREFETCH: usize = 16;
 
 /// A (m x k) quantised per row to 15-bit integers in panels of [`MR`] rows
 /// (see the module), with each row's scale a_i and sum u_i. Allocated once for
