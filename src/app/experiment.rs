@@ -22,7 +22,8 @@ pub struct ExperimentArgs {
     /// Base seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Floating-point precision: f32, f64, or bf16 (mixed, AVX512-BF16 CPUs).
+    /// Floating-point precision: f32, f64, bf16 (mixed, AVX512-BF16 CPUs), int16
+    /// (layer 0 in 16-bit integers, AVX2 CPUs) or fast (the fastest here).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
     /// `all` only: tiny versions of every stage (a smoke test of the pipeline).
@@ -114,6 +115,7 @@ fn run_bonus_command(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
     let opts = BonusOptions {
         seed: a.seed,
         quick: a.quick,
+        precision: a.precision,
         parts: a.part.clone(),
         runner,
         mode: DisplayMode::detect(a.common.quiet),

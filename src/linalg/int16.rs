@@ -611,7 +611,12 @@ fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) 
             far += !((v * s + f - p).abs() <= FAR) as usize;
         };
         match col.as_slice() {
-            Some(c) => out.iter_mut().zip(c).zip(scale).zip(offset).for_each(&mut put),
+            Some(c) => out
+                .iter_mut()
+                .zip(c)
+                .zip(scale)
+                .zip(offset)
+                .for_each(&mut put),
             None => out
                 .iter_mut()
                 .zip(col.iter())
@@ -742,7 +747,9 @@ impl PackedSet {
             let j = (0..n)
                 .find(|&j| {
                     let col = x.column(j);
-                    col.iter().enumerate().any(|(f, &v)| !(px.centred(f, v).1 <= FAR))
+                    col.iter()
+                        .enumerate()
+                        .any(|(f, &v)| !(px.centred(f, v).1 <= FAR))
                 })
                 .unwrap_or(0);
             bail!(

@@ -49,8 +49,9 @@ fn bonus_split() -> SplitSpec {
 
 /// Settings shared by the recipes and the ablation: cyclical rates 1e-5..0.1
 /// with n_s two epochs, shuffled batches of 100, two logged points per cycle.
-fn base_settings(seed: u64, quick: bool) -> TrainSettings {
+fn base_settings(seed: u64, quick: bool, precision: crate::nn::Precision) -> TrainSettings {
     let mut s = TrainSettings::sweep_default();
+    s.precision = precision;
     s.model = ModelKind::Mlp;
     s.schedule = ScheduleKind::Cyclic;
     s.split = bonus_split();
@@ -67,8 +68,8 @@ fn base_settings(seed: u64, quick: bool) -> TrainSettings {
     s
 }
 
-fn recipes(seed: u64, quick: bool) -> Vec<(BonusPart, Recipe)> {
-    let base = base_settings(seed, quick);
+fn recipes(seed: u64, quick: bool, precision: crate::nn::Precision) -> Vec<(BonusPart, Recipe)> {
+    let base = base_settings(seed, quick, precision);
     // One hidden layer: ten cycles, the last five averaged (measured: 60.29%
     // test against 60.07% with eight cycles and three snapshots).
     let one = TrainSettings {
@@ -132,8 +133,12 @@ const ROW_NAMES: [&str; 12] = [
 
 /// The ablation: a base net, and one change at a time (most on top of flips,
 /// the largest single gain), each row named by what it adds.
-fn ablation(seed: u64, quick: bool) -> (TrainSettings, Vec<(String, String, TrainSettings)>) {
-    let mut base = base_settings(seed, quick);
+fn ablation(
+    seed: u64,
+    quick: bool,
+    precision: crate::nn::Precision,
+) -> (TrainSettings, Vec<(String, String, TrainSettings)>) {
+    let mut base = base_settings(seed, quick, precision);
     base.hidden = vec![if quick { 32 } else { 512 }];
     base.lambda = 0.001;
     base.cycles = if quick { 1 } else { 4 };
@@ -224,6 +229,8 @@ pub struct BonusOptions {
     pub seed: u64,
     /// Tiny runs (checks the pipeline, not the accuracy).
     pub quick: bool,
+    /// Every run's precision (f32 for the recipes' reference figures).
+    pub precision: crate::nn::Precision,
     /// Parts to run (all when empty).
     pub parts: Vec<BonusPart>,
     /// Runner settings; `out` is the experiment folder.
@@ -264,7 +271,7 @@ pub fn run_bonus(
     crate::util::create_dir(&dir)?;
     let wanted = |p: BonusPart| opts.parts.is_empty() || opts.parts.contains(&p);
     let mut runs = Vec::new();
-    for (part, recipe) in recipes(opts.seed, opts.quick) {
+    for (part, recipe) in recipes(opts.seed, opts.quick, opts.precision) {
         if !wanted(part) {
             continue;
         }
@@ -273,7 +280,7 @@ pub fn run_bonus(
             None => return Ok(None),
         }
     }
-    let (base, rows) = ablation(opts.seed, opts.quick);
+    let (base, rows) = ablation(opts.seed, opts.quick, opts.precision);
     let mut table = Vec::new();
     if wanted(BonusPart::Ablation) {
         match train_ablation(data, opts, control, &dir, &rows)? {

@@ -89,8 +89,10 @@ macro_rules! setting_table {
                 /// last point the training set, are always evaluated in full
                 /// [train: 5000; sweep: 1000].
                 eval_train: crate::train::EvalTrain [value_name = "N|all"];
-                /// Floating-point precision: f32, f64, or bf16 (mixed: layer 0's two big
-                /// products in bf16 with f32 sums, on CPUs with AVX512-BF16) [f32].
+                /// Floating-point precision: f32, f64, bf16 (mixed: layer 0's two big
+                /// products in bf16 with f32 sums, on CPUs with AVX512-BF16), int16
+                /// (those products as 16-bit integer products of the pixels, on CPUs
+                /// with AVX2) or fast (the fastest of f32, bf16 and int16 here) [f32].
                 precision: crate::nn::Precision [value_enum];
                 /// Augmentation: shift each training image by up to K pixels in x and y [0].
                 translate: usize [value_name = "K"] => Translate;
