@@ -608,7 +608,7 @@ fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) 
         let mut put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
             let p = centred_byte(v, s, f);
             *o = p as i32 as i16;
-            far += !((v * s + f - p).abs() <= FAR) as usize;
+            far += is_far((v * s + f - p).abs()) as usize;
         };
         match col.as_slice() {
             Some(c) => out
@@ -706,6 +706,12 @@ pub struct PackedBatch<'a> {
 /// How far, in bytes, an input may be from the byte it stands for (rounding).
 const FAR: f32 = 0.01;
 
+/// Whether a distance from a byte is more than rounding (NaN included).
+#[inline(always)]
+fn is_far(distance: f32) -> bool {
+    distance.is_nan() || distance > FAR
+}
+
 /// Images per tile of the transposition that builds a [`PackedSet`]'s X^T.
 const TILE: usize = 64;
 
@@ -749,7 +755,7 @@ impl PackedSet {
                     let col = x.column(j);
                     col.iter()
                         .enumerate()
-                        .any(|(f, &v)| !(px.centred(f, v).1 <= FAR))
+                        .any(|(f, &v)| is_far(px.centred(f, v).1))
                 })
                 .unwrap_or(0);
             bail!(
