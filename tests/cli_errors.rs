@@ -302,6 +302,25 @@ fn int16_without_avx2_or_with_whitening_is_refused_naming_it() {
             "{args:?}: {err}"
         );
     }
+    // fast takes the next best kernel for whitened inputs: it gets as far as
+    // looking for the data, as f32 does.
+    let args = [
+        "train",
+        "--model",
+        "mlp",
+        "--precision",
+        "fast",
+        "--whiten",
+        "zca",
+        "--data",
+        "/nonexistent/x",
+    ];
+    let (code, _, err) = shallow_with(&args, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("data folder /nonexistent/x does not exist"),
+        "{err}"
+    );
 }
 
 /// `--precision bf16` on a CPU without AVX512-BF16 (as `SHALLOW_NO_BF16`

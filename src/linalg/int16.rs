@@ -515,7 +515,7 @@ impl PackedB {
     pub fn pack_images(&mut self, x: ArrayView2<'_, f32>, px: &Pixels) {
         self.resize(x.nrows(), x.ncols());
         let len = pairs(self.k) * 2;
-        images_into(&mut self.data[..self.n * len], x, px, len);
+        images_into::<false>(&mut self.data[..self.n * len], x, px, len);
     }
 
     /// Packs X^T of images `x` (d x n): column j is feature j of every image
@@ -580,25 +580,40 @@ impl BView<'_> {
 }
 
 /// `x`'s images (columns, d features each) as centred bytes, one per `len`
-/// values; vectorised where the CPU has AVX2. Returns how many inputs were
-/// not within [`FAR`] of a byte (or not finite).
-fn images_into(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) -> usize {
+/// values; vectorised where the CPU has AVX2. With `CHECK`, returns how many
+/// inputs were not within [`FAR`] of a byte (or not finite); 0 otherwise.
+fn images_into<const CHECK: bool>(
+    out: &mut [i16],
+    x: ArrayView2<'_, f32>,
+    px: &Pixels,
+    len: usize,
+) -> usize {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the feature was detected.
-        return unsafe { images_avx2(out, x, px, len) };
+        return unsafe { images_avx2::<CHECK>(out, x, px, len) };
     }
-    images_any(out, x, px, len)
+    images_any::<CHECK>(out, x, px, len)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn images_avx2(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) -> usize {
-    images_any(out, x, px, len)
+unsafe fn images_avx2<const CHECK: bool>(
+    out: &mut [i16],
+    x: ArrayView2<'_, f32>,
+    px: &Pixels,
+    len: usize,
+) -> usize {
+    images_any::<CHECK>(out, x, px, len)
 }
 
 #[inline(always)]
-fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) -> usize {
+fn images_any<const CHECK: bool>(
+    out: &mut [i16],
+    x: ArrayView2<'_, f32>,
+    px: &Pixels,
+    len: usize,
+) -> usize {
     let d = x.nrows();
     let (scale, offset) = (&px.scale[..d], &px.offset[..d]);
     let mut far = 0usize;
@@ -608,7 +623,9 @@ fn images_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, len: usize) 
         let mut put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
             let p = centred_byte(v, s, f);
             *o = p as i32 as i16;
-            far += is_far((v * s + f - p).abs()) as usize;
+            if CHECK {
+                far += is_far((v * s + f - p).abs()) as usize;
+            }
         };
         match col.as_slice() {
             Some(c) => out
@@ -646,37 +663,49 @@ unsafe fn pixels_avx2(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, f0: 
     pixels_any(out, x, px, f0, len)
 }
 
-/// Features in blocks of [`FEATURE_BLOCK`], each converted image by image
-/// into a small buffer, then stored feature by feature: the stores of a
-/// block land in few pages.
+/// Features in blocks of [`FEATURE_BLOCK`], each converted two images at a
+/// time into small buffers, then stored feature by feature as one 32-bit
+/// word per pair of images: the stores of a block land in few pages.
 #[inline(always)]
 fn pixels_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, f0: usize, len: usize) {
     let (d, n) = x.dim();
-    if n % 2 == 1 {
-        for i in 0..d {
-            out[i * len + len - 1] = 0;
-        }
-    }
-    let mut buf = [0i16; FEATURE_BLOCK];
+    assert!(d == 0 || (d - 1) * len + n.div_ceil(2) * 2 <= out.len() && len >= n.div_ceil(2) * 2);
+    let (rs, cs) = (x.strides()[0], x.strides()[1]);
+    let mut buf = [[0i16; FEATURE_BLOCK]; 2];
     for b0 in (0..d).step_by(FEATURE_BLOCK) {
-        let b1 = (b0 + FEATURE_BLOCK).min(d);
-        let (scale, offset) = (&px.scale[f0 + b0..f0 + b1], &px.offset[f0 + b0..f0 + b1]);
-        for j in 0..n {
-            let col = x.slice(ndarray::s![b0..b1, j]);
-            let put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
-                *o = centred_byte(v, s, f) as i32 as i16;
-            };
-            match col.as_slice() {
-                Some(c) => buf.iter_mut().zip(c).zip(scale).zip(offset).for_each(put),
-                None => buf
-                    .iter_mut()
-                    .zip(col.iter())
-                    .zip(scale)
-                    .zip(offset)
-                    .for_each(put),
+        let w = (b0 + FEATURE_BLOCK).min(d) - b0;
+        let (scale, offset) = (
+            &px.scale[f0 + b0..f0 + b0 + w],
+            &px.offset[f0 + b0..f0 + b0 + w],
+        );
+        for j in (0..n).step_by(2) {
+            for (h, buf) in buf.iter_mut().enumerate() {
+                let buf = &mut buf[..w];
+                if j + h >= n {
+                    buf.fill(0);
+                    continue;
+                }
+                let put = |(((o, &v), &s), &f): (((&mut i16, &f32), &f32), &f32)| {
+                    *o = centred_byte(v, s, f) as i32 as i16;
+                };
+                // SAFETY: image j + h's features b0..b0 + w are in `x`, `rs` apart.
+                let first = unsafe { x.as_ptr().offset((j + h) as isize * cs + b0 as isize * rs) };
+                if rs == 1 {
+                    // SAFETY: as above, one after another.
+                    let col = unsafe { std::slice::from_raw_parts(first, w) };
+                    buf.iter_mut().zip(col).zip(scale).zip(offset).for_each(put);
+                } else {
+                    let col = (0..w).map(|i| unsafe { &*first.offset(i as isize * rs) });
+                    buf.iter_mut().zip(col).zip(scale).zip(offset).for_each(put);
+                }
             }
-            for (i, &v) in buf[..b1 - b0].iter().enumerate() {
-                out[(b0 + i) * len + j] = v;
+            for i in 0..w {
+                let word = (buf[0][i] as u16 as u32) | ((buf[1][i] as u16 as u32) << 16);
+                // SAFETY: (b0 + i) * len + j + 1 is in `out` (asserted above); j is even.
+                unsafe {
+                    let at = out.as_mut_ptr().add((b0 + i) * len + j) as *mut u32;
+                    at.write_unaligned(word);
+                }
             }
         }
     }
@@ -745,7 +774,7 @@ impl PackedSet {
             .map(|(t, out)| {
                 let j = t * per;
                 let cols = x.slice(ndarray::s![.., j..(j + per).min(n)]);
-                images_into(out, cols, px, image_len)
+                images_into::<true>(out, cols, px, image_len)
             })
             .sum();
         // Every input must stand for a byte, to rounding.
@@ -1477,8 +1506,12 @@ mod tests {
         x[[8, 9]] = f32::NAN;
         let len = pairs(d) * 2;
         let (mut vector, mut scalar) = (vec![0i16; n * len], vec![0i16; n * len]);
-        images_into(&mut vector, x.view(), &px, len);
-        images_any(&mut scalar, x.view(), &px, len);
+        assert_eq!(
+            images_into::<true>(&mut vector, x.view(), &px, len),
+            3,
+            "three inputs are not bytes"
+        );
+        images_any::<false>(&mut scalar, x.view(), &px, len);
         assert_eq!(vector, scalar);
         assert_eq!(
             (

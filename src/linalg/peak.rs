@@ -99,13 +99,22 @@ impl Peaks {
     /// [`BF16_OVER_INT16`] times faster) when it is at least
     /// [`FAST_MIN_RATIO`] times the f32 FMA, else f32.
     pub fn fastest(&self) -> (Layer0Kind, String) {
+        self.fastest_for(true)
+    }
+
+    /// [`Self::fastest`] for inputs that are standardised bytes (`bytes`), or
+    /// not (whitened: int16 cannot take them, so it is left out).
+    pub fn fastest_for(&self, bytes: bool) -> (Layer0Kind, String) {
         let Some(f) = self.f32_fma else {
             return (
                 Layer0Kind::F32,
                 "fast = f32: no FMA peak measured on this CPU".into(),
             );
         };
-        let int16 = self.int16_madd.map(|r| (Layer0Kind::Int16, r));
+        let int16 = self
+            .int16_madd
+            .filter(|_| bytes)
+            .map(|r| (Layer0Kind::Int16, r));
         let bf16 = self.bf16_dot.map(|r| (Layer0Kind::Bf16, r));
         let best = match (int16, bf16) {
             (Some(i), Some(b)) if b.1 > BF16_OVER_INT16 * i.1 => Some(b),
@@ -130,25 +139,36 @@ impl Peaks {
                     r / f
                 ),
             ),
-            None => (Layer0Kind::F32, "fast = f32: no int16 or bf16 kernel runs here".into()),
+            None if !bytes => (
+                Layer0Kind::F32,
+                "fast = f32: whitened inputs rule out int16, and bf16 does not run here".into(),
+            ),
+            None => (
+                Layer0Kind::F32,
+                "fast = f32: no int16 or bf16 kernel runs here".into(),
+            ),
         }
     }
 }
 
-static FASTEST: std::sync::OnceLock<(Layer0Kind, String)> = std::sync::OnceLock::new();
+static PEAKS: std::sync::OnceLock<Peaks> = std::sync::OnceLock::new();
+static SAID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// The kernel `--precision fast` takes on this CPU, measured once per process
-/// (about 0.1 s), and why.
-pub fn fastest() -> (Layer0Kind, String) {
-    FASTEST
-        .get_or_init(|| Peaks::measure(0.02).fastest())
-        .clone()
+/// The kernel `--precision fast` takes on this CPU for inputs that are
+/// standardised bytes (`bytes`) or not, and why; the peaks are measured once
+/// per process (about 0.1 s).
+pub fn fastest(bytes: bool) -> (Layer0Kind, String) {
+    let choice = PEAKS
+        .get_or_init(|| Peaks::measure(0.02))
+        .fastest_for(bytes);
+    SAID.get_or_init(|| choice.1.clone());
+    choice
 }
 
-/// What [`fastest`] chose, if this process asked it (a configuration said
-/// `--precision fast`): for the line that tells the user.
+/// What [`fastest`] chose first, if this process asked it (a configuration
+/// said `--precision fast`): for the line that tells the user.
 pub fn fast_choice() -> Option<&'static str> {
-    FASTEST.get().map(|(_, why)| why.as_str())
+    SAID.get().map(String::as_str)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -227,6 +247,13 @@ mod tests {
             assert_eq!(got, want, "{line}");
             assert!(line.len() <= 80, "{line}");
         }
+        // Whitened inputs are not bytes: the next best, never int16.
+        let zen4 = peaks(100.0, Some(200.0), Some(195.0));
+        assert_eq!(zen4.fastest_for(false).0, Layer0Kind::Bf16);
+        let zen3 = peaks(100.0, None, Some(165.0));
+        let (got, line) = zen3.fastest_for(false);
+        assert_eq!(got, Layer0Kind::F32);
+        assert!(line.len() <= 80 && line.contains("whitened"), "{line}");
     }
 
     #[test]

@@ -54,11 +54,12 @@ impl Precision {
     }
 
     /// The precision a run trains in: `fast` becomes the kernel
-    /// [`crate::linalg::peak::fastest`] takes on this CPU; the rest stay.
-    pub fn resolved(self) -> Precision {
+    /// [`crate::linalg::peak::fastest`] takes on this CPU (never int16 for
+    /// `whitened` inputs, which are not bytes); the rest stay.
+    pub fn resolved(self, whitened: bool) -> Precision {
         use crate::linalg::peak::{fastest, Layer0Kind};
         match self {
-            Precision::Fast => match fastest().0 {
+            Precision::Fast => match fastest(!whitened).0 {
                 Layer0Kind::F32 => Precision::F32,
                 Layer0Kind::Bf16 => Precision::Bf16,
                 Layer0Kind::Int16 => Precision::Int16,

@@ -25,7 +25,7 @@ pub fn a1_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
         .iter()
         .map(|&(lambda, eta)| RunConfig {
             seed,
-            precision: precision.resolved(),
+            precision: precision.resolved(false),
             ..RunConfig::a1(lambda, eta)
         })
         .collect()
@@ -38,7 +38,7 @@ pub fn a2_configs(seed: u64, precision: Precision) -> Vec<RunConfig> {
         .iter()
         .map(|&(ns, cycles)| RunConfig {
             seed,
-            precision: precision.resolved(),
+            precision: precision.resolved(false),
             ..RunConfig::a2(ns, cycles)
         })
         .collect()

@@ -394,7 +394,8 @@ pub fn enable_kernel<'a, T: Real>(
 ) -> Result<Option<crate::nn::kernel::PackedImages<'a>>> {
     use crate::nn::kernel::PackedImages;
     use crate::nn::Precision;
-    Ok(match precision.resolved() {
+    let whitened = split.preprocess.matrix.is_some();
+    Ok(match precision.resolved(whitened) {
         Precision::Bf16 => {
             net.enable_bf16()?;
             split

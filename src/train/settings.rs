@@ -372,7 +372,9 @@ impl TrainSettings {
             shuffle: self.shuffle,
             seed: self.seed,
             split: self.split,
-            precision: self.precision.resolved(),
+            precision: self
+                .precision
+                .resolved(self.split.whiten != crate::data::Whitening::None),
             log_every,
             save_weights: self.save_weights,
             eval_train: self.eval_train,
