@@ -699,8 +699,8 @@ fn pixels_any(out: &mut [i16], x: ArrayView2<'_, f32>, px: &Pixels, f0: usize, l
                     buf.iter_mut().zip(col).zip(scale).zip(offset).for_each(put);
                 }
             }
-            for i in 0..w {
-                let word = (buf[0][i] as u16 as u32) | ((buf[1][i] as u16 as u32) << 16);
+            for (i, (&lo, &hi)) in buf[0][..w].iter().zip(&buf[1][..w]).enumerate() {
+                let word = (lo as u16 as u32) | ((hi as u16 as u32) << 16);
                 // SAFETY: (b0 + i) * len + j + 1 is in `out` (asserted above); j is even.
                 unsafe {
                     let at = out.as_mut_ptr().add((b0 + i) * len + j) as *mut u32;
