@@ -653,7 +653,7 @@ pub fn dot_peak(min_s: f64) -> Option<f64> {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        Some(super::peak::rate(min_s, 16.0 * 16.0 * 4.0, |turns| {
+        Some(super::timing::rate(min_s, 16.0 * 16.0 * 4.0, |turns| {
             // SAFETY: the features were detected.
             std::hint::black_box(unsafe { kernel::dot_turns(turns) });
         }))

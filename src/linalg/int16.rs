@@ -1029,7 +1029,7 @@ pub fn instruction_peak(isa: Isa, min_s: f64) -> Option<f64> {
             Isa::AvxVnni => (kernel::vnni256_turns, 16.0 * 8.0 * 4.0),
             Isa::Avx512Vnni => (kernel::vnni512_turns, 16.0 * 16.0 * 4.0),
         };
-        Some(super::peak::rate(min_s, ops, |turns| {
+        Some(super::timing::rate(min_s, ops, |turns| {
             // SAFETY: the features were detected.
             std::hint::black_box(unsafe { f(turns) });
         }))

@@ -8,5 +8,6 @@ pub mod blas;
 pub mod int16;
 pub mod peak;
 pub mod real;
+pub mod timing;
 
 pub use real::Real;

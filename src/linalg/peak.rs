@@ -8,21 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::int16::Isa;
-
-/// Operations per second of `turn(turns)` (which does `ops_per_turn` x
-/// `turns` operations), in G-ops/s, timed over at least `min_s` seconds.
-pub fn rate(min_s: f64, ops_per_turn: f64, mut turn: impl FnMut(usize)) -> f64 {
-    let mut turns = 1usize << 12;
-    loop {
-        let t = std::time::Instant::now();
-        turn(turns);
-        let s = t.elapsed().as_secs_f64();
-        if s >= min_s {
-            return ops_per_turn * turns as f64 / s / 1e9;
-        }
-        turns *= 2;
-    }
-}
+use super::timing::rate;
 
 /// One core's f32 FMA peak in GFLOP/s (512-bit FMAs where the CPU has
 /// AVX-512, 256-bit with AVX2 and FMA), or `None` on a CPU with neither.
