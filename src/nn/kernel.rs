@@ -232,15 +232,17 @@ pub fn bf16_kernel<T: Real>(w: ArrayView2<'_, T>) -> Result<Box<dyn Layer0<T>>> 
     bf16::require()?;
     let only_f32 = || anyhow!("--precision bf16 trains f32 networks only");
     let w = T::f32_view(w).ok_or_else(only_f32)?;
-    let kernel: Box<dyn Layer0<f32>> = Box::new(Bf16 {
+    of_type(Box::new(Bf16 {
         packed: PackedA::of(w),
-    });
-    // The kernel is f32's; for T = f32 this is the type asked for.
+    }))
+    .ok_or_else(only_f32)
+}
+
+/// An f32 kernel as the kernel of a network of `T`: `Some` for T = f32 (the
+/// only type the bf16 and int16 kernels serve).
+fn of_type<T: Real>(kernel: Box<dyn Layer0<f32>>) -> Option<Box<dyn Layer0<T>>> {
     let kernel: Box<dyn Any> = Box::new(kernel);
-    kernel
-        .downcast::<Box<dyn Layer0<T>>>()
-        .map(|k| *k)
-        .map_err(|_| only_f32())
+    kernel.downcast::<Box<dyn Layer0<T>>>().ok().map(|k| *k)
 }
 
 impl Bf16 {
@@ -354,13 +356,7 @@ pub fn int16_kernel<T: Real>(w: ArrayView2<'_, T>, pixels: Pixels) -> Result<Box
         w: int16::PackedA::new(w.nrows(), w.ncols()),
     };
     kernel.weights_changed(w);
-    let kernel: Box<dyn Layer0<f32>> = Box::new(kernel);
-    // The kernel is f32's; for T = f32 this is the type asked for.
-    let kernel: Box<dyn Any> = Box::new(kernel);
-    kernel
-        .downcast::<Box<dyn Layer0<T>>>()
-        .map(|k| *k)
-        .map_err(|_| only_f32())
+    of_type(Box::new(kernel)).ok_or_else(only_f32)
 }
 
 impl Int16 {
