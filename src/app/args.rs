@@ -158,6 +158,72 @@ impl AxesArgs {
     }
 }
 
+/// A pruned search: successive halving or Hyperband over the sweep's
+/// configurations, in lockstep.
+#[derive(Args, Clone, Default)]
+pub struct PruneArgs {
+    /// Successive halving: train every configuration to --min-cycles (or
+    /// --min-epochs), keep the best 1 in --reduction on validation accuracy,
+    /// give them --reduction times the budget, and so on up to --max-cycles.
+    #[arg(long, conflicts_with = "hyperband")]
+    pub halving: bool,
+    /// Hyperband: its brackets of successive halving side by side, from many
+    /// configurations at the smallest budget to a few at the top one. The
+    /// sweep needs exactly the brackets' configurations (refusals name the count).
+    #[arg(long)]
+    pub hyperband: bool,
+    /// The factor eta of --halving and --hyperband: keep 1 in ETA at each rung [3].
+    #[arg(long, value_name = "ETA")]
+    pub reduction: Option<usize>,
+    /// Smallest budget of a cyclical schedule, in cycles [the top one
+    /// divided by --reduction as often as it divides].
+    #[arg(long, value_name = "N")]
+    pub min_cycles: Option<usize>,
+    /// Top budget of a cyclical schedule: every run's length, in place of
+    /// --cycles [--cycles].
+    #[arg(long, value_name = "N")]
+    pub max_cycles: Option<usize>,
+    /// Smallest budget of a fixed or decaying schedule, in epochs.
+    #[arg(long, value_name = "N")]
+    pub min_epochs: Option<usize>,
+    /// Top budget of a fixed or decaying schedule, in place of --epochs [--epochs].
+    #[arg(long, value_name = "N")]
+    pub max_epochs: Option<usize>,
+}
+
+impl PruneArgs {
+    /// The flags as the sweep layer reads them; budget flags without
+    /// --halving or --hyperband are refused.
+    pub fn flags(&self) -> anyhow::Result<crate::sweep::ladder::PruneFlags> {
+        use crate::sweep::ladder::Method;
+        let method = match (self.halving, self.hyperband) {
+            (true, _) => Some(Method::Halving),
+            (_, true) => Some(Method::Hyperband),
+            _ => None,
+        };
+        let given = [
+            ("--reduction", self.reduction),
+            ("--min-cycles", self.min_cycles),
+            ("--max-cycles", self.max_cycles),
+            ("--min-epochs", self.min_epochs),
+            ("--max-epochs", self.max_epochs),
+        ];
+        if method.is_none() {
+            if let Some((flag, _)) = given.iter().find(|(_, v)| v.is_some()) {
+                anyhow::bail!("{flag} sets a pruned search's rungs: add --halving or --hyperband");
+            }
+        }
+        Ok(crate::sweep::ladder::PruneFlags {
+            method,
+            reduction: self.reduction,
+            min_cycles: self.min_cycles,
+            max_cycles: self.max_cycles,
+            min_epochs: self.min_epochs,
+            max_epochs: self.max_epochs,
+        })
+    }
+}
+
 /// Running on a Slurm cluster: `--slurm N` writes job scripts (and with
 /// `--submit` submits them) instead of training here.
 #[derive(Args, Clone, Default)]

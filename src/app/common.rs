@@ -143,6 +143,8 @@ pub fn runner_options(
         force,
         draw: Some(crate::report::run_pictures),
         shard: None,
+        ladder: None,
+        pause_at: None,
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::{AxesArgs, CommonArgs, SettingsArgs, SlurmArgs};
+use super::args::{AxesArgs, CommonArgs, PruneArgs, SettingsArgs, SlurmArgs};
 use super::common::{interrupted, print_json, runner_options, Finish};
 use crate::folder::FolderKind;
 use crate::sweep::plan::SweepSettings;
@@ -31,6 +31,9 @@ pub struct SweepArgs {
     /// Every `shallow train` setting, fixed for the whole sweep.
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Successive halving or Hyperband over the configurations.
+    #[command(flatten)]
+    pub prune: PruneArgs,
     /// Parallel workers (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -135,11 +138,20 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     if let Some(SweepCommand::Merge(m)) = &a.command {
         return merge(m);
     }
-    let spec = sweep_spec(a)?;
+    let mut spec = sweep_spec(a)?;
+    let ladder = a.prune.flags()?.fit(&mut spec)?;
     spec.check_size(a.max_runs)?;
     let configs = spec.configs()?;
     for c in &configs {
         c.validate(c.split.train_len())?;
+    }
+    if let Some(l) = &ladder {
+        crate::sweep::halving::check(&configs, l)?;
+        if a.shard.is_some() || a.slurm.slurm.is_some() {
+            anyhow::bail!(
+                "--halving and --hyperband run on one machine for now: leave out --shard and --slurm"
+            );
+        }
     }
     super::common::say_fast_choice();
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
@@ -184,7 +196,16 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         ));
     }
     let t0 = std::time::Instant::now();
-    let results = run_configs_shard(&configs, &data, &opts, control, &dashboard)?;
+    let results = if let Some(l) = &ladder {
+        dashboard.println(&l.describe());
+        opts.ladder = Some(l.clone());
+        crate::sweep::halving::run_halving(&configs, &data, &opts, control, &dashboard)?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        run_configs_shard(&configs, &data, &opts, control, &dashboard)?
+    };
     let wall_s = t0.elapsed().as_secs_f64();
     // Written once the plan was accepted (a refused --resume leaves the folder as it was).
     crate::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
@@ -195,7 +216,12 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         .into_iter()
         .map(|r| r.expect("every configuration ran"))
         .collect();
-    let columns = results::axis_columns(&spec);
+    let mut columns = results::axis_columns(&spec);
+    let record =
+        crate::sweep::halving::RungRecord::read(&a.common.out)?.filter(|_| ladder.is_some());
+    if let Some(r) = &record {
+        columns.push(r.budget_column());
+    }
     results::write_tables(&a.common.out, &results, &columns)?;
     let done = !interrupted(&results);
     if done {
@@ -203,7 +229,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         crate::report::build::build(&a.common.out)?;
     }
     if a.common.json {
-        print_results_json(&spec, &results, wall_s)?;
+        print_results_json(&spec, &results, record.as_ref(), wall_s)?;
     } else if !a.common.quiet {
         crate::out!("{}", results::text_table(&results, &columns))?;
         crate::outln!(
@@ -280,6 +306,7 @@ fn finish_shard(
 fn print_results_json(
     spec: &SweepSpec,
     results: &[crate::train::output::RunResult],
+    rungs: Option<&crate::sweep::halving::RungRecord>,
     wall_s: f64,
 ) -> Result<()> {
     let runs: Vec<serde_json::Value> = results
@@ -294,7 +321,11 @@ fn print_results_json(
         })
         .collect();
     let best = results::best(results);
-    print_json(&serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s}))
+    let mut out = serde_json::json!({"runs": runs, "best": best, "wall_s": wall_s});
+    if let Some(r) = rungs {
+        out["pruning"] = serde_json::to_value(r)?;
+    }
+    print_json(&out)
 }
 
 /// `shallow sweep merge`: gathers the shards and prints the table.
@@ -321,7 +352,7 @@ fn merge(m: &MergeArgs) -> Result<Finish> {
     let wall_s = merged.shards.iter().map(|r| r.wall_s).fold(0.0, f64::max);
     if m.json {
         match &merged.spec {
-            Some(spec) => print_results_json(spec, &merged.results, wall_s)?,
+            Some(spec) => print_results_json(spec, &merged.results, None, wall_s)?,
             None => print_json(&serde_json::json!({"runs": merged.results}))?,
         }
     } else if !m.quiet {

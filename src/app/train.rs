@@ -105,7 +105,7 @@ pub fn run(a: &TrainArgs, control: &Control) -> Result<Finish> {
     }
     Ok(match r.status {
         Status::Done => Finish::Done,
-        Status::Interrupted => Finish::Interrupted,
-        Status::Diverged => Finish::Failed,
+        Status::Interrupted | Status::Paused => Finish::Interrupted,
+        Status::Diverged | Status::Pruned => Finish::Failed,
     })
 }

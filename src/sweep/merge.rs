@@ -81,6 +81,7 @@ fn look(dir: &Path, plan: &crate::train::RunConfig) -> Result<Found> {
         let one = |c: &crate::train::RunConfig| PlanRecord {
             max_group: 0,
             runs: vec![c.clone()],
+            halving: None,
         };
         let diffs = plan_differences(&one(&saved.config), &one(plan));
         bail!(

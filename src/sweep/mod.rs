@@ -1,6 +1,8 @@
 //! Sweeps: the plan (configurations and their lockstep groups), the parallel
 //! runner (which shows its progress through [`Progress`]) and the results tables.
 
+pub mod halving;
+pub mod ladder;
 pub mod merge;
 pub mod plan;
 pub mod results;

@@ -11,17 +11,28 @@ use crate::train::output::RunResult;
 use crate::train::Status;
 use crate::util::{write_atomic, write_json};
 
-/// Indices of `results` sorted by validation accuracy, best first (diverged last).
+/// Indices of `results` sorted by validation accuracy, best first: finished
+/// runs, then those a pruned search stopped (the longest trained first),
+/// then the rest (diverged, interrupted); plan order on ties.
 pub fn ranking(results: &[RunResult]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..results.len()).collect();
     let key = |r: &RunResult| {
-        if r.status == Status::Done && r.val_acc.is_finite() {
-            r.val_acc
-        } else {
-            -1.0
-        }
+        let class = match r.status {
+            _ if !r.val_acc.is_finite() => 2,
+            Status::Done => 0,
+            Status::Pruned => 1,
+            _ => 2,
+        };
+        let steps = if class == 1 { r.steps } else { 0 };
+        let acc = if class < 2 { r.val_acc } else { -1.0 };
+        (class, std::cmp::Reverse(steps), -acc)
     };
-    idx.sort_by(|&a, &b| key(&results[b]).total_cmp(&key(&results[a])));
+    idx.sort_by(|&a, &b| {
+        let (ka, kb) = (key(&results[a]), key(&results[b]));
+        ka.0.cmp(&kb.0)
+            .then(ka.1.cmp(&kb.1))
+            .then(ka.2.total_cmp(&kb.2))
+    });
     idx
 }
 

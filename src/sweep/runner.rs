@@ -30,6 +30,15 @@ pub trait Progress: Observer {
     fn mark_done(&self, id: usize, steps: usize, line: &str);
     /// Runs `work` while the display redraws itself, then leaves its final state.
     fn show_while(&self, work: &mut dyn FnMut());
+    /// Configuration `id` stopped at a rung of a pruned search after `steps`.
+    fn pruned(&self, id: usize, steps: usize, line: &str) {
+        self.mark_done(id, steps, line);
+    }
+    /// Stage `stage` (from 0) of a pruned search's `stages` begins, as `line` says.
+    fn stage(&self, stage: usize, stages: usize, line: &str) {
+        let _ = (stage, stages);
+        self.println(line);
+    }
 }
 
 /// How a plan runs.
@@ -62,13 +71,29 @@ pub struct RunnerOptions {
     /// refuses another, skips its finished configurations and continues its
     /// checkpointed ones (so a requeued Slurm task picks up where it stopped).
     pub shard: Option<super::shard::Shard>,
+    /// A pruned search's plan (`--halving`, `--hyperband`), recorded with the
+    /// plan so that a resume with other rungs is refused.
+    pub ladder: Option<super::ladder::Ladder>,
+    /// A rung of a pruned search: the configurations named here train only
+    /// to their step and stay checkpointed there (paused), and a checkpoint
+    /// at that step counts as that rung done. Finished runs are kept and
+    /// checkpoints continued, as on resume, without saying so.
+    pub pause_at: Option<std::collections::BTreeMap<String, usize>>,
 }
 
 impl RunnerOptions {
     /// Whether finished runs are kept and checkpoints continued: `--resume`,
-    /// or any shard.
+    /// any shard, or a pruned search's rung.
     pub fn resuming(&self) -> bool {
-        self.resume || self.shard.is_some()
+        self.resume || self.shard.is_some() || self.pause_at.is_some()
+    }
+
+    /// The step at which `config` pauses (its own steps without a rung).
+    pub fn end_step(&self, config: &RunConfig) -> usize {
+        self.pause_at
+            .as_ref()
+            .and_then(|p| p.get(&config.name).copied())
+            .unwrap_or(config.steps)
     }
 }
 
@@ -83,6 +108,9 @@ pub struct PlanRecord {
     pub max_group: usize,
     /// Every configuration, in plan order.
     pub runs: Vec<RunConfig>,
+    /// A pruned search's brackets and rungs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halving: Option<super::ladder::Ladder>,
 }
 
 /// The settings in which two plans differ, as readable lines (empty when equal).
@@ -92,6 +120,17 @@ pub fn plan_differences(old: &PlanRecord, new: &PlanRecord) -> Vec<String> {
         out.push(format!(
             "max_group: {} in the folder, {} now",
             old.max_group, new.max_group
+        ));
+    }
+    if old.halving != new.halving {
+        let value = |l: &Option<super::ladder::Ladder>| {
+            l.as_ref()
+                .map_or_else(|| "no pruning".to_string(), |l| l.describe())
+        };
+        out.push(format!(
+            "pruning: {} in the folder, {} now",
+            value(&old.halving),
+            value(&new.halving)
         ));
     }
     if old.runs.len() != new.runs.len() {
@@ -155,6 +194,7 @@ pub fn guard_plan(configs: &[RunConfig], opts: &RunnerOptions) -> Result<()> {
     let new = PlanRecord {
         max_group: opts.max_group,
         runs: configs.to_vec(),
+        halving: opts.ladder.clone(),
     };
     if path.exists() {
         let old: PlanRecord =
@@ -212,7 +252,13 @@ fn remove_runs(dir: &Path, plan: &PlanRecord) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(dir.join(super::shard::SHARDS_DIR));
-    for f in ["results.csv", "results.jsonl", "results.md", PLAN_FILE] {
+    for f in [
+        "results.csv",
+        "results.jsonl",
+        "results.md",
+        super::ladder::RUNGS_FILE,
+        PLAN_FILE,
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
     Ok(())
@@ -355,6 +401,39 @@ fn look(dir: &Path, config: &RunConfig, pictures: bool) -> Result<Found> {
 /// A group's results: (index in the plan, result) per newly trained member.
 type GroupResults = Vec<(usize, RunResult)>;
 
+/// The lockstep groups of [`group_configs`], split further by the step at
+/// which [`RunnerOptions::pause_at`] stops them (a pruned search's brackets).
+pub fn stage_groups(configs: &[RunConfig], opts: &RunnerOptions) -> Vec<Vec<usize>> {
+    if opts.pause_at.is_none() {
+        return group_configs(configs, opts.max_group);
+    }
+    let keys: Vec<_> = configs
+        .iter()
+        .map(|c| (c.lockstep_key(), opts.end_step(c)))
+        .collect();
+    super::plan::group_by_key(&keys, opts.max_group)
+}
+
+/// The result of a configuration checkpointed at its rung: its figures at
+/// the last logged point (the rung's), status paused, or diverged.
+pub fn paused_result(ck: &Checkpoint) -> RunResult {
+    let mut r = RunResult::not_started(&ck.config);
+    r.status = if ck.diverged.is_some() {
+        Status::Diverged
+    } else {
+        Status::Paused
+    };
+    r.steps = ck.diverged.map_or(ck.step, |d| d.step);
+    r.diverged = ck.diverged;
+    r.wall_s = ck.wall_s;
+    r.ms_per_step = ck.train_s * 1000.0 / ck.step.max(1) as f64;
+    if let Some(p) = ck.history.last() {
+        (r.train_acc, r.train_cost) = (p.train.acc, p.train.cost);
+        (r.val_acc, r.val_cost) = (p.val.acc, p.val.cost);
+    }
+    r
+}
+
 /// What the lockstep groups of a plan find on disk when resuming.
 enum GroupStart {
     /// Every member has a result: nothing to train.
@@ -365,6 +444,8 @@ enum GroupStart {
     Fresh,
     /// Another shard's group: not trained here.
     Elsewhere,
+    /// Every member has a checkpoint at its rung's step: that rung is done.
+    Paused(Vec<Checkpoint>),
 }
 
 /// Trains every configuration of `configs` on `split` in the lockstep groups of
@@ -405,13 +486,27 @@ fn run_plan_part<T: Real>(
     wanted: Option<&[bool]>,
 ) -> Result<Vec<Option<RunResult>>> {
     let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
-    let groups = group_configs(configs, opts.max_group);
+    let groups = stage_groups(configs, opts);
     let starts = group_starts(configs, ids, &groups, opts, dashboard, wanted, &mut results)?;
-    if opts.resuming() {
+    if opts.resuming() && opts.pause_at.is_none() {
         say_resumed(ids, &groups, &starts, opts, dashboard);
     }
+    // Groups found at their rung: their results are their checkpoints'.
+    for (members, start) in groups.iter().zip(&starts) {
+        if let GroupStart::Paused(cks) = start {
+            for (&i, ck) in members.iter().zip(cks) {
+                dashboard.resume_at(ids[i], ck.step);
+                results[i] = Some(paused_result(ck));
+            }
+        }
+    }
     let todo: Vec<usize> = (0..groups.len())
-        .filter(|&g| !matches!(starts[g], GroupStart::Finished | GroupStart::Elsewhere))
+        .filter(|&g| {
+            !matches!(
+                starts[g],
+                GroupStart::Finished | GroupStart::Elsewhere | GroupStart::Paused(_)
+            )
+        })
         .collect();
     let lanes = opts.jobs.max(1).min(todo.len().max(1));
     blas::set_threads(1);
@@ -440,7 +535,8 @@ fn run_plan_part<T: Real>(
     }
     let train_one = |g: usize| -> Result<GroupResults> {
         let members = &groups[g];
-        let group = Group::new(members.iter().map(|&i| configs[i].clone()).collect())?;
+        let group = Group::new(members.iter().map(|&i| configs[i].clone()).collect())?
+            .paused_at(opts.end_step(&configs[members[0]]));
         let group_ids: Vec<usize> = members.iter().map(|&i| ids[i]).collect();
         let resume = match &starts[g] {
             GroupStart::Resume(cks) => Some(Checkpoint::stack::<T>(cks)?),
@@ -528,7 +624,10 @@ fn group_starts(
                         _ => None,
                     })
                     .collect();
-                if cks.len() == members.len() && cks.iter().all(|c| c.step == cks[0].step) {
+                let pause = opts.end_step(&configs[members[0]]);
+                if cks.len() == members.len() && cks.iter().all(|c| c.step == pause) {
+                    GroupStart::Paused(cks)
+                } else if cks.len() == members.len() && cks.iter().all(|c| c.step == cks[0].step) {
                     GroupStart::Resume(cks)
                 } else {
                     GroupStart::Fresh
@@ -564,7 +663,7 @@ fn say_resumed(
                 *from.entry(cks[0].step).or_default() += members.len();
             }
             GroupStart::Fresh => fresh += members.len(),
-            GroupStart::Elsewhere => {}
+            GroupStart::Elsewhere | GroupStart::Paused(_) => {}
         }
     }
     let mut parts = vec![format!("{done} done")];
@@ -688,7 +787,6 @@ pub fn run_configs_shard(
     control: &Control,
     dashboard: &dyn Progress,
 ) -> Result<Vec<Option<RunResult>>> {
-    use crate::nn::Precision;
     let here = trained_here(configs, opts);
     // Dashboard id of each configuration trained here.
     let mut ids = vec![usize::MAX; configs.len()];
@@ -699,54 +797,67 @@ pub fn run_configs_shard(
     if opts.guard {
         guard_plan(configs, opts)?;
     }
+    let mut out = Ok(Vec::new());
+    dashboard.show_while(&mut || {
+        out = train_parts(configs, &ids, &here, data, opts, control, dashboard)
+    });
+    out
+}
+
+/// Trains the configurations of `configs` that `here` marks, part by part
+/// ([`super::shard::plan_parts`]: each (split, precision)'s data built once),
+/// with dashboard ids `ids`; the others' results are `None`. The caller shows
+/// the dashboard meanwhile.
+pub fn train_parts(
+    configs: &[RunConfig],
+    ids: &[usize],
+    here: &[bool],
+    data: &crate::data::Cifar10,
+    opts: &RunnerOptions,
+    control: &Control,
+    dashboard: &dyn Progress,
+) -> Result<Vec<Option<RunResult>>> {
+    use crate::nn::Precision;
     let mut out: Vec<Option<RunResult>> = vec![None; configs.len()];
-    let mut parts = || -> Result<()> {
-        for idx in super::shard::plan_parts(configs) {
-            let (spec, precision) = (configs[idx[0]].split, configs[idx[0]].precision);
-            if !idx.iter().any(|&i| here[i]) {
-                continue; // nothing of this part here: its data is not built
-            }
-            if control.stopped() {
-                // Interrupted: the later parts' data is not even built.
-                for &i in idx.iter().filter(|&&i| here[i]) {
-                    out[i] = Some(RunResult::not_started(&configs[i]));
-                }
-                continue;
-            }
-            let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
-            let part_ids: Vec<usize> = idx.iter().map(|&i| ids[i]).collect();
-            let wanted: Vec<bool> = idx.iter().map(|&i| here[i]).collect();
-            let runs = match precision {
-                Precision::F32 | Precision::Bf16 | Precision::Int16 | Precision::Fast => {
-                    run_plan_part(
-                        &part,
-                        &part_ids,
-                        &Split::<f32>::new(data, spec)?,
-                        opts,
-                        control,
-                        dashboard,
-                        Some(&wanted),
-                    )?
-                }
-                Precision::F64 => run_plan_part(
-                    &part,
-                    &part_ids,
-                    &Split::<f64>::new(data, spec)?,
-                    opts,
-                    control,
-                    dashboard,
-                    Some(&wanted),
-                )?,
-            };
-            for (i, r) in idx.into_iter().zip(runs) {
-                out[i] = r;
-            }
+    for idx in super::shard::plan_parts(configs) {
+        let (spec, precision) = (configs[idx[0]].split, configs[idx[0]].precision);
+        if !idx.iter().any(|&i| here[i]) {
+            continue; // nothing of this part here: its data is not built
         }
-        Ok(())
-    };
-    let mut finished = Ok(());
-    dashboard.show_while(&mut || finished = parts());
-    finished?;
+        if control.stopped() {
+            // Interrupted: the later parts' data is not even built.
+            for &i in idx.iter().filter(|&&i| here[i]) {
+                out[i] = Some(RunResult::not_started(&configs[i]));
+            }
+            continue;
+        }
+        let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
+        let part_ids: Vec<usize> = idx.iter().map(|&i| ids[i]).collect();
+        let wanted: Vec<bool> = idx.iter().map(|&i| here[i]).collect();
+        let runs = match precision {
+            Precision::F32 | Precision::Bf16 | Precision::Int16 | Precision::Fast => run_plan_part(
+                &part,
+                &part_ids,
+                &Split::<f32>::new(data, spec)?,
+                opts,
+                control,
+                dashboard,
+                Some(&wanted),
+            )?,
+            Precision::F64 => run_plan_part(
+                &part,
+                &part_ids,
+                &Split::<f64>::new(data, spec)?,
+                opts,
+                control,
+                dashboard,
+                Some(&wanted),
+            )?,
+        };
+        for (i, r) in idx.into_iter().zip(runs) {
+            out[i] = r;
+        }
+    }
     Ok(out)
 }
 

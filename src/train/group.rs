@@ -165,6 +165,9 @@ impl<T: Real> Etas<T> {
 #[derive(Clone, Debug)]
 pub struct Group {
     configs: Vec<RunConfig>,
+    /// Step at which training stops with every configuration paused (a rung
+    /// of successive halving), if before the configurations' own steps.
+    pause: Option<usize>,
 }
 
 impl Group {
@@ -185,7 +188,19 @@ impl Group {
                 other.name
             );
         }
-        Ok(Group { configs })
+        Ok(Group {
+            configs,
+            pause: None,
+        })
+    }
+
+    /// The group trained only to step `step` (a rung of successive halving):
+    /// the loop logs a point there and returns every configuration paused,
+    /// with the state to continue from. A step at or past the configurations'
+    /// own steps changes nothing.
+    pub fn paused_at(mut self, step: usize) -> Group {
+        self.pause = (step < self.configs[0].steps).then_some(step);
+        self
     }
 
     /// The configurations, in the order their results come back.
@@ -231,8 +246,9 @@ pub fn train_group<T: Real>(
     let t_start = Instant::now();
     let mut eval_s = 0.0;
     let mut t = state.step;
+    let end = group.pause.unwrap_or(first.steps);
     let interrupted = loop {
-        if t >= first.steps {
+        if t >= end {
             break false;
         }
         if control.stops_at(t) {
@@ -263,7 +279,7 @@ pub fn train_group<T: Real>(
         let e0 = Instant::now();
         let live = |c: usize| state.diverged[c].is_none();
         snapshots.add_due(t, live, &state.net, &mut state.snapshots, &mut eval.ws);
-        if (first.log_every > 0 && t.is_multiple_of(first.log_every)) || t == first.steps {
+        if (first.log_every > 0 && t.is_multiple_of(first.log_every)) || t == end {
             let (net, history) = (&state.net, &mut state.history);
             eval.log(net, t, &etas.logged, history, &state.diverged);
             for c in 0..cfgs {
@@ -278,36 +294,35 @@ pub fn train_group<T: Real>(
     state.train_s += elapsed - eval_s;
     state.wall_s += elapsed;
     state.step = t;
-    let runs = finish(
-        configs,
-        split,
-        &mut state,
-        &mut eval,
-        &mut snapshots,
-        interrupted,
-    );
+    let stop = match () {
+        _ if interrupted => Some(Status::Interrupted),
+        _ if t < first.steps => Some(Status::Paused),
+        _ => None,
+    };
+    let runs = finish(configs, split, &mut state, &mut eval, &mut snapshots, stop);
     for (run, &id) in runs.iter().zip(ids) {
         observer.on_done(id, run);
     }
     Ok(GroupOutcome {
         runs,
-        state: interrupted.then_some(state),
+        state: stop.map(|_| state),
     })
 }
 
 /// Every configuration's outcome once the loop has ended at `state.step`:
 /// test figures, averaged predictions and saved probabilities of done runs,
-/// their weights with the scales folded.
+/// their weights with the scales folded. `stop` is how live configurations
+/// stopped before their last step (interrupted or paused), if they did.
 fn finish<T: Real>(
     configs: &[RunConfig],
     split: &Split<T>,
     state: &mut GroupState<T>,
     eval: &mut Evaluator<'_, T>,
     snapshots: &mut Snapshots<'_, T>,
-    interrupted: bool,
+    stop: Option<Status>,
 ) -> Vec<RunOutcome> {
     let cfgs = configs.len();
-    let (test, finals) = if interrupted {
+    let (test, finals) = if stop.is_some() {
         (Vec::new(), vec![SnapshotSums::default(); cfgs])
     } else {
         // The final net's class probabilities, for runs that save them or
@@ -335,10 +350,10 @@ fn finish<T: Real>(
         .iter()
         .enumerate()
         .map(|(c, cfg)| {
-            let status = match (state.diverged[c], interrupted) {
+            let status = match (state.diverged[c], stop) {
                 (Some(_), _) => Status::Diverged,
-                (None, true) => Status::Interrupted,
-                (None, false) => Status::Done,
+                (None, Some(stop)) => stop,
+                (None, None) => Status::Done,
             };
             let done = status == Status::Done;
             let sums = if state.snapshots[c].count > 0 {

@@ -38,6 +38,12 @@ pub enum Status {
     Diverged,
     /// Stopped by a signal before the end; a checkpoint holds its state.
     Interrupted,
+    /// Trained to a rung of successive halving and stopped there, its
+    /// checkpoint kept for the next rung (never a final status).
+    Paused,
+    /// Stopped at a rung of successive halving, among the configurations
+    /// not kept; its figures are those at that rung.
+    Pruned,
 }
 
 /// Where a run diverged.

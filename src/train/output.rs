@@ -57,7 +57,7 @@ pub struct SavedConfig {
 
 /// Reads a number that JSON wrote as `null`: serde_json writes NaN and the
 /// infinities (a diverged run's cost) so.
-fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+pub fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 

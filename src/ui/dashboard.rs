@@ -90,6 +90,12 @@ pub struct Dashboard {
     mp: Option<MultiProgress>,
     bars: Vec<ProgressBar>,
     overall: Option<ProgressBar>,
+    /// A pruned search's stage ("rung 2 of 3"), once one has begun.
+    rung: Mutex<Option<String>>,
+    /// Runs pruned, and the steps they will never train (taken off the
+    /// overall bar's length).
+    pruned: AtomicUsize,
+    pruned_steps: AtomicU64,
 }
 
 fn f(bits: &AtomicU64) -> f64 {
@@ -116,6 +122,20 @@ pub fn summary_fields(o: &RunOutcome) -> Vec<String> {
         Status::Interrupted => vec![
             format!("interrupted at step {}", o.steps_done),
             "(checkpoint kept)".to_string(),
+        ],
+        Status::Paused | Status::Pruned => vec![
+            format!(
+                "{} at step {}: val {:.2}%",
+                if o.status == Status::Paused {
+                    "rung"
+                } else {
+                    "pruned"
+                },
+                o.steps_done,
+                100.0 * o.val.acc
+            ),
+            format!("train {:.2}%", 100.0 * o.train.acc),
+            format!("cost {:.3}", o.train.cost),
         ],
     }
 }
@@ -284,6 +304,9 @@ impl Dashboard {
             mp,
             bars,
             overall,
+            rung: Mutex::new(None),
+            pruned: AtomicUsize::new(0),
+            pruned_steps: AtomicU64::new(0),
         }
     }
 
@@ -312,6 +335,13 @@ impl Dashboard {
         let mut worked_steps = 0u64;
         let mut flops = 0.0;
         let (mut finished, mut waiting, mut best) = (0usize, 0usize, f64::NAN);
+        // The best validation accuracy logged by any run, live or finished.
+        let best_any = self
+            .rows
+            .iter()
+            .map(|r| f(&r.val_acc))
+            .filter(|a| a.is_finite())
+            .fold(f64::NAN, f64::max);
         let mut shown = self.shown.lock().expect("not poisoned");
         for (i, (row, bar)) in self.rows.iter().zip(&self.bars).enumerate() {
             let step = row.step.load(Ordering::Relaxed);
@@ -390,6 +420,8 @@ impl Dashboard {
             ));
         }
         if let Some(o) = &self.overall {
+            let total: u64 = self.rows.iter().map(|r| r.total as u64).sum();
+            o.set_length(total.saturating_sub(self.pruned_steps.load(Ordering::Relaxed)));
             o.set_position(done_steps);
             if !self.eta_reset.swap(true, Ordering::Relaxed) {
                 // A resume starts part-way: its first position is not speed.
@@ -397,6 +429,15 @@ impl Dashboard {
             }
             let secs = self.start.elapsed().as_secs_f64().max(1e-9);
             let mut fields = Vec::new();
+            if let Some(rung) = self.rung.lock().expect("not poisoned").as_ref() {
+                let pruned = self.pruned.load(Ordering::Relaxed);
+                fields.push(rung.clone());
+                fields.push(format!("{} live", self.rows.len() - finished));
+                fields.push(format!("{pruned} pruned"));
+                if best_any.is_finite() {
+                    fields.push(format!("best val {:.2}%", 100.0 * best_any));
+                }
+            }
             if worked_steps > 0 {
                 fields.push(format!("{:.0} steps/s", worked_steps as f64 / secs));
                 fields.push(format!("{:.1} GFLOP/s", flops / secs / 1e9));
@@ -503,6 +544,17 @@ impl Observer for Dashboard {
 
     fn on_done(&self, id: usize, o: &RunOutcome) {
         let line = summary_line(o);
+        if o.status == Status::Paused {
+            // At a rung: the line goes on at the next one, or is pruned.
+            if self.mode == DisplayMode::Plain {
+                eprintln!(
+                    "[{:>7.1}s] {}: {line}",
+                    self.start.elapsed().as_secs_f64(),
+                    self.rows[id].label
+                );
+            }
+            return;
+        }
         if self.mode == DisplayMode::Plain {
             eprintln!(
                 "[{:>7.1}s] {}: {line}",
@@ -526,6 +578,19 @@ impl crate::sweep::Progress for Dashboard {
     }
     fn show_while(&self, work: &mut dyn FnMut()) {
         self.run_while(work);
+    }
+    fn pruned(&self, id: usize, steps: usize, line: &str) {
+        let row = &self.rows[id];
+        if row.summary.lock().expect("not poisoned").is_none() {
+            self.pruned.fetch_add(1, Ordering::Relaxed);
+            self.pruned_steps
+                .fetch_add(row.total.saturating_sub(steps) as u64, Ordering::Relaxed);
+        }
+        Dashboard::mark_done(self, id, steps, line);
+    }
+    fn stage(&self, stage: usize, stages: usize, line: &str) {
+        *self.rung.lock().expect("not poisoned") = Some(format!("rung {} of {stages}", stage + 1));
+        Dashboard::println(self, line);
     }
 }
 
