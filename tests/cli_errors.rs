@@ -343,3 +343,148 @@ fn bf16_without_the_cpu_feature_is_refused_naming_it() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn pruned_searches_that_cannot_run_are_refused_before_anything_is_read_or_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("never");
+    let o = out.to_str().unwrap();
+    let base = ["sweep", "--data", "/nonexistent/cifar", "--out", o];
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--lambdas", "0.1,0.01", "--halving", "--max-cycles", "9"],
+            &[
+                "--halving keeps 1 in 3",
+                "has 2 configurations",
+                "--reduction",
+            ],
+        ),
+        (
+            &["--lambdas", "0.1,0.01,0.001", "--halving"],
+            &[
+                "the runs are 2 cycles long",
+                "--max-cycles 9 (or 3) with --min-cycles 1",
+            ],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--halving",
+                "--max-cycles",
+                "10",
+                "--min-cycles",
+                "1",
+            ],
+            &[
+                "--max-cycles 10 is not --min-cycles 1 times a power of --reduction 3",
+                "give --max-cycles 9 or 27",
+            ],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--halving",
+                "--snapshots",
+                "2",
+                "--max-cycles",
+                "9",
+            ],
+            &["--halving with --snapshots", "last cycles of the whole run"],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--halving",
+                "--steps",
+                "900",
+            ],
+            &["--halving with --steps", "--max-cycles"],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--grid",
+                "cycles=1,3",
+                "--halving",
+            ],
+            &[
+                "--halving with cycles as an axis",
+                "--min-cycles and --max-cycles",
+            ],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--halving",
+                "--min-epochs",
+                "1",
+            ],
+            &[
+                "the cyclical schedule's budgets count cycles",
+                "--min-cycles and --max-cycles",
+            ],
+        ),
+        (
+            &["--lambda-grid", "1e-5:1e-1:9", "--max-cycles", "9"],
+            &[
+                "--max-cycles sets a pruned search's rungs",
+                "add --halving or --hyperband",
+            ],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--hyperband",
+                "--max-cycles",
+                "9",
+            ],
+            &[
+                "brackets of 9, 5, 3 configurations, 17 in all",
+                "--random 17",
+            ],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--halving",
+                "--max-cycles",
+                "9",
+                "--reduction",
+                "1",
+            ],
+            &["--reduction 1", "give 2 or more"],
+        ),
+        (
+            &[
+                "--lambda-grid",
+                "1e-5:1e-1:9",
+                "--halving",
+                "--max-cycles",
+                "9",
+                "--slurm",
+                "2",
+            ],
+            &["--halving", "--slurm"],
+        ),
+    ];
+    for (args, want) in cases {
+        let all: Vec<&str> = base.iter().chain(args.iter()).copied().collect();
+        let (code, _, err) = shallow(&all);
+        assert_eq!(code, 2, "{all:?} must fail as a usage error: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+        for w in *want {
+            assert!(err.contains(w), "{all:?}: expected {w:?} in: {err}");
+        }
+        assert!(!out.exists(), "{all:?} wrote {}", out.display());
+    }
+}

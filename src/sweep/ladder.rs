@@ -93,13 +93,19 @@ fn flags(unit: BudgetUnit) -> (String, String) {
     )
 }
 
+/// Refuses a reduction factor below 2, which would prune nothing.
+fn check_reduction(reduction: usize) -> Result<()> {
+    if reduction < 2 {
+        bail!("--reduction {reduction}: each rung must keep fewer than it trained; give 2 or more (3 is usual)");
+    }
+    Ok(())
+}
+
 /// The budgets min, min·eta, ..., max: refused unless max is min times a
 /// power of eta.
 pub fn budgets(unit: BudgetUnit, min: usize, max: usize, reduction: usize) -> Result<Vec<usize>> {
     let (lo, hi) = flags(unit);
-    if reduction < 2 {
-        bail!("--reduction {reduction}: each rung must keep fewer than it trained; give 2 or more (3 is usual)");
-    }
+    check_reduction(reduction)?;
     if min == 0 || min >= max {
         bail!("{lo} {min} / {hi} {max}: need 1 <= {lo} < {hi}, e.g. 1 and 9");
     }
@@ -346,6 +352,7 @@ impl PruneFlags {
             Method::Hyperband => "--hyperband",
         };
         let reduction = self.reduction.unwrap_or(DEFAULT_REDUCTION);
+        check_reduction(reduction)?;
         let cyclic = spec.base.schedule == ScheduleKind::Cyclic;
         let unit = if cyclic {
             BudgetUnit::Cycles
@@ -412,6 +419,16 @@ impl PruneFlags {
             }
             m
         });
+        if min == max {
+            let u = unit.name();
+            bail!(
+                "{flag}: the runs are {} long, which --reduction {reduction} cannot cut into rungs; give the top \
+                 budget as --max-{u} {} (or {}) with --min-{u} 1",
+                unit.count(max),
+                reduction.pow(2),
+                reduction
+            );
+        }
         if cyclic {
             spec.base.cycles = max;
         } else {
