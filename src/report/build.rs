@@ -208,14 +208,20 @@ pub fn draw_sweep_summary(dir: &Path, spec: &SweepSpec, results: &[RunResult]) -
         .into_iter()
         .zip(results)
         .enumerate()
-        .filter(|(_, (_, r))| r.status == crate::train::Status::Done)
+        .filter(|(_, (_, r))| {
+            matches!(
+                r.status,
+                crate::train::Status::Done | crate::train::Status::Pruned
+            )
+        })
         .map(|(i, (p, r))| Point {
             coords: p.into_iter().map(|(_, v)| v).collect(),
             val_acc: r.val_acc,
-            series: 0,
+            series: usize::from(r.status == crate::train::Status::Pruned),
             chosen: Some(i) == best,
         })
         .collect();
+    let pruned = points.iter().any(|p| p.series == 1);
     summary_png(
         &dir.join("summary.png"),
         &format!(
@@ -226,7 +232,11 @@ pub fn draw_sweep_summary(dir: &Path, spec: &SweepSpec, results: &[RunResult]) -
                 .join(" x ")
         ),
         &axes,
-        &["runs"],
+        if pruned {
+            &["trained to the top budget", "pruned (at its last rung)"]
+        } else {
+            &["runs"]
+        },
         &points,
     )
 }
@@ -287,6 +297,11 @@ fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
         )
     })?;
     draw_sweep_summary(dir, &spec, &results)?;
+    let rungs = crate::sweep::halving::RungRecord::read(dir)?;
+    let mut columns = axis_columns(&spec);
+    if let Some(r) = &rungs {
+        columns.push(r.budget_column());
+    }
     let mut b = vec![Block::Heading(
         1,
         format!("Sweep: {}", spec.describe_axes()),
@@ -313,17 +328,79 @@ fn sweep_blocks(dir: &Path) -> Result<Vec<Block>> {
     }
     b.push(Block::Images(vec![(
         PathBuf::from("summary.png"),
-        "validation accuracy against the swept settings".into(),
+        if rungs.is_some() {
+            "validation accuracy against the swept settings (a pruned run's at its last rung)"
+                .into()
+        } else {
+            "validation accuracy against the swept settings".into()
+        },
     )]));
+    if let Some(r) = &rungs {
+        b.extend(rung_blocks(dir, r, &results)?);
+    }
     b.push(Block::Heading(2, "What was run".into()));
     b.extend(run_info_blocks(dir, spec.base.seed));
     b.push(Block::Heading(2, "Results, best first".into()));
-    b.push(results_block(&results, &axis_columns(&spec)));
+    b.push(results_block(&results, &columns));
     b.push(Block::Heading(2, "The best runs".into()));
     for &i in ranking(&results).iter().take(3) {
         b.push(Block::Images(run_images(dir, Path::new(&results[i].name))));
     }
     Ok(b)
+}
+
+/// `s` with its first letter in capitals.
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+}
+
+/// A pruned search's section: its plan, the work it did against the full
+/// sweep's, and the rung picture (drawn here).
+fn rung_blocks(
+    dir: &Path,
+    record: &crate::sweep::halving::RungRecord,
+    results: &[RunResult],
+) -> Result<Vec<Block>> {
+    super::rungs::rungs_png(&dir.join("rungs.png"), record)?;
+    let ladder = &record.ladder;
+    let steps_done: usize = results.iter().map(|r| r.steps).sum();
+    let steps_full: usize = results.len() * results.iter().map(|r| r.steps).max().unwrap_or(0);
+    let stopped = results
+        .iter()
+        .filter(|r| r.status != crate::train::Status::Done)
+        .count();
+    let grouped = |n: usize| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    Ok(vec![
+        Block::Heading(2, "Pruning".into()),
+        Block::Para(format!(
+            "{}. {} of {} configurations stopped at a rung (pruned, or diverged); the runs trained {} \
+             configuration-steps, {:.0}% of the {} that training every configuration to {} takes. A rung \
+             ranks by validation accuracy (ties: lower validation cost, then plan order).",
+            capitalised(&ladder.describe()),
+            stopped,
+            results.len(),
+            grouped(steps_done),
+            100.0 * steps_done as f64 / steps_full.max(1) as f64,
+            grouped(steps_full),
+            ladder.unit.count(ladder.max)
+        )),
+        Block::Images(vec![(
+            PathBuf::from("rungs.png"),
+            "validation accuracy at each rung: pruned configurations end with a cross".into(),
+        )]),
+    ])
 }
 
 /// The settings a sweep does not vary, e.g. `mlp 50, cyclic 1e-5..0.1 for 3

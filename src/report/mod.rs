@@ -8,6 +8,7 @@ pub mod doc;
 pub mod plot;
 pub mod png;
 pub mod run;
+pub mod rungs;
 pub mod summary;
 pub mod weights;
 
