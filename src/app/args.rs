@@ -172,23 +172,9 @@ pub struct PruneArgs {
     /// sweep needs exactly the brackets' configurations (refusals name the count).
     #[arg(long)]
     pub hyperband: bool,
-    /// The factor eta of --halving and --hyperband: keep 1 in ETA at each rung [3].
-    #[arg(long, value_name = "ETA")]
-    pub reduction: Option<usize>,
-    /// Smallest budget of a cyclical schedule, in cycles [the top one
-    /// divided by --reduction as often as it divides].
-    #[arg(long, value_name = "N")]
-    pub min_cycles: Option<usize>,
-    /// Top budget of a cyclical schedule: every run's length, in place of
-    /// --cycles [--cycles].
-    #[arg(long, value_name = "N")]
-    pub max_cycles: Option<usize>,
-    /// Smallest budget of a fixed or decaying schedule, in epochs.
-    #[arg(long, value_name = "N")]
-    pub min_epochs: Option<usize>,
-    /// Top budget of a fixed or decaying schedule, in place of --epochs [--epochs].
-    #[arg(long, value_name = "N")]
-    pub max_epochs: Option<usize>,
+    /// The rungs' budgets and reduction.
+    #[command(flatten)]
+    pub rungs: RungArgs,
 }
 
 impl PruneArgs {
@@ -201,6 +187,42 @@ impl PruneArgs {
             (_, true) => Some(Method::Hyperband),
             _ => None,
         };
+        self.rungs.flags(method, "add --halving or --hyperband")
+    }
+}
+
+/// The rungs of a pruned search (`sweep --halving|--hyperband`, `search
+/// --method halving|hyperband`).
+#[derive(Args, Clone, Default)]
+pub struct RungArgs {
+    /// The factor eta of a pruned search: keep 1 in ETA at each rung, and
+    /// give the survivors ETA times the budget [3].
+    #[arg(long, value_name = "ETA")]
+    pub reduction: Option<usize>,
+    /// A pruned search's smallest budget, in cycles of the cyclical schedule
+    /// [the top one divided by --reduction as often as it divides].
+    #[arg(long, value_name = "N")]
+    pub min_cycles: Option<usize>,
+    /// A pruned search's top budget, in cycles: every run's length, in place
+    /// of --cycles [sweep: --cycles; search: --fine-cycles].
+    #[arg(long, value_name = "N")]
+    pub max_cycles: Option<usize>,
+    /// A pruned search's smallest budget, in epochs of a fixed or decaying schedule.
+    #[arg(long, value_name = "N")]
+    pub min_epochs: Option<usize>,
+    /// A pruned search's top budget, in epochs, in place of --epochs [--epochs].
+    #[arg(long, value_name = "N")]
+    pub max_epochs: Option<usize>,
+}
+
+impl RungArgs {
+    /// The flags of a pruned search by `method`; without one, any rung flag
+    /// is refused with `fix`.
+    pub fn flags(
+        &self,
+        method: Option<crate::sweep::ladder::Method>,
+        fix: &str,
+    ) -> anyhow::Result<crate::sweep::ladder::PruneFlags> {
         let given = [
             ("--reduction", self.reduction),
             ("--min-cycles", self.min_cycles),
@@ -210,7 +232,7 @@ impl PruneArgs {
         ];
         if method.is_none() {
             if let Some((flag, _)) = given.iter().find(|(_, v)| v.is_some()) {
-                anyhow::bail!("{flag} sets a pruned search's rungs: add --halving or --hyperband");
+                anyhow::bail!("{flag} sets a pruned search's rungs: {fix}");
             }
         }
         Ok(crate::sweep::ladder::PruneFlags {

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 
 use clap::Args;
 
-use super::args::{CommonArgs, SettingsArgs, SlurmArgs};
+use super::args::{CommonArgs, RungArgs, SettingsArgs, SlurmArgs};
 use super::common::{print_summary, runner_options, Finish};
 pub use crate::pipeline::search::{search, search_stage, SearchEnd, SearchOptions, Stage};
 use crate::sweep::plan::SweepSettings;
@@ -45,6 +45,15 @@ pub struct SearchArgs {
     /// Validation images held out in the final runs.
     #[arg(long, default_value_t = 1000)]
     pub final_n_val: usize,
+    /// How the values for the final runs are found: coarse-fine (Assignment
+    /// 2's two stages), or halving or hyperband (--coarse's draws pruned in
+    /// lockstep from --min-cycles to --max-cycles, in place of both stages;
+    /// hyperband draws as many values as its brackets start with).
+    #[arg(long, value_enum, default_value_t = SearchMethod::CoarseFine)]
+    pub method: SearchMethod,
+    /// The rungs of --method halving or hyperband.
+    #[command(flatten)]
+    pub rungs: RungArgs,
     /// TOML file with fixed settings (the same names as the flags; no axes).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
@@ -75,6 +84,17 @@ pub struct SearchArgs {
     /// Data, output folder, display and cores.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// How `shallow search` finds the values of its final runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchMethod {
+    /// A coarse random stage, then a fine one around its best value.
+    CoarseFine,
+    /// Successive halving over the coarse range's draws.
+    Halving,
+    /// Hyperband over draws of the coarse range.
+    Hyperband,
 }
 
 /// The search `a` asks for, checked.
@@ -140,7 +160,29 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
         top: a.top,
         final_cycles: a.final_cycles,
         final_n_val: a.final_n_val,
+        prune: None,
     };
+    let method = match a.method {
+        SearchMethod::CoarseFine => None,
+        SearchMethod::Halving => Some(crate::sweep::ladder::Method::Halving),
+        SearchMethod::Hyperband => Some(crate::sweep::ladder::Method::Hyperband),
+    };
+    let prune = a
+        .rungs
+        .flags(method, "add --method halving or --method hyperband")?;
+    let opts = SearchOptions {
+        prune: method.map(|_| prune),
+        ..opts
+    };
+    if let Some((spec, ladder)) = opts.pruned()? {
+        if a.shard.is_some() || a.slurm.slurm.is_some() {
+            bail!(
+                "--method {} runs on one machine for now: leave out --shard and --slurm",
+                spec.prefix
+            );
+        }
+        crate::sweep::halving::check(&spec.configs()?, &ladder)?;
+    }
     for c in opts.coarse()?.configs()? {
         c.validate(c.split.train_len())?;
     }

@@ -4,10 +4,11 @@
 //! more data, reporting test accuracy. A stage can also run one shard of its
 //! lockstep groups (`--stage S --shard K/N`), for Slurm arrays.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Cifar10, SplitKind};
+use crate::sweep::ladder::{Ladder, PruneFlags};
 use crate::sweep::plan::{random_values, AxisValues, SweepSpec};
 use crate::sweep::results::{axis_columns, ranking, write_tables, SearchSummary};
 use crate::sweep::shard::{Shard, ShardRecord};
@@ -40,6 +41,10 @@ pub struct SearchOptions {
     /// Validation images held out in the final runs (the rest of the five
     /// training batches train).
     pub final_n_val: usize,
+    /// A pruned search (`--method halving|hyperband`) in place of the coarse
+    /// and fine stages: the coarse range's draws, pruned in lockstep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneFlags>,
 }
 
 impl Default for SearchOptions {
@@ -61,6 +66,7 @@ impl Default for SearchOptions {
             top: 3,
             final_cycles: 3,
             final_n_val: 1000,
+            prune: None,
         }
     }
 }
@@ -98,6 +104,35 @@ impl SearchOptions {
         let (lo, hi, n) = self.coarse_range;
         let values = self.draw(lo, hi, n, self.base.seed)?;
         Ok(self.stage("coarse", self.base.clone(), values, true))
+    }
+
+    /// The pruned stage's sweep and its plan (with [`Self::prune`]): the
+    /// coarse range's draws (as many as Hyperband's brackets take), every run
+    /// as long as the top budget (`--max-cycles`, else `--fine-cycles`).
+    pub fn pruned(&self) -> Result<Option<(SweepSpec, Ladder)>> {
+        let Some(flags) = &self.prune else {
+            return Ok(None);
+        };
+        let (lo, hi, n) = self.coarse_range;
+        let base = TrainSettings {
+            cycles: self.fine_cycles,
+            ..self.base.clone()
+        };
+        let mut spec = self.stage(
+            flags.folder(),
+            base,
+            AxisValues {
+                axis: self.axis,
+                values: vec![],
+            },
+            true,
+        );
+        let n = flags.hyperband_total(&spec).unwrap_or(n);
+        spec.random = vec![self.draw(lo, hi, n, self.base.seed)?];
+        let ladder = flags
+            .fit(&mut spec)?
+            .context("a pruned search names its method")?;
+        Ok(Some((spec, ladder)))
     }
 
     /// The fine stage's sweep, centred on the best value so far, and its range.
@@ -314,6 +349,39 @@ impl Stages<'_> {
         Ok(StageEnd::Results(results, t0.elapsed().as_secs_f64()))
     }
 
+    /// The pruned stage of `spec` and `ladder` into its folder: every rung,
+    /// its tables, and the rungs in them.
+    fn run_pruned(&self, spec: &SweepSpec, ladder: &Ladder) -> Result<(Vec<RunResult>, f64)> {
+        let t0 = std::time::Instant::now();
+        let configs = spec.configs()?;
+        for c in &configs {
+            c.validate(c.split.train_len())?;
+        }
+        crate::sweep::halving::check(&configs, ladder)?;
+        let out = self.runner.out.join(&spec.prefix);
+        let r = RunnerOptions {
+            out: out.clone(),
+            ladder: Some(ladder.clone()),
+            ..self.runner.clone()
+        };
+        let dashboard = Dashboard::new(&configs, self.mode, |c| c.name.clone());
+        dashboard.println(&format!(
+            "== {} stage: {}, {} training images",
+            spec.prefix,
+            ladder.describe(),
+            spec.base.split.train_len()
+        ));
+        let results =
+            crate::sweep::halving::run_halving(&configs, self.data, &r, self.control, &dashboard)?;
+        let mut columns = axis_columns(spec);
+        if let Some(record) = crate::sweep::halving::RungRecord::read(&out)? {
+            columns.push(record.budget_column());
+        }
+        write_tables(&out, &results, &columns)?;
+        write_json(&out.join("sweep.json"), spec)?;
+        Ok((results, t0.elapsed().as_secs_f64()))
+    }
+
     /// One shard of stage `name`: its lockstep groups, then its record.
     fn shard(
         &self,
@@ -408,6 +476,41 @@ pub fn search_stage(
             StageEnd::Results(r, s) => Ok((r, s)),
         })
     };
+    if let Some((spec, ladder)) = opts.pruned()? {
+        if only.is_some() {
+            bail!("--stage and --shard run the stages of a coarse-to-fine search; a pruned one runs on one machine");
+        }
+        let (pruned, t_pruned) = stages.run_pruned(&spec, &ladder)?;
+        if pruned.iter().any(|r| r.status == Status::Interrupted) {
+            return Ok(SearchEnd::Interrupted);
+        }
+        let values = values_of(&spec);
+        let pool: Vec<(&RunResult, f64)> = pruned.iter().zip(values.iter().copied()).collect();
+        let chosen = top_values(&pool, opts.top);
+        if chosen.is_empty() {
+            bail!(
+                "every run of the pruned search diverged: lower --eta-max (or the learning rate)"
+            );
+        }
+        let (finals, t_finals) = match run(Stage::Final, &opts.last(&chosen))? {
+            Ok(r) => r,
+            Err(end) => return Ok(end),
+        };
+        let summary = SearchSummary {
+            axis: opts.axis.name().to_string(),
+            coarse_values: values,
+            fine_values: Vec::new(),
+            final_values: chosen.clone(),
+            coarse: pruned,
+            fine: Vec::new(),
+            finals,
+            best_coarse_value: chosen[0],
+            fine_range: (opts.coarse_range.0, opts.coarse_range.1),
+            stage_s: [t_pruned, 0.0, t_finals],
+            pruning: Some(spec.prefix.clone()),
+        };
+        return finish_summary(runner, summary);
+    }
     let coarse_spec = opts.coarse()?;
     let (coarse, t_coarse) = match run(Stage::Coarse, &coarse_spec)? {
         Ok(r) => r,
@@ -449,7 +552,13 @@ pub fn search_stage(
         best_coarse_value: best_coarse,
         fine_range,
         stage_s: [t_coarse, t_fine, t_finals],
+        pruning: None,
     };
+    finish_summary(runner, summary)
+}
+
+/// Writes a finished search's summary.json and summary.md.
+fn finish_summary(runner: &RunnerOptions, summary: SearchSummary) -> Result<SearchEnd> {
     write_json(&runner.out.join("summary.json"), &summary)?;
     write_atomic(
         &runner.out.join("summary.md"),

@@ -251,7 +251,10 @@ pub fn draw_search_summary(dir: &Path, s: &SearchSummary) -> Result<()> {
         .enumerate()
     {
         for (r, v) in rs.iter().zip(vs) {
-            if r.status == crate::train::Status::Done {
+            if matches!(
+                r.status,
+                crate::train::Status::Done | crate::train::Status::Pruned
+            ) {
                 points.push(Point {
                     coords: vec![Value::Num(*v)],
                     val_acc: r.val_acc,
@@ -263,9 +266,12 @@ pub fn draw_search_summary(dir: &Path, s: &SearchSummary) -> Result<()> {
     }
     summary_png(
         &dir.join("summary.png"),
-        &format!("Coarse-to-fine search over {}", s.axis),
+        &match &s.pruning {
+            Some(p) => format!("Search over {} by {p}", s.axis),
+            None => format!("Coarse-to-fine search over {}", s.axis),
+        },
         &[axis],
-        &["coarse", "fine"],
+        &[s.pruning.as_deref().unwrap_or("coarse"), "fine"],
         &points,
     )
 }
@@ -558,7 +564,10 @@ fn search_blocks(dir: &Path) -> Result<Vec<Block>> {
     draw_search_summary(dir, &s)?;
     let mut b = vec![Block::Heading(
         1,
-        format!("Coarse-to-fine search over {}", s.axis),
+        match &s.pruning {
+            Some(p) => format!("Search over {} by {p}", s.axis),
+            None => format!("Coarse-to-fine search over {}", s.axis),
+        },
     )];
     let seed = read_json::<SweepSpec>(&dir.join("coarse/sweep.json")).map_or(1, |c| c.base.seed);
     b.extend(search_section(dir, &s, Path::new("")));
@@ -583,20 +592,51 @@ fn search_section(dir: &Path, s: &SearchSummary, rel: &Path) -> Vec<Block> {
         ),
         None => "Every final run diverged.".into(),
     };
-    b.push(Block::Para(format!(
-        "Coarse: {} values of {} log-uniform at random; fine: {} values in {}..{}, centred on the best coarse value {}; \
-         final: the best {} of both stages by validation accuracy, trained on more data. {answer}",
-        s.coarse.len(),
-        s.axis,
-        s.fine.len(),
-        n(s.fine_range.0),
-        n(s.fine_range.1),
-        n(s.best_coarse_value),
-        s.finals.len()
-    )));
+    let pruned = match &s.pruning {
+        Some(folder) => crate::sweep::halving::RungRecord::read(&dir.join(rel).join(folder))
+            .ok()
+            .flatten()
+            .map(|r| (folder.clone(), r)),
+        None => None,
+    };
+    if let Some((folder, record)) = &pruned {
+        b.push(Block::Para(format!(
+            "{}: {} values of {} log-uniform at random in {}..{}. Final: the best {} by validation accuracy, \
+             trained on more data. {answer}",
+            capitalised(&record.ladder.describe()),
+            s.coarse.len(),
+            s.axis,
+            n(s.fine_range.0),
+            n(s.fine_range.1),
+            s.finals.len()
+        )));
+        let picture = rel.join(folder).join("rungs.png");
+        if super::rungs::rungs_png(&dir.join(&picture), record).is_ok() {
+            b.push(Block::Images(vec![(
+                picture,
+                "validation accuracy at each rung: pruned values end with a cross".into(),
+            )]));
+        }
+    } else {
+        b.push(Block::Para(format!(
+            "Coarse: {} values of {} log-uniform at random; fine: {} values in {}..{}, centred on the best coarse value {}; \
+             final: the best {} of both stages by validation accuracy, trained on more data. {answer}",
+            s.coarse.len(),
+            s.axis,
+            s.fine.len(),
+            n(s.fine_range.0),
+            n(s.fine_range.1),
+            n(s.best_coarse_value),
+            s.finals.len()
+        )));
+    }
     b.push(Block::Images(vec![(
         rel.join("summary.png"),
-        format!("validation accuracy against {}: coarse, fine, and the values trained in the final stage (ringed)", s.axis),
+        if pruned.is_some() {
+            format!("validation accuracy against {}: every value at its last rung, and the values trained in the final stage (ringed)", s.axis)
+        } else {
+            format!("validation accuracy against {}: coarse, fine, and the values trained in the final stage (ringed)", s.axis)
+        },
     )]));
     let column = |vs: &[f64]| -> results::Columns {
         vec![(s.axis.clone(), vs.iter().map(|&v| n(v)).collect())]
@@ -609,12 +649,20 @@ fn search_section(dir: &Path, s: &SearchSummary, rel: &Path) -> Vec<Block> {
             &rel.join("final").join(&s.finals[best].name),
         )));
     }
+    let first = s.pruning.as_deref().unwrap_or("coarse");
     for (stage, rs, vs) in [
-        ("coarse", &s.coarse, &s.coarse_values),
+        (first, &s.coarse, &s.coarse_values),
         ("fine", &s.fine, &s.fine_values),
     ] {
+        if rs.is_empty() {
+            continue;
+        }
         b.push(Block::Heading(3, format!("{stage} stage, best first")));
-        b.push(results_block(rs, &column(vs)));
+        let mut columns = column(vs);
+        if let Some((_, record)) = pruned.as_ref().filter(|_| stage == first) {
+            columns.push(record.budget_column());
+        }
+        b.push(results_block(rs, &columns));
     }
     b
 }

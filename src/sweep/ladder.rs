@@ -316,7 +316,7 @@ impl Ladder {
 
 /// The flags of a pruned search as given (`--halving`, `--hyperband`,
 /// `--reduction`, `--min-cycles`, ...); absent ones take their defaults.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PruneFlags {
     /// Which search, if any.
     pub method: Option<Method>,
@@ -336,6 +336,36 @@ pub struct PruneFlags {
 pub const DEFAULT_REDUCTION: usize = 3;
 
 impl PruneFlags {
+    /// The folder of a search's pruned stage: `halving` or `hyperband`.
+    pub fn folder(&self) -> &'static str {
+        match self.method {
+            Some(Method::Hyperband) => "hyperband",
+            _ => "halving",
+        }
+    }
+
+    /// The flag that asks for this search: `--halving` or `--hyperband`.
+    pub fn flag(&self) -> &'static str {
+        match self.method {
+            Some(Method::Hyperband) => "--hyperband",
+            _ => "--halving",
+        }
+    }
+
+    /// How many configurations Hyperband's brackets start with for these
+    /// flags over `spec`'s budgets (the cyclical schedule's cycles), if the
+    /// flags ask for Hyperband and its budgets are valid.
+    pub fn hyperband_total(&self, spec: &SweepSpec) -> Option<usize> {
+        if self.method != Some(Method::Hyperband) {
+            return None;
+        }
+        let reduction = self.reduction.unwrap_or(DEFAULT_REDUCTION);
+        let max = self.max_cycles.unwrap_or(spec.base.cycles);
+        let min = self.min_cycles.unwrap_or(1);
+        let b = budgets(BudgetUnit::Cycles, min, max, reduction).ok()?;
+        Some(Ladder::hyperband_sizes(reduction, b.len()).iter().sum())
+    }
+
     /// Fits `spec` to the pruned search and returns its plan over the spec's
     /// configurations: every run's length becomes the top budget (`--max-X`,
     /// else the sweep's own cycles or epochs), and the smallest budget is
@@ -347,10 +377,7 @@ impl PruneFlags {
         let Some(method) = self.method else {
             return Ok(None);
         };
-        let flag = match method {
-            Method::Halving => "--halving",
-            Method::Hyperband => "--hyperband",
-        };
+        let flag = self.flag();
         let reduction = self.reduction.unwrap_or(DEFAULT_REDUCTION);
         check_reduction(reduction)?;
         let cyclic = spec.base.schedule == ScheduleKind::Cyclic;

@@ -446,12 +446,17 @@ pub struct SearchSummary {
     pub fine: Vec<RunResult>,
     /// The final runs, in the order of `final_values`.
     pub finals: Vec<RunResult>,
-    /// Best value of the coarse stage: the centre of the fine range.
+    /// Best value of the coarse stage: the centre of the fine range (a
+    /// pruned search: its best value).
     pub best_coarse_value: f64,
-    /// Fine range searched.
+    /// Fine range searched (a pruned search: the range of its draws).
     pub fine_range: (f64, f64),
     /// Wall seconds per stage: coarse, fine, final.
     pub stage_s: [f64; 3],
+    /// A pruned search (`halving` or `hyperband`): its results stand in
+    /// `coarse`, and there is no fine stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruning: Option<String>,
 }
 
 impl SearchSummary {
@@ -476,22 +481,22 @@ impl SearchSummary {
         };
         let (cv, ca) = best_of(&self.coarse, &self.coarse_values);
         let (fv, fa) = best_of(&self.fine, &self.fine_values);
-        let mut rows = vec![
-            vec![
-                "coarse".into(),
-                self.coarse.len().to_string(),
-                cv,
-                ca,
-                format!("{:.1}", self.stage_s[0]),
-            ],
-            vec![
+        let mut rows = vec![vec![
+            self.pruning.clone().unwrap_or_else(|| "coarse".into()),
+            self.coarse.len().to_string(),
+            cv,
+            ca,
+            format!("{:.1}", self.stage_s[0]),
+        ]];
+        if self.pruning.is_none() {
+            rows.push(vec![
                 format!("fine ({}..{})", n(self.fine_range.0), n(self.fine_range.1)),
                 self.fine.len().to_string(),
                 fv,
                 fa,
                 format!("{:.1}", self.stage_s[1]),
-            ],
-        ];
+            ]);
+        }
         for (k, (r, v)) in self.finals.iter().zip(&self.final_values).enumerate() {
             rows.push(vec![
                 format!("final {}", k + 1),
