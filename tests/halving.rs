@@ -7,7 +7,7 @@ use std::path::Path;
 
 use shallow::data::SplitSpec;
 use shallow::nn::Precision;
-use shallow::sweep::halving::{run_halving, RungRecord};
+use shallow::sweep::halving::{run_halving, HalvingMode, RungRecord};
 use shallow::sweep::ladder::{BudgetUnit, Ladder};
 use shallow::sweep::RunnerOptions;
 use shallow::train::output::RunResult;
@@ -65,7 +65,7 @@ fn search(
         ..Default::default()
     };
     let dash = Dashboard::new(cfgs, DisplayMode::Quiet, |c| c.name.clone());
-    let results = run_halving(cfgs, &data, &opts, control, &dash).unwrap();
+    let results = run_halving(cfgs, Some(&data), &opts, control, &dash, HalvingMode::All).unwrap();
     let metrics = cfgs
         .iter()
         .map(|c| std::fs::read(dir.join(&c.name).join("metrics.csv")).unwrap_or_default())
@@ -231,9 +231,16 @@ fn a_resume_with_other_rungs_is_refused_and_changes_nothing() {
         ..Default::default()
     };
     let dash = Dashboard::new(&cfgs, DisplayMode::Quiet, |c| c.name.clone());
-    let e = run_halving(&cfgs, &data, &opts, &Control::new(), &dash)
-        .unwrap_err()
-        .to_string();
+    let e = run_halving(
+        &cfgs,
+        Some(&data),
+        &opts,
+        &Control::new(),
+        &dash,
+        HalvingMode::All,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("would mix two experiments") && e.contains("pruning:"),
         "{e}"
@@ -246,4 +253,78 @@ fn a_resume_with_other_rungs_is_refused_and_changes_nothing() {
         before,
         std::fs::read(tmp.path().join("rungs.json")).unwrap()
     );
+}
+
+#[test]
+fn shards_of_each_rung_and_the_merges_between_equal_one_process_bit_for_bit() {
+    let cfgs = configs(9);
+    let ladder = Ladder::halving(9, 3, BudgetUnit::Cycles, 1, 9).unwrap();
+    let one = tempfile::tempdir().unwrap();
+    let (base, base_metrics, record) =
+        search(&cfgs, &ladder, one.path(), (2, 2), false, &Control::new());
+    let data = shallow::data::generated::cifar10(1000, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |shard: Option<&str>| RunnerOptions {
+        jobs: 1,
+        threads: 1,
+        max_group: 3,
+        out: dir.path().to_path_buf(),
+        guard: true,
+        shard: shard.map(|s| shallow::sweep::Shard::parse(s).unwrap()),
+        ladder: Some(ladder.clone()),
+        ..Default::default()
+    };
+    let dash = Dashboard::new(&cfgs, DisplayMode::Quiet, |c| c.name.clone());
+    let control = Control::new();
+    let decide = || {
+        run_halving(
+            &cfgs,
+            None,
+            &opts(None),
+            &control,
+            &dash,
+            HalvingMode::Decide,
+        )
+    };
+    // Three rungs: each needs both shards before its merge decides it.
+    for rung in 1..=3 {
+        run_halving(
+            &cfgs,
+            Some(&data),
+            &opts(Some("1/2")),
+            &control,
+            &dash,
+            HalvingMode::Shard,
+        )
+        .unwrap();
+        let e = decide().unwrap_err().to_string();
+        assert!(e.contains(&format!("rung {rung} is not finished")), "{e}");
+        assert!(e.contains("--shard K/N"), "{e}");
+        run_halving(
+            &cfgs,
+            Some(&data),
+            &opts(Some("0/2")),
+            &control,
+            &dash,
+            HalvingMode::Shard,
+        )
+        .unwrap();
+        let results = decide().unwrap();
+        let decided = RungRecord::read(dir.path()).unwrap().unwrap().rungs.len();
+        assert_eq!(decided, rung);
+        if rung == 3 {
+            for (a, b) in base.iter().zip(&results) {
+                let bits = |r: &RunResult| common::numbers(r).map(f64::to_bits);
+                assert_eq!((a.status, a.steps), (b.status, b.steps), "{}", a.name);
+                assert_eq!(bits(a), bits(b), "{}", a.name);
+            }
+        }
+    }
+    let metrics: Vec<Vec<u8>> = cfgs
+        .iter()
+        .map(|c| std::fs::read(dir.path().join(&c.name).join("metrics.csv")).unwrap_or_default())
+        .collect();
+    assert_eq!(base_metrics, metrics);
+    let sharded = RungRecord::read(dir.path()).unwrap().unwrap();
+    assert_eq!(decisions(&record.unwrap()), decisions(&sharded));
 }

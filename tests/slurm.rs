@@ -303,6 +303,73 @@ fn sweeps_and_searches_on_a_real_slurm_cluster_equal_one_process_bit_for_bit() {
     );
     assert!(out.join("report.html").exists());
 
+    // Successive halving over two widths as the chain rung 1 -> decide -> rung 2 -> merge.
+    let halving = args(&[
+        "sweep",
+        "--grid",
+        "lambda=1e-4,1e-3,1e-2",
+        "--grid",
+        "hidden=20,40",
+        "--halving",
+        "--max-cycles",
+        "3",
+        "--ns",
+        "20",
+        "--n-train",
+        "1000",
+        "--n-val",
+        "300",
+        "--log-points",
+        "2",
+        "--max-group=2",
+    ]);
+    ok(
+        &conf,
+        &work,
+        &[
+            halving.clone(),
+            args(&["--out", "halving-single", "--quiet"]),
+        ]
+        .concat(),
+    );
+    let t3 = std::time::Instant::now();
+    let said = ok(
+        &conf,
+        &work,
+        &[
+            halving,
+            args(&[
+                "--out",
+                "halving-slurm",
+                "--slurm",
+                "2",
+                "--submit",
+                "--cpus-per-task=1",
+            ]),
+        ]
+        .concat(),
+    );
+    let out = work.join("halving-slurm");
+    let ids = job_ids(&out);
+    assert_eq!(
+        ids.len(),
+        4,
+        "rung 1, its decision, rung 2, the merge: {said}"
+    );
+    cluster.wait(&ids[3], &out);
+    eprintln!("halving chain done in {:.1} s", t3.elapsed().as_secs_f64());
+    let single = work.join("halving-single");
+    assert_eq!(common::assert_same_runs(&single, &out), 6);
+    let rungs = |d: &Path| -> serde_json::Value {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("rungs.json")).unwrap()).unwrap();
+        r["rungs"].clone()
+    };
+    assert_eq!(rungs(&single), rungs(&out));
+    for f in ["results.csv", "rungs.png", "report.html"] {
+        assert!(out.join(f).exists(), "{f}: {}", job_logs(&out));
+    }
+
     // Stopping leaves nothing running.
     drop(cluster);
     let after = ["slurmctld", "slurmd", "munged", "slurmstepd"].map(running);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::{AxesArgs, CommonArgs, PruneArgs, SettingsArgs, SlurmArgs};
@@ -147,18 +147,13 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     }
     if let Some(l) = &ladder {
         crate::sweep::halving::check(&configs, l)?;
-        if a.shard.is_some() || a.slurm.slurm.is_some() {
-            anyhow::bail!(
-                "--halving and --hyperband run on one machine for now: leave out --shard and --slurm"
-            );
-        }
     }
     super::common::say_fast_choice();
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     let threads = super::common::threads(a.common.threads)?;
     if let Some(n) = a.slurm.slurm {
         let _lock = super::common::claim_out(&a.common, FolderKind::Sweep, a.force)?;
-        return write_slurm(a, &spec, &configs, n);
+        return write_slurm(a, &spec, &configs, ladder.as_ref(), n);
     }
     crate::sweep::runner::check_memory(&configs, a.max_group, a.jobs.unwrap_or(threads))?;
     let label = shard.map(|s| s.label());
@@ -185,9 +180,14 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
             .position(|x| x.name == c.name)
             .map_or_else(|| c.name.clone(), |i| names[i].clone())
     };
-    let mine = configs_here(&configs, &opts);
+    // A pruned search's shard trains a part of one rung: every line is shown.
+    let mine = if ladder.is_some() {
+        configs.clone()
+    } else {
+        configs_here(&configs, &opts)
+    };
     let dashboard = Dashboard::new(&mine, DisplayMode::detect(a.common.quiet), label);
-    if let Some(s) = shard {
+    if let Some(s) = shard.filter(|_| ladder.is_none()) {
         dashboard.println(&format!(
             "shard {}: {} of {} configurations",
             s.label(),
@@ -199,16 +199,30 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     let results = if let Some(l) = &ladder {
         dashboard.println(&l.describe());
         opts.ladder = Some(l.clone());
-        crate::sweep::halving::run_halving(&configs, &data, &opts, control, &dashboard)?
-            .into_iter()
-            .map(Some)
-            .collect()
+        crate::sweep::halving::run_halving(
+            &configs,
+            Some(&data),
+            &opts,
+            control,
+            &dashboard,
+            if shard.is_some() {
+                crate::sweep::halving::HalvingMode::Shard
+            } else {
+                crate::sweep::halving::HalvingMode::All
+            },
+        )?
+        .into_iter()
+        .map(Some)
+        .collect()
     } else {
         run_configs_shard(&configs, &data, &opts, control, &dashboard)?
     };
     let wall_s = t0.elapsed().as_secs_f64();
     // Written once the plan was accepted (a refused --resume leaves the folder as it was).
     crate::util::write_json(&a.common.out.join("sweep.json"), &spec)?;
+    if let (Some(s), Some(_)) = (shard, &ladder) {
+        return finish_pruned_shard(a, s, &results, wall_s);
+    }
     if let Some(s) = shard {
         return finish_shard(a, s, &mine, configs.len(), &results, opts.threads, wall_s);
     }
@@ -247,6 +261,47 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         Finish::Done
     } else {
         Finish::Interrupted
+    })
+}
+
+/// A pruned search's shard's end: what it trained of the current rung, and
+/// that `sweep merge` decides the rung once every shard is done.
+fn finish_pruned_shard(
+    a: &SweepArgs,
+    s: Shard,
+    results: &[Option<crate::train::output::RunResult>],
+    wall_s: f64,
+) -> Result<Finish> {
+    use crate::train::Status;
+    let trained: Vec<&crate::train::output::RunResult> = results
+        .iter()
+        .flatten()
+        .filter(|r| {
+            r.steps > 0 && matches!(r.status, Status::Paused | Status::Done | Status::Diverged)
+        })
+        .collect();
+    let stopped = results
+        .iter()
+        .flatten()
+        .any(|r| r.status == Status::Interrupted && r.steps > 0);
+    if a.common.json {
+        print_json(
+            &serde_json::json!({"shard": s, "trained": trained.len(), "finished": !stopped, "wall_s": wall_s}),
+        )?;
+    } else if !a.common.quiet {
+        crate::outln!(
+            "shard {}: {} configuration{} brought to the current rung in {wall_s:.2} s; once every shard has run, \
+             `shallow sweep merge {}` decides the rung",
+            s.label(),
+            trained.len(),
+            if trained.len() == 1 { "" } else { "s" },
+            a.common.out.display()
+        )?;
+    }
+    Ok(if stopped {
+        Finish::Interrupted
+    } else {
+        Finish::Done
     })
 }
 
@@ -328,8 +383,84 @@ fn print_results_json(
     print_json(&out)
 }
 
+/// `sweep merge` of a pruned search's folder: decides the rung its shards
+/// finished; after the last, writes the tables and report and prints the table.
+fn merge_pruned(m: &MergeArgs) -> Result<Finish> {
+    use crate::sweep::halving::{run_halving, HalvingMode, RungRecord};
+    use crate::train::Status;
+    let dir = &m.dirs[0];
+    if m.dirs.len() > 1 || m.out.as_ref().is_some_and(|o| o != dir) {
+        anyhow::bail!(
+            "{} holds a pruned search, whose shards share one folder: give only that folder, without --out",
+            dir.display()
+        );
+    }
+    let _lock = crate::folder::claim(dir, &crate::folder::Claim::new(FolderKind::Sweep, false))?;
+    let plan_path = dir.join(crate::sweep::runner::PLAN_FILE);
+    let plan: crate::sweep::runner::PlanRecord =
+        serde_json::from_slice(&std::fs::read(&plan_path)?)
+            .with_context(|| format!("{} is not a shallow plan", plan_path.display()))?;
+    let spec: SweepSpec = serde_json::from_slice(&std::fs::read(dir.join("sweep.json"))?)?;
+    let opts = crate::sweep::RunnerOptions {
+        jobs: 1,
+        threads: 1,
+        max_group: plan.max_group,
+        out: dir.clone(),
+        resume: true,
+        draw: Some(crate::report::run_pictures),
+        ladder: plan.halving.clone(),
+        ..Default::default()
+    };
+    let dashboard = Dashboard::new(&plan.runs, DisplayMode::Quiet, |c| c.name.clone());
+    let t0 = std::time::Instant::now();
+    let results = run_halving(
+        &plan.runs,
+        None,
+        &opts,
+        &Control::new(),
+        &dashboard,
+        HalvingMode::Decide,
+    )?;
+    let record = RungRecord::read(dir)?;
+    let finished = results
+        .iter()
+        .all(|r| matches!(r.status, Status::Done | Status::Pruned | Status::Diverged));
+    if !finished {
+        let decided = record.as_ref().map_or(0, |r| r.rungs.len());
+        if !m.quiet {
+            crate::outln!(
+                "{decided} rung{} decided in {}; the next rung's shards train the survivors",
+                if decided == 1 { "" } else { "s" },
+                dir.display()
+            )?;
+        }
+        return Ok(Finish::Done);
+    }
+    let mut columns = results::axis_columns(&spec);
+    if let Some(r) = &record {
+        columns.push(r.budget_column());
+    }
+    results::write_tables(dir, &results, &columns)?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    results::RunInfo::record(dir, "sweep", 1, wall_s, true)?;
+    crate::report::build::build(dir)?;
+    if m.json {
+        print_results_json(&spec, &results, record.as_ref(), wall_s)?;
+    } else if !m.quiet {
+        crate::out!("{}", results::text_table(&results, &columns))?;
+        crate::outln!(
+            "every rung decided; tables, summary.png and report.html in {}",
+            dir.display()
+        )?;
+    }
+    Ok(Finish::Done)
+}
+
 /// `shallow sweep merge`: gathers the shards and prints the table.
 fn merge(m: &MergeArgs) -> Result<Finish> {
+    if m.dirs[0].join(crate::sweep::ladder::RUNGS_FILE).exists() {
+        return merge_pruned(m);
+    }
     let out = m.out.clone().unwrap_or_else(|| m.dirs[0].clone());
     let _lock = crate::folder::claim(&out, &crate::folder::Claim::new(FolderKind::Sweep, false))?;
     let merged = crate::sweep::merge::merge(&m.dirs, &out)?;
@@ -386,6 +517,7 @@ fn write_slurm(
     a: &SweepArgs,
     spec: &SweepSpec,
     configs: &[crate::train::RunConfig],
+    ladder: Option<&crate::sweep::ladder::Ladder>,
     n: usize,
 ) -> Result<Finish> {
     use crate::sweep::slurm::{self, Job};
@@ -412,6 +544,7 @@ fn write_slurm(
         data_dir.display().to_string(),
     )?;
     opts.out = out.clone();
+    opts.ladder = ladder.cloned();
     // The plan goes into the folder now: a shard that computes another refuses to run.
     crate::sweep::runner::guard_plan(configs, &opts)?;
     crate::util::write_json(&out.join("sweep.json"), spec)?;
@@ -423,6 +556,10 @@ fn write_slurm(
     let mut args = vec!["sweep".to_string()];
     args.extend(rest);
     args.extend(fixed_paths(&out, &data_dir));
+    if let Some(l) = ladder {
+        let jobs = rung_jobs(l, &args, &out, n, res.cpus_per_task);
+        return submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-merge");
+    }
     let jobs = vec![
         Job {
             file: "sweep.sbatch".into(),
@@ -451,6 +588,59 @@ fn write_slurm(
         },
     ];
     submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-merge")
+}
+
+/// A pruned search's Slurm chain: per stage, an array of `n` shards that
+/// bring the live configurations to their next rung, then `sweep merge`,
+/// which decides the rung (the last one writes the tables and report); each
+/// job after the one before succeeded.
+fn rung_jobs(
+    ladder: &crate::sweep::ladder::Ladder,
+    args: &[String],
+    out: &std::path::Path,
+    n: usize,
+    cpus: usize,
+) -> Vec<crate::sweep::slurm::Job> {
+    use crate::sweep::slurm::Job;
+    let mut jobs = Vec::new();
+    for stage in 1..=ladder.stages() {
+        let after = jobs.len().checked_sub(1);
+        jobs.push(Job {
+            file: format!("rung{stage}.sbatch"),
+            name: format!("shallow-rung{stage}"),
+            tasks: Some(n),
+            after,
+            cpus,
+            args: args.to_vec(),
+            raw: format!(
+                "--threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --shard \"$SLURM_ARRAY_TASK_ID/{n}\""
+            ),
+        });
+        let last = stage == ladder.stages();
+        jobs.push(Job {
+            file: if last {
+                "merge.sbatch".into()
+            } else {
+                format!("decide{stage}.sbatch")
+            },
+            name: if last {
+                "shallow-merge".into()
+            } else {
+                format!("shallow-decide{stage}")
+            },
+            tasks: None,
+            after: Some(jobs.len() - 1),
+            cpus: 1,
+            args: vec![
+                "sweep".into(),
+                "merge".into(),
+                out.display().to_string(),
+                "--quiet".into(),
+            ],
+            raw: String::new(),
+        });
+    }
+    jobs
 }
 
 /// The absolute --out (created), the data folder the shards will read

@@ -371,8 +371,14 @@ impl Stages<'_> {
             ladder.describe(),
             spec.base.split.train_len()
         ));
-        let results =
-            crate::sweep::halving::run_halving(&configs, self.data, &r, self.control, &dashboard)?;
+        let results = crate::sweep::halving::run_halving(
+            &configs,
+            Some(self.data),
+            &r,
+            self.control,
+            &dashboard,
+            crate::sweep::halving::HalvingMode::All,
+        )?;
         let mut columns = axis_columns(spec);
         if let Some(record) = crate::sweep::halving::RungRecord::read(&out)? {
             columns.push(record.budget_column());

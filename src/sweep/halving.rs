@@ -174,15 +174,19 @@ pub fn check(configs: &[RunConfig], ladder: &Ladder) -> Result<()> {
 }
 
 /// Runs the pruned search of `opts.ladder` over `configs` (every rung, from
-/// what the folder holds on resume), with the dashboard drawing meanwhile.
+/// what the folder holds on resume; or one shard's part of a rung, or one
+/// rung's decision, as `mode` says), with the dashboard drawing meanwhile.
+/// `data` is needed to train (not to decide).
 /// Returns every configuration's result in plan order: done, pruned (its
-/// figures at its last rung), diverged, or interrupted.
+/// figures at its last rung), diverged, paused at a rung, or interrupted
+/// (also those this call did not reach).
 pub fn run_halving(
     configs: &[RunConfig],
-    data: &crate::data::Cifar10,
+    data: Option<&crate::data::Cifar10>,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,
+    mode: HalvingMode,
 ) -> Result<Vec<RunResult>> {
     let ladder = opts
         .ladder
@@ -191,21 +195,31 @@ pub fn run_halving(
     check(configs, &ladder)?;
     create_dir(&opts.out)?;
     if opts.guard {
-        guard_plan(configs, opts)?;
+        // A decision joins the folder's plan as a resume does.
+        guard_plan(
+            configs,
+            &RunnerOptions {
+                resume: opts.resume || mode == HalvingMode::Decide,
+                ..opts.clone()
+            },
+        )?;
     }
-    let found = if opts.resume {
-        RungRecord::read(&opts.out)?
+    let found = if opts.resuming() || mode != HalvingMode::All {
+        RungRecord::read(&opts.out)?.filter(|r| r.ladder == ladder)
     } else {
         None
     };
     let mut record = match found {
-        Some(r) if r.ladder == ladder => r,
-        _ => RungRecord {
-            ladder,
-            rungs: Vec::new(),
-        },
+        Some(r) => r,
+        None => {
+            let fresh = RungRecord {
+                ladder,
+                rungs: Vec::new(),
+            };
+            write_json(&opts.out.join(RUNGS_FILE), &fresh)?;
+            fresh
+        }
     };
-    write_json(&opts.out.join(RUNGS_FILE), &record)?;
     let mut results: Vec<Option<RunResult>> = vec![None; configs.len()];
     let mut out = Ok(());
     dashboard.show_while(&mut || {
@@ -215,6 +229,7 @@ pub fn run_halving(
             opts,
             control,
             dashboard,
+            mode,
             &mut record,
             &mut results,
         )
@@ -227,96 +242,103 @@ pub fn run_halving(
         .collect())
 }
 
+/// What a call of [`run_halving`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HalvingMode {
+    /// Every rung: train, decide, go on.
+    All,
+    /// This shard's lockstep groups of the first undecided rung, then stop
+    /// (a Slurm array task; [`RunnerOptions::shard`] names the shard).
+    Shard,
+    /// Decide the first undecided rung from what the shards left in the
+    /// folder (refused, naming the runs, when any has not reached it), and
+    /// stop before training anything.
+    Decide,
+}
+
+/// One stage's work: the configurations that train to their next rung, the
+/// step each pauses at (none at a bracket's last rung), and the brackets
+/// whose rung is decided after it.
+struct StagePlan {
+    pause: BTreeMap<String, usize>,
+    train: Vec<usize>,
+    open: Vec<usize>,
+}
+
 /// The stages of [`run_halving`]: each trains the undecided rungs of every
-/// bracket that has one, then decides them.
+/// bracket that has one (as `mode` says), then decides them.
+#[allow(clippy::too_many_arguments)]
 fn stages(
     configs: &[RunConfig],
-    data: &crate::data::Cifar10,
+    data: Option<&crate::data::Cifar10>,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,
+    mode: HalvingMode,
     record: &mut RungRecord,
     results: &mut [Option<RunResult>],
 ) -> Result<()> {
     let ladder = record.ladder.clone();
     let mut alive: Vec<Vec<usize>> = ladder.brackets.iter().map(|b| b.members.clone()).collect();
+    let mut decided_here = false;
     for stage in 0..ladder.stages() {
-        let mut pause = BTreeMap::new();
-        let mut train: Vec<usize> = Vec::new();
-        let mut open: Vec<usize> = Vec::new();
-        for (b, bracket) in ladder.brackets.iter().enumerate() {
-            let Some(&budget) = bracket.budgets.get(stage) else {
-                continue;
-            };
-            if let Some(rung) = record.find(b, stage) {
-                // Decided before this process: results from the folder.
-                let last = stage + 1 == bracket.budgets.len();
-                for e in &rung.entries {
-                    let r = if e.kept && last {
-                        read_result(&opts.out, &configs[e.index])?
-                    } else if !e.kept {
-                        let r = prune(&opts.out, &configs[e.index])?;
-                        dashboard.pruned(e.index, e.steps, &pruned_line(&r, rung, &ladder));
-                        r
-                    } else {
-                        continue;
-                    };
-                    results[e.index] = Some(r);
-                }
-                alive[b] = kept(rung);
-                continue;
-            }
-            if stage + 1 < bracket.budgets.len() {
-                for &i in &alive[b] {
-                    pause.insert(
-                        configs[i].name.clone(),
-                        ladder.step_of(configs[i].steps, budget),
-                    );
-                }
-            }
-            train.extend(&alive[b]);
-            open.push(b);
-        }
-        if open.is_empty() {
+        let plan = plan_stage(configs, opts, dashboard, record, stage, &mut alive, results)?;
+        if plan.open.is_empty() {
             continue;
         }
-        train.sort_unstable();
-        dashboard.stage(
-            stage,
-            ladder.stages(),
-            &stage_line(&ladder, stage, &open, &alive),
-        );
-        let stage_configs: Vec<RunConfig> = train.iter().map(|&i| configs[i].clone()).collect();
-        let stage_opts = RunnerOptions {
-            pause_at: Some(pause),
-            guard: false,
-            ..opts.clone()
-        };
-        let got = train_parts(
-            &stage_configs,
-            &train,
-            &vec![true; train.len()],
-            data,
-            &stage_opts,
-            control,
-            dashboard,
-        )?;
-        let mut stopped = false;
-        for (&i, r) in train.iter().zip(got) {
-            let r = r.context("every configuration of a stage trains")?;
-            stopped |= r.status == Status::Interrupted;
-            results[i] = Some(r);
+        if mode == HalvingMode::Decide && decided_here {
+            return Ok(()); // the next rung trains first
         }
-        if stopped {
-            // Some groups did not reach the rung: it is decided on resume.
-            for &i in &train {
-                if let Some(r) = results[i].as_mut().filter(|r| r.status == Status::Paused) {
-                    r.status = Status::Interrupted;
-                }
+        let (stage_configs, stage_opts) = stage_run(configs, opts, &plan);
+        if mode == HalvingMode::Decide {
+            for (&i, r) in
+                plan.train
+                    .iter()
+                    .zip(rung_from_disk(&stage_configs, &stage_opts, stage)?)
+            {
+                results[i] = Some(r);
             }
-            return Ok(());
+        } else {
+            dashboard.stage(
+                stage,
+                ladder.stages(),
+                &stage_line(&ladder, stage, &plan.open, &alive),
+            );
+            let here = match (mode, opts.shard) {
+                (HalvingMode::Shard, Some(shard)) => {
+                    stage_members(&stage_configs, &stage_opts, shard)
+                }
+                _ => vec![true; plan.train.len()],
+            };
+            let data = data.context("a pruned search's training needs the images")?;
+            let got = train_parts(
+                &stage_configs,
+                &plan.train,
+                &here,
+                data,
+                &stage_opts,
+                control,
+                dashboard,
+            )?;
+            let mut stopped = false;
+            for (&i, r) in plan.train.iter().zip(got) {
+                stopped |= r.as_ref().is_some_and(|r| r.status == Status::Interrupted);
+                results[i] = r;
+            }
+            if mode == HalvingMode::Shard {
+                return Ok(()); // `sweep merge` decides once every shard is done
+            }
+            if stopped {
+                // Some groups did not reach the rung: it is decided on resume.
+                for &i in &plan.train {
+                    if let Some(r) = results[i].as_mut().filter(|r| r.status == Status::Paused) {
+                        r.status = Status::Interrupted;
+                    }
+                }
+                return Ok(());
+            }
         }
-        for &b in &open {
+        for &b in &plan.open {
             let rung = decide(&ladder, b, stage, &alive[b], results);
             alive[b] = kept(&rung);
             record.rungs.push(rung);
@@ -326,7 +348,7 @@ fn stages(
         for rung in record
             .rungs
             .iter()
-            .filter(|r| open.contains(&r.bracket) && r.rung == stage)
+            .filter(|r| plan.open.contains(&r.bracket) && r.rung == stage)
         {
             for e in rung.entries.iter().filter(|e| !e.kept) {
                 let r = prune(&opts.out, &configs[e.index])?;
@@ -335,11 +357,151 @@ fn stages(
             }
             dashboard.println(&decided_line(&ladder, rung, configs));
         }
+        decided_here = true;
         if control.stopped() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Stage `stage` of the plan: brackets whose rung the record has decided
+/// take their results from the folder and their survivors as `alive`; the
+/// others' live configurations train.
+fn plan_stage(
+    configs: &[RunConfig],
+    opts: &RunnerOptions,
+    dashboard: &dyn Progress,
+    record: &RungRecord,
+    stage: usize,
+    alive: &mut [Vec<usize>],
+    results: &mut [Option<RunResult>],
+) -> Result<StagePlan> {
+    let ladder = &record.ladder;
+    let mut plan = StagePlan {
+        pause: BTreeMap::new(),
+        train: Vec::new(),
+        open: Vec::new(),
+    };
+    for (b, bracket) in ladder.brackets.iter().enumerate() {
+        let Some(&budget) = bracket.budgets.get(stage) else {
+            continue;
+        };
+        let last = stage + 1 == bracket.budgets.len();
+        if let Some(rung) = record.find(b, stage) {
+            // Decided before this process: results from the folder.
+            for e in &rung.entries {
+                let r = if e.kept && last {
+                    read_result(&opts.out, &configs[e.index])?
+                } else if !e.kept {
+                    let r = prune(&opts.out, &configs[e.index])?;
+                    dashboard.pruned(e.index, e.steps, &pruned_line(&r, rung, ladder));
+                    r
+                } else {
+                    continue;
+                };
+                results[e.index] = Some(r);
+            }
+            alive[b] = kept(rung);
+            continue;
+        }
+        if !last {
+            for &i in &alive[b] {
+                let step = ladder.step_of(configs[i].steps, budget);
+                plan.pause.insert(configs[i].name.clone(), step);
+            }
+        }
+        plan.train.extend(&alive[b]);
+        plan.open.push(b);
+    }
+    plan.train.sort_unstable();
+    Ok(plan)
+}
+
+/// The configurations of a stage and the runner's options for it: each
+/// pauses at its rung, and nothing re-records the plan.
+fn stage_run(
+    configs: &[RunConfig],
+    opts: &RunnerOptions,
+    plan: &StagePlan,
+) -> (Vec<RunConfig>, RunnerOptions) {
+    let stage_configs = plan.train.iter().map(|&i| configs[i].clone()).collect();
+    let stage_opts = RunnerOptions {
+        pause_at: Some(plan.pause.clone()),
+        guard: false,
+        ..opts.clone()
+    };
+    (stage_configs, stage_opts)
+}
+
+/// Which configurations of a stage `shard` trains: whole lockstep groups of
+/// the stage (grouped as the runner groups them, part by part), dealt as
+/// [`super::shard::assign`] deals a plan's.
+pub fn stage_members(
+    configs: &[RunConfig],
+    opts: &RunnerOptions,
+    shard: super::shard::Shard,
+) -> Vec<bool> {
+    let mut groups = Vec::new();
+    for idx in super::shard::plan_parts(configs) {
+        let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
+        for g in super::runner::stage_groups(&part, opts) {
+            groups.push(g.into_iter().map(|j| idx[j]).collect::<Vec<usize>>());
+        }
+    }
+    let of = super::shard::assign(configs, &groups, shard.count);
+    let mut mine = vec![false; configs.len()];
+    for (g, members) in groups.iter().enumerate() {
+        if of[g] == shard.index {
+            for &i in members {
+                mine[i] = true;
+            }
+        }
+    }
+    mine
+}
+
+/// Every configuration of a stage as the shards left it in the folder: at
+/// its rung's checkpoint, or finished at a bracket's last rung. Refused,
+/// naming those that are not there yet.
+fn rung_from_disk(
+    configs: &[RunConfig],
+    opts: &RunnerOptions,
+    stage: usize,
+) -> Result<Vec<RunResult>> {
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for c in configs {
+        let dir = opts.out.join(&c.name);
+        let end = opts.end_step(c);
+        let found = if end == c.steps {
+            read_result(&opts.out, c)
+                .ok()
+                .filter(|r| matches!(r.status, Status::Done | Status::Diverged))
+        } else {
+            let ck = dir.join(checkpoint::FILE);
+            Checkpoint::load(&ck)
+                .ok()
+                .filter(|ck| ck.step == end && ck.config == *c)
+                .map(|ck| paused_result(&ck))
+        };
+        match found {
+            Some(r) => out.push(r),
+            None => missing.push(c.name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "rung {} is not finished in {}: {} of {} runs have not reached it ({}). Run every shard of this rung \
+             first (the same command with --shard K/N; the --slurm chain runs them in order)",
+            stage + 1,
+            opts.out.display(),
+            missing.len(),
+            configs.len(),
+            missing.join(", ")
+        );
+    }
+    Ok(out)
 }
 
 /// Ranks bracket `b`'s configurations `alive` at rung `stage` from their
