@@ -197,7 +197,9 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
     }
     let t0 = std::time::Instant::now();
     let results = if let Some(l) = &ladder {
-        dashboard.println(&l.describe());
+        for line in l.describe_lines() {
+            dashboard.println(&line);
+        }
         opts.ladder = Some(l.clone());
         crate::sweep::halving::run_halving(
             &configs,
@@ -230,22 +232,34 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
         .into_iter()
         .map(|r| r.expect("every configuration ran"))
         .collect();
-    let mut columns = results::axis_columns(&spec);
-    let record =
-        crate::sweep::halving::RungRecord::read(&a.common.out)?.filter(|_| ladder.is_some());
+    finish_sweep(a, &spec, &results, ladder.is_some(), opts.threads, wall_s)
+}
+
+/// A sweep's end on one machine: its tables (with the budget each reached,
+/// when pruned) and, once finished, run.json and the report; then the table.
+fn finish_sweep(
+    a: &SweepArgs,
+    spec: &SweepSpec,
+    results: &[crate::train::output::RunResult],
+    pruned: bool,
+    threads: usize,
+    wall_s: f64,
+) -> Result<Finish> {
+    let mut columns = results::axis_columns(spec);
+    let record = crate::sweep::halving::RungRecord::read(&a.common.out)?.filter(|_| pruned);
     if let Some(r) = &record {
         columns.push(r.budget_column());
     }
-    results::write_tables(&a.common.out, &results, &columns)?;
-    let done = !interrupted(&results);
+    results::write_tables(&a.common.out, results, &columns)?;
+    let done = !interrupted(results);
     if done {
-        results::RunInfo::record(&a.common.out, "sweep", opts.threads, wall_s, a.resume)?;
+        results::RunInfo::record(&a.common.out, "sweep", threads, wall_s, a.resume)?;
         crate::report::build::build(&a.common.out)?;
     }
     if a.common.json {
-        print_results_json(&spec, &results, record.as_ref(), wall_s)?;
+        print_results_json(spec, results, record.as_ref(), wall_s)?;
     } else if !a.common.quiet {
-        crate::out!("{}", results::text_table(&results, &columns))?;
+        crate::out!("{}", results::text_table(results, &columns))?;
         crate::outln!(
             "{} runs in {wall_s:.2} s; tables{} in {}",
             results.len(),

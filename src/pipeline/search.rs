@@ -366,11 +366,14 @@ impl Stages<'_> {
         };
         let dashboard = Dashboard::new(&configs, self.mode, |c| c.name.clone());
         dashboard.println(&format!(
-            "== {} stage: {}, {} training images",
+            "== {} stage: {} runs, {} training images",
             spec.prefix,
-            ladder.describe(),
+            configs.len(),
             spec.base.split.train_len()
         ));
+        for line in ladder.describe_lines() {
+            dashboard.println(&line);
+        }
         let results = crate::sweep::halving::run_halving(
             &configs,
             Some(self.data),

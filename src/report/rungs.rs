@@ -17,14 +17,23 @@ const PRUNED: RGBColor = RGBColor(150, 150, 150);
 const FINISHED: RGBColor = RGBColor(31, 119, 180);
 const BEST: RGBColor = RGBColor(214, 39, 40);
 
-/// Draws `path`: every configuration's validation accuracy at each rung it
-/// reached (budget on a log scale), pruned ones grey and ending with a cross,
-/// finished ones blue, the best finished one red.
-pub fn rungs_png(path: &Path, record: &RungRecord) -> Result<()> {
-    super::png::register_font();
+/// Every rung's budget, once each, increasing.
+fn all_budgets(ladder: &crate::sweep::ladder::Ladder) -> Vec<usize> {
+    let mut budgets: Vec<usize> = ladder
+        .brackets
+        .iter()
+        .flat_map(|b| b.budgets.iter().copied())
+        .collect();
+    budgets.sort_unstable();
+    budgets.dedup();
+    budgets
+}
+
+/// Per configuration: (budget, validation %) at each rung it reached, whether
+/// it finished at the top budget; and the best finished one.
+fn rung_lines(record: &RungRecord) -> (Vec<Vec<(f64, f64)>>, Vec<bool>, Option<usize>) {
     let ladder = &record.ladder;
     let n = ladder.configurations();
-    // Per configuration: (budget, val %) at each rung reached, and whether it finished.
     let mut lines: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
     let mut finished = vec![false; n];
     let mut rungs: Vec<_> = record.rungs.iter().collect();
@@ -43,6 +52,17 @@ pub fn rungs_png(path: &Path, record: &RungRecord) -> Result<()> {
         .filter_map(|i| lines[i].last().map(|p| (i, p.1)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
         .map(|(i, _)| i);
+    (lines, finished, best)
+}
+
+/// Draws `path`: every configuration's validation accuracy at each rung it
+/// reached (budget on a log scale), pruned ones grey and ending with a cross,
+/// finished ones blue, the best finished one red.
+pub fn rungs_png(path: &Path, record: &RungRecord) -> Result<()> {
+    super::png::register_font();
+    let ladder = &record.ladder;
+    let n = ladder.configurations();
+    let (lines, finished, best) = rung_lines(record);
     let ys: Vec<f64> = lines.iter().flatten().map(|p| p.1).collect();
     let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -58,13 +78,12 @@ pub fn rungs_png(path: &Path, record: &RungRecord) -> Result<()> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let title = format!(
-            "{}: validation accuracy at each rung",
-            match ladder.method {
-                crate::sweep::ladder::Method::Halving => "Successive halving",
-                crate::sweep::ladder::Method::Hyperband => "Hyperband",
-            }
-        );
+        let title = match ladder.method {
+            crate::sweep::ladder::Method::Halving => "Successive halving",
+            crate::sweep::ladder::Method::Hyperband => "Hyperband",
+        }
+        .to_string()
+            + ": validation accuracy at each rung";
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
             .margin(16)
@@ -73,13 +92,7 @@ pub fn rungs_png(path: &Path, record: &RungRecord) -> Result<()> {
             .build_cartesian_2d((xmin..xmax).log_scale(), (lo - pad)..(hi + pad))
             .map_err(err)?;
         let unit = ladder.unit;
-        let mut budgets: Vec<usize> = ladder
-            .brackets
-            .iter()
-            .flat_map(|b| b.budgets.iter().copied())
-            .collect();
-        budgets.sort_unstable();
-        budgets.dedup();
+        let budgets = all_budgets(ladder);
         chart
             .configure_mesh()
             .x_desc(format!("budget ({}, log scale)", unit.name()))

@@ -355,7 +355,8 @@ fn stages(
                 dashboard.pruned(e.index, e.steps, &pruned_line(&r, rung, &ladder));
                 results[e.index] = Some(r);
             }
-            dashboard.println(&decided_line(&ladder, rung, configs));
+            let best = rung.entries.first().map_or(f64::NAN, |e| e.val_acc);
+            dashboard.decided(best, &decided_line(&ladder, rung, configs));
         }
         decided_here = true;
         if control.stopped() {
@@ -641,10 +642,18 @@ fn decided_line(ladder: &Ladder, rung: &Rung, configs: &[RunConfig]) -> String {
     } else {
         String::new()
     };
-    format!(
-        "{bracket}rung {} at {}: {kept} kept, {} pruned{best}",
+    let line = format!(
+        "{bracket}rung {} at {}: {kept} kept, {} pruned",
         rung.rung + 1,
         ladder.unit.count(rung.budget),
         rung.entries.len() - kept
-    )
+    );
+    // The best's name only where the line still fits 80 columns.
+    [
+        format!("{line}{best}"),
+        format!("{line}{}", best.split(" (").next().unwrap_or("")),
+    ]
+    .into_iter()
+    .find(|l| l.chars().count() <= 80)
+    .unwrap_or(line)
 }

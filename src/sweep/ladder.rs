@@ -276,11 +276,9 @@ impl Ladder {
         steps / self.max * budget
     }
 
-    /// One line for people: "successive halving, eta 3: 27 configurations at
-    /// 1 cycle, 9 at 3, 3 at 9 (26% of the full sweep's work)".
-    pub fn describe(&self) -> String {
-        let brackets: Vec<String> = self
-            .brackets
+    /// The brackets as people read them: "27 at 1 cycle, 9 at 3, 3 at 9" each.
+    fn bracket_texts(&self) -> Vec<String> {
+        self.brackets
             .iter()
             .map(|b| {
                 let mut alive = b.members.len();
@@ -300,17 +298,60 @@ impl Ladder {
                     .collect();
                 parts.join(", ")
             })
-            .collect();
+            .collect()
+    }
+
+    /// "successive halving" or "Hyperband", with the reduction.
+    fn title(&self) -> String {
         format!(
-            "{}, reduction {}: {} ({:.0}% of the full sweep's work)",
+            "{} (reduction {})",
             match self.method {
                 Method::Halving => "successive halving",
                 Method::Hyperband => "Hyperband",
             },
-            self.reduction,
-            brackets.join("; "),
+            self.reduction
+        )
+    }
+
+    /// The share of the full sweep's work, e.g. "26% of the full sweep's work".
+    fn share(&self) -> String {
+        format!(
+            "{:.0}% of the full sweep's work",
             100.0 * self.planned_work() as f64 / self.full_work().max(1) as f64
         )
+    }
+
+    /// One line for reports: "successive halving (reduction 3): 27 at 1
+    /// cycle, 9 at 3, 3 at 9; 26% of the full sweep's work".
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {}; {}",
+            self.title(),
+            self.bracket_texts().join("; "),
+            self.share()
+        )
+    }
+
+    /// The same for a terminal of 80 columns: one line per bracket under a
+    /// title when there are several.
+    pub fn describe_lines(&self) -> Vec<String> {
+        let brackets = self.bracket_texts();
+        if brackets.len() == 1 {
+            return vec![self.describe()];
+        }
+        let mut out = vec![format!(
+            "{}, {} brackets; {}",
+            self.title(),
+            brackets.len(),
+            self.share()
+        )];
+        out.extend(
+            brackets
+                .iter()
+                .enumerate()
+                .map(|(b, t)| format!("  bracket {}: {t}", b + 1)),
+        );
+        out
     }
 }
 
@@ -484,11 +525,15 @@ mod tests {
         let odd = Ladder::halving(10, 3, BudgetUnit::Epochs, 2, 18).unwrap();
         assert_eq!(odd.brackets[0].keep, vec![4, 2]);
         assert_eq!(odd.step_of(1800, 6), 600);
-        assert!(
-            l.describe().contains("27 at 1 cycle, 9 at 3, 3 at 9"),
-            "{}",
-            l.describe()
+        assert_eq!(
+            l.describe(),
+            "successive halving (reduction 3): 27 at 1 cycle, 9 at 3, 3 at 9; 26% of the full sweep's work"
         );
+        let h = Ladder::hyperband(17, 3, BudgetUnit::Cycles, 1, 9).unwrap();
+        let lines = h.describe_lines();
+        assert_eq!(lines[1], "  bracket 1: 9 at 1 cycle, 3 at 3, 1 at 9");
+        assert_eq!(lines[3], "  bracket 3: 3 at 9 cycles");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{lines:?}");
     }
 
     #[test]

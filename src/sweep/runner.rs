@@ -39,6 +39,11 @@ pub trait Progress: Observer {
         let _ = (stage, stages);
         self.println(line);
     }
+    /// A rung is decided, its best validation accuracy `best`, as `line` says.
+    fn decided(&self, best: f64, line: &str) {
+        let _ = best;
+        self.println(line);
+    }
 }
 
 /// How a plan runs.

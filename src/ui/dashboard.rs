@@ -96,6 +96,8 @@ pub struct Dashboard {
     /// overall bar's length).
     pruned: AtomicUsize,
     pruned_steps: AtomicU64,
+    /// The best validation accuracy of the rungs decided so far (NaN before).
+    rung_best: AtomicU64,
 }
 
 fn f(bits: &AtomicU64) -> f64 {
@@ -307,6 +309,7 @@ impl Dashboard {
             rung: Mutex::new(None),
             pruned: AtomicUsize::new(0),
             pruned_steps: AtomicU64::new(0),
+            rung_best: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
 
@@ -335,11 +338,13 @@ impl Dashboard {
         let mut worked_steps = 0u64;
         let mut flops = 0.0;
         let (mut finished, mut waiting, mut best) = (0usize, 0usize, f64::NAN);
-        // The best validation accuracy logged by any run, live or finished.
+        // A pruned search's best so far: at a decided rung, or finished.
         let best_any = self
             .rows
             .iter()
+            .filter(|r| r.summary.lock().expect("not poisoned").is_some())
             .map(|r| f(&r.val_acc))
+            .chain(std::iter::once(f(&self.rung_best)))
             .filter(|a| a.is_finite())
             .fold(f64::NAN, f64::max);
         let mut shown = self.shown.lock().expect("not poisoned");
@@ -428,16 +433,7 @@ impl Dashboard {
                 o.reset_eta();
             }
             let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-            let mut fields = Vec::new();
-            if let Some(rung) = self.rung.lock().expect("not poisoned").as_ref() {
-                let pruned = self.pruned.load(Ordering::Relaxed);
-                fields.push(rung.clone());
-                fields.push(format!("{} live", self.rows.len() - finished));
-                fields.push(format!("{pruned} pruned"));
-                if best_any.is_finite() {
-                    fields.push(format!("best val {:.2}%", 100.0 * best_any));
-                }
-            }
+            let mut fields = self.rung_fields(finished, best_any);
             if worked_steps > 0 {
                 fields.push(format!("{:.0} steps/s", worked_steps as f64 / secs));
                 fields.push(format!("{:.1} GFLOP/s", flops / secs / 1e9));
@@ -449,6 +445,22 @@ impl Dashboard {
                 .saturating_sub(self.label_width + 1 + 18 + 1 + 4 + 1 + 8 + 1 + 8 + 1);
             o.set_message(fit_fields(&fields, room));
         }
+    }
+
+    /// A pruned search's fields of the overall line: the rung, the live and
+    /// pruned counts, the best so far (none before a rung begins).
+    fn rung_fields(&self, finished: usize, best: f64) -> Vec<String> {
+        let mut fields = Vec::new();
+        if let Some(rung) = self.rung.lock().expect("not poisoned").as_ref() {
+            let pruned = self.pruned.load(Ordering::Relaxed);
+            fields.push(rung.clone());
+            fields.push(format!("{} live", self.rows.len() - finished));
+            fields.push(format!("{pruned} pruned"));
+            if best.is_finite() {
+                fields.push(format!("best val {:.2}%", 100.0 * best));
+            }
+        }
+        fields
     }
 
     /// Runs `work` while a render thread redraws the dashboard, then draws the final state.
@@ -587,6 +599,13 @@ impl crate::sweep::Progress for Dashboard {
                 .fetch_add(row.total.saturating_sub(steps) as u64, Ordering::Relaxed);
         }
         Dashboard::mark_done(self, id, steps, line);
+    }
+    fn decided(&self, best: f64, line: &str) {
+        let old = f(&self.rung_best);
+        if best.is_finite() && (old.is_nan() || old < best) {
+            self.rung_best.store(best.to_bits(), Ordering::Relaxed);
+        }
+        Dashboard::println(self, line);
     }
     fn stage(&self, stage: usize, stages: usize, line: &str) {
         *self.rung.lock().expect("not poisoned") = Some(format!("rung {} of {stages}", stage + 1));
