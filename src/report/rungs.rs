@@ -17,6 +17,9 @@ const PRUNED: RGBColor = RGBColor(150, 150, 150);
 const FINISHED: RGBColor = RGBColor(31, 119, 180);
 const BEST: RGBColor = RGBColor(214, 39, 40);
 
+/// One configuration's points: (budget, validation accuracy %) per rung.
+type Line = Vec<(f64, f64)>;
+
 /// Every rung's budget, once each, increasing.
 fn all_budgets(ladder: &crate::sweep::ladder::Ladder) -> Vec<usize> {
     let mut budgets: Vec<usize> = ladder
@@ -31,10 +34,10 @@ fn all_budgets(ladder: &crate::sweep::ladder::Ladder) -> Vec<usize> {
 
 /// Per configuration: (budget, validation %) at each rung it reached, whether
 /// it finished at the top budget; and the best finished one.
-fn rung_lines(record: &RungRecord) -> (Vec<Vec<(f64, f64)>>, Vec<bool>, Option<usize>) {
+fn rung_lines(record: &RungRecord) -> (Vec<Line>, Vec<bool>, Option<usize>) {
     let ladder = &record.ladder;
     let n = ladder.configurations();
-    let mut lines: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
+    let mut lines: Vec<Line> = vec![Vec::new(); n];
     let mut finished = vec![false; n];
     let mut rungs: Vec<_> = record.rungs.iter().collect();
     rungs.sort_by_key(|r| (r.bracket, r.rung));
