@@ -461,18 +461,6 @@ fn pruned_searches_that_cannot_run_are_refused_before_anything_is_read_or_writte
             ],
             &["--reduction 1", "give 2 or more"],
         ),
-        (
-            &[
-                "--lambda-grid",
-                "1e-5:1e-1:9",
-                "--halving",
-                "--max-cycles",
-                "9",
-                "--slurm",
-                "2",
-            ],
-            &["--halving", "--slurm"],
-        ),
     ];
     for (args, want) in cases {
         let all: Vec<&str> = base.iter().chain(args.iter()).copied().collect();

@@ -328,3 +328,93 @@ fn shards_of_each_rung_and_the_merges_between_equal_one_process_bit_for_bit() {
     let sharded = RungRecord::read(dir.path()).unwrap().unwrap();
     assert_eq!(decisions(&record.unwrap()), decisions(&sharded));
 }
+
+#[test]
+fn sweep_and_search_pruned_from_the_command_line_give_tables_pictures_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let (code, stdout, err) = common::shallow_cli(
+        &[
+            "sweep",
+            "--lambda-grid",
+            "1e-4:1e-1:6",
+            "--halving",
+            "--max-cycles",
+            "3",
+            "--ns",
+            "20",
+            "--n-train",
+            "1000",
+            "--n-val",
+            "300",
+            "--log-points",
+            "2",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rungs = json["pruning"]["rungs"]
+        .as_array()
+        .expect("--json gives the rungs");
+    assert_eq!(rungs.len(), 2);
+    assert_eq!(rungs[0]["entries"].as_array().unwrap().len(), 6);
+    let statuses: Vec<&str> = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "pruned").count(),
+        4,
+        "{statuses:?}"
+    );
+    for f in ["rungs.json", "rungs.png", "results.csv", "report.html"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("budget"), "{csv}");
+    assert!(
+        csv.contains(",1 cycle,") && csv.contains(",3 cycles,"),
+        "{csv}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Pruning") && report.contains("rungs.png"),
+        "{report}"
+    );
+
+    let search = tmp.path().join("search");
+    let mut args = common::small_search("1e-4:1e-1:6");
+    args.extend(
+        [
+            "--method",
+            "halving",
+            "--max-cycles",
+            "3",
+            "--out",
+            search.to_str().unwrap(),
+            "--quiet",
+        ]
+        .map(String::from),
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = common::shallow_cli(&argv, None, &[]);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(search.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["pruning"], "halving");
+    assert_eq!(summary["final_values"].as_array().unwrap().len(), 2);
+    assert!(search.join("halving/rungs.json").exists());
+    let report = std::fs::read_to_string(search.join("report.md")).unwrap();
+    assert!(
+        report.starts_with("# Search over lambda by halving"),
+        "{report}"
+    );
+    assert!(report.contains("halving/rungs.png"), "{report}");
+}
