@@ -418,3 +418,37 @@ fn sweep_and_search_pruned_from_the_command_line_give_tables_pictures_and_json()
     );
     assert!(report.contains("halving/rungs.png"), "{report}");
 }
+
+#[test]
+fn a_diverging_configuration_is_ranked_last_and_stops_at_its_rung() {
+    let mut cfgs = configs(9);
+    cfgs[4].schedule = Schedule::Cyclic {
+        eta_min: 1e-5,
+        eta_max: 80.0,
+        ns: 10,
+    };
+    cfgs[4].lambda = 0.0;
+    cfgs[4].name = "run04".into();
+    let ladder = Ladder::halving(9, 3, BudgetUnit::Cycles, 1, 9).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // Interrupted inside the first rung (after the divergence) and resumed.
+    let (part, _, _) = search(
+        &cfgs,
+        &ladder,
+        tmp.path(),
+        (2, 2),
+        false,
+        &Control::stop_at(15),
+    );
+    assert_eq!(part[4].status, Status::Diverged, "{:?}", part[4]);
+    let (results, _, record) = search(&cfgs, &ladder, tmp.path(), (1, 1), true, &Control::new());
+    let first = &record.unwrap().rungs[0];
+    let last = first.entries.last().unwrap();
+    assert_eq!((last.index, last.diverged, last.kept), (4, true, false));
+    assert_eq!(results[4].status, Status::Diverged);
+    assert!(results[4].diverged.is_some());
+    assert_eq!(
+        results.iter().filter(|r| r.status == Status::Done).count(),
+        1
+    );
+}

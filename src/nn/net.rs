@@ -173,11 +173,15 @@ pub struct LossStat {
 /// Cost, loss and accuracy of one configuration on a data set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Eval {
-    /// Mean loss + lambda * sum of squared weights.
+    /// Mean loss + lambda * sum of squared weights (NaN once diverged,
+    /// written as null).
+    #[serde(deserialize_with = "crate::util::nan_from_null")]
     pub cost: f64,
     /// Mean loss.
+    #[serde(deserialize_with = "crate::util::nan_from_null")]
     pub loss: f64,
     /// Share of correct argmax predictions, 0..1.
+    #[serde(deserialize_with = "crate::util::nan_from_null")]
     pub acc: f64,
 }
 

@@ -269,10 +269,17 @@ pub fn train_group<T: Real>(
                 etas.set(c, 0.0);
             }
         }
-        // Backward and update.
+        // Backward and update; a configuration that diverged at this step is
+        // zeroed again after it (its NaN gradient reached its weights), so
+        // that it costs nothing to carry and its checkpoint holds numbers.
         state
             .net
             .backward_update(x, y, &mut ws, &etas.step, &lambdas);
+        for c in 0..cfgs {
+            if state.diverged[c].is_some_and(|d| d.step == t) {
+                state.net.reset_config(c);
+            }
+        }
         t += 1;
         observer.on_step(ids, t, &etas.logged);
         // Snapshots at the ends of the last cycles, then the logged points.

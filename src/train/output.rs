@@ -55,11 +55,7 @@ pub struct SavedConfig {
     pub layer0_kernel: String,
 }
 
-/// Reads a number that JSON wrote as `null`: serde_json writes NaN and the
-/// infinities (a diverged run's cost) so.
-pub fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
+pub use crate::util::nan_from_null;
 
 /// Contents of `result.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
