@@ -370,6 +370,53 @@ fn sweeps_and_searches_on_a_real_slurm_cluster_equal_one_process_bit_for_bit() {
         assert!(out.join(f).exists(), "{f}: {}", job_logs(&out));
     }
 
+    // A search by successive halving: rung 1, its decision, rung 2, its decision, final, report.
+    let mut pruned = common::small_search("1e-4:1e-1:6");
+    pruned.extend(args(&["--method", "halving", "--max-cycles", "3"]));
+    ok(
+        &conf,
+        &work,
+        &[pruned.clone(), args(&["--out", "pruned-single", "--quiet"])].concat(),
+    );
+    let t4 = std::time::Instant::now();
+    let said = ok(
+        &conf,
+        &work,
+        &[
+            pruned,
+            args(&[
+                "--out",
+                "pruned-slurm",
+                "--slurm",
+                "2",
+                "--submit",
+                "--cpus-per-task=1",
+            ]),
+        ]
+        .concat(),
+    );
+    let out = work.join("pruned-slurm");
+    let ids = job_ids(&out);
+    assert_eq!(ids.len(), 6, "{said}");
+    cluster.wait(&ids[5], &out);
+    eprintln!(
+        "pruned search chain done in {:.1} s",
+        t4.elapsed().as_secs_f64()
+    );
+    let single = work.join("pruned-single");
+    for (stage, n) in [("halving", 6), ("final", 2)] {
+        assert_eq!(
+            common::assert_same_runs(&single.join(stage), &out.join(stage)),
+            n,
+            "{stage}"
+        );
+    }
+    assert_eq!(
+        summary(&single)["final_values"],
+        summary(&out)["final_values"]
+    );
+    assert!(out.join("report.html").exists());
+
     // Stopping leaves nothing running.
     drop(cluster);
     let after = ["slurmctld", "slurmd", "munged", "slurmstepd"].map(running);

@@ -175,12 +175,6 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
         ..opts
     };
     if let Some((spec, ladder)) = opts.pruned()? {
-        if a.shard.is_some() || a.slurm.slurm.is_some() {
-            bail!(
-                "--method {} runs on one machine for now: leave out --shard and --slurm",
-                spec.prefix
-            );
-        }
         crate::sweep::halving::check(&spec.configs()?, &ladder)?;
     }
     for c in opts.coarse()?.configs()? {
@@ -287,6 +281,9 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
         (a.resume, a.force),
         data_dir.display().to_string(),
     )?;
+    if let Some((spec, ladder)) = opts.pruned()? {
+        return write_pruned_slurm(a, opts, (&spec, &ladder), n, runner);
+    }
     // The coarse plan goes into the folder now (a shard computing another
     // refuses to run); --force clears the earlier search's stages.
     if a.force {
@@ -331,6 +328,86 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
         name: "shallow-report".into(),
         tasks: None,
         after: Some(2),
+        cpus: 1,
+        args: [args, vec!["--resume".into()]].concat(),
+        raw: "--threads 1".into(),
+    });
+    super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-report")
+}
+
+/// `--slurm N` for `--method halving|hyperband`: per rung an array of the
+/// pruned stage's shards and `sweep merge` of its folder (which decides the
+/// rung), then the final array and the report, each after the one before.
+fn write_pruned_slurm(
+    a: &SearchArgs,
+    opts: &SearchOptions,
+    (spec, ladder): (&crate::sweep::SweepSpec, &crate::sweep::ladder::Ladder),
+    n: usize,
+    mut runner: crate::sweep::RunnerOptions,
+) -> Result<Finish> {
+    use crate::sweep::slurm::{self, Job};
+    let res = a.slurm.resources()?;
+    let (out, data_dir, cwd) = super::sweep::slurm_paths(&a.common)?;
+    let stage = Stage::pruned(ladder.method);
+    if a.force {
+        crate::sweep::runner::clear_plan(&out.join(Stage::Final.name()))?;
+    }
+    // The pruned stage's plan goes into its folder now.
+    runner.out = out.join(stage.name());
+    runner.ladder = Some(ladder.clone());
+    crate::util::create_dir(&runner.out)?;
+    crate::sweep::runner::guard_plan(&spec.configs()?, &runner)?;
+    crate::util::write_json(&runner.out.join("sweep.json"), spec)?;
+    let rest = slurm::without_flags(
+        &slurm::own_args("search"),
+        &slurm::SLURM_VALUED,
+        &slurm::SLURM_BARE,
+    );
+    let mut args = vec!["search".to_string()];
+    args.extend(rest);
+    args.extend(super::sweep::fixed_paths(&out, &data_dir));
+    let threads = "--threads \"${SLURM_CPUS_PER_TASK:-1}\"";
+    let mut jobs: Vec<Job> = Vec::new();
+    for rung in 1..=ladder.stages() {
+        jobs.push(Job {
+            file: format!("rung{rung}.sbatch"),
+            name: format!("shallow-rung{rung}"),
+            tasks: Some(n),
+            after: jobs.len().checked_sub(1),
+            cpus: res.cpus_per_task,
+            args: [args.clone(), vec!["--stage".into(), stage.name().into()]].concat(),
+            raw: format!("{threads} --shard \"$SLURM_ARRAY_TASK_ID/{n}\""),
+        });
+        jobs.push(Job {
+            file: format!("decide{rung}.sbatch"),
+            name: format!("shallow-decide{rung}"),
+            tasks: None,
+            after: Some(jobs.len() - 1),
+            cpus: 1,
+            args: vec![
+                "sweep".into(),
+                "merge".into(),
+                runner.out.display().to_string(),
+                "--quiet".into(),
+            ],
+            raw: String::new(),
+        });
+    }
+    let t = n.min(opts.top);
+    jobs.push(Job {
+        file: "final.sbatch".into(),
+        name: "shallow-final".into(),
+        tasks: Some(t),
+        after: Some(jobs.len() - 1),
+        cpus: res.cpus_per_task,
+        args: [args.clone(), vec!["--stage".into(), "final".into()]].concat(),
+        raw: format!("{threads} --shard \"$SLURM_ARRAY_TASK_ID/{t}\""),
+    });
+    jobs.push(Job {
+        file: "report.sbatch".into(),
+        name: "shallow-report".into(),
+        tasks: None,
+        after: Some(jobs.len() - 1),
         cpus: 1,
         args: [args, vec!["--resume".into()]].concat(),
         raw: "--threads 1".into(),

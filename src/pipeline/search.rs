@@ -191,16 +191,35 @@ pub enum Stage {
     Coarse,
     /// Random values around the best coarse value.
     Fine,
+    /// `--method halving`: the coarse range's draws, pruned rung by rung.
+    Halving,
+    /// `--method hyperband`: draws of the coarse range in Hyperband's brackets.
+    Hyperband,
     /// The best values on more data.
     Final,
 }
 
 impl Stage {
+    /// The stage of a pruned search by `method`.
+    pub fn pruned(method: crate::sweep::ladder::Method) -> Stage {
+        match method {
+            crate::sweep::ladder::Method::Halving => Stage::Halving,
+            crate::sweep::ladder::Method::Hyperband => Stage::Hyperband,
+        }
+    }
+
+    /// Whether the stage belongs to a pruned search (else to coarse-to-fine).
+    pub fn is_pruned(self) -> bool {
+        matches!(self, Stage::Halving | Stage::Hyperband)
+    }
+
     /// The stage's name, which is also its folder.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Coarse => "coarse",
             Stage::Fine => "fine",
+            Stage::Halving => "halving",
+            Stage::Hyperband => "hyperband",
             Stage::Final => "final",
         }
     }
@@ -350,37 +369,76 @@ impl Stages<'_> {
     }
 
     /// The pruned stage of `spec` and `ladder` into its folder: every rung,
-    /// its tables, and the rungs in them.
-    fn run_pruned(&self, spec: &SweepSpec, ladder: &Ladder) -> Result<(Vec<RunResult>, f64)> {
+    /// its tables, and the rungs in them. With `only`: the final stage's
+    /// shard reads it (finished), its own shard trains its groups of the
+    /// current rung (`sweep merge` on its folder decides the rung).
+    fn run_pruned(&self, spec: &SweepSpec, ladder: &Ladder) -> Result<StageEnd> {
+        use crate::sweep::halving::{run_halving, HalvingMode};
         let t0 = std::time::Instant::now();
+        let stage = Stage::pruned(ladder.method);
         let configs = spec.configs()?;
         for c in &configs {
             c.validate(c.split.train_len())?;
         }
         crate::sweep::halving::check(&configs, ladder)?;
-        let out = self.runner.out.join(&spec.prefix);
+        let out = self.runner.out.join(stage.name());
         let r = RunnerOptions {
             out: out.clone(),
             ladder: Some(ladder.clone()),
             ..self.runner.clone()
         };
+        if let Some((later, shard)) = self.only {
+            if later == Stage::Final {
+                let results = finished_stage(stage, later, &configs, &r)?;
+                return Ok(StageEnd::Results(results, 0.0));
+            }
+            let r = RunnerOptions {
+                shard: Some(shard),
+                ..r
+            };
+            let dashboard = Dashboard::new(&configs, self.mode, |c| c.name.clone());
+            crate::util::create_dir(&out)?;
+            write_json(&out.join("sweep.json"), spec)?;
+            let results = run_halving(
+                &configs,
+                Some(self.data),
+                &r,
+                self.control,
+                &dashboard,
+                HalvingMode::Shard,
+            )?;
+            let trained = results
+                .iter()
+                .filter(|r| r.steps > 0 && r.status != Status::Interrupted)
+                .count();
+            let stopped = results
+                .iter()
+                .any(|r| r.status == Status::Interrupted && r.steps > 0);
+            return Ok(StageEnd::Shard(SearchEnd::Shard {
+                stage,
+                shard,
+                trained,
+                of: configs.len(),
+                finished: !stopped,
+            }));
+        }
         let dashboard = Dashboard::new(&configs, self.mode, |c| c.name.clone());
         dashboard.println(&format!(
             "== {} stage: {} runs, {} training images",
-            spec.prefix,
+            stage.name(),
             configs.len(),
             spec.base.split.train_len()
         ));
         for line in ladder.describe_lines() {
             dashboard.println(&line);
         }
-        let results = crate::sweep::halving::run_halving(
+        let results = run_halving(
             &configs,
             Some(self.data),
             &r,
             self.control,
             &dashboard,
-            crate::sweep::halving::HalvingMode::All,
+            HalvingMode::All,
         )?;
         let mut columns = axis_columns(spec);
         if let Some(record) = crate::sweep::halving::RungRecord::read(&out)? {
@@ -388,7 +446,7 @@ impl Stages<'_> {
         }
         write_tables(&out, &results, &columns)?;
         write_json(&out.join("sweep.json"), spec)?;
-        Ok((results, t0.elapsed().as_secs_f64()))
+        Ok(StageEnd::Results(results, t0.elapsed().as_secs_f64()))
     }
 
     /// One shard of stage `name`: its lockstep groups, then its record.
@@ -486,13 +544,22 @@ pub fn search_stage(
         })
     };
     if let Some((spec, ladder)) = opts.pruned()? {
-        if only.is_some() {
-            bail!("--stage and --shard run the stages of a coarse-to-fine search; a pruned one runs on one machine");
+        let own = Stage::pruned(ladder.method);
+        if let Some((s, _)) = only.filter(|(s, _)| *s != own && *s != Stage::Final) {
+            bail!(
+                "--stage {}: a --method {} search has the stages {} and final",
+                s.name(),
+                own.name(),
+                own.name()
+            );
         }
-        let (pruned, t_pruned) = stages.run_pruned(&spec, &ladder)?;
-        if pruned.iter().any(|r| r.status == Status::Interrupted) {
-            return Ok(SearchEnd::Interrupted);
-        }
+        let (pruned, t_pruned) = match stages.run_pruned(&spec, &ladder)? {
+            StageEnd::Shard(end) => return Ok(end),
+            StageEnd::Results(r, _) if r.iter().any(|r| r.status == Status::Interrupted) => {
+                return Ok(SearchEnd::Interrupted)
+            }
+            StageEnd::Results(r, s) => (r, s),
+        };
         let values = values_of(&spec);
         let pool: Vec<(&RunResult, f64)> = pruned.iter().zip(values.iter().copied()).collect();
         let chosen = top_values(&pool, opts.top);
@@ -516,9 +583,16 @@ pub fn search_stage(
             best_coarse_value: chosen[0],
             fine_range: (opts.coarse_range.0, opts.coarse_range.1),
             stage_s: [t_pruned, 0.0, t_finals],
-            pruning: Some(spec.prefix.clone()),
+            pruning: Some(own.name().to_string()),
         };
         return finish_summary(runner, summary);
+    }
+    if let Some((s, _)) = only.filter(|(s, _)| s.is_pruned()) {
+        bail!(
+            "--stage {}: that stage belongs to --method {}; this search is coarse-to-fine (coarse, fine, final)",
+            s.name(),
+            s.name()
+        );
     }
     let coarse_spec = opts.coarse()?;
     let (coarse, t_coarse) = match run(Stage::Coarse, &coarse_spec)? {
