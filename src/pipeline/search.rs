@@ -544,48 +544,9 @@ pub fn search_stage(
         })
     };
     if let Some((spec, ladder)) = opts.pruned()? {
-        let own = Stage::pruned(ladder.method);
-        if let Some((s, _)) = only.filter(|(s, _)| *s != own && *s != Stage::Final) {
-            bail!(
-                "--stage {}: a --method {} search has the stages {} and final",
-                s.name(),
-                own.name(),
-                own.name()
-            );
-        }
-        let (pruned, t_pruned) = match stages.run_pruned(&spec, &ladder)? {
-            StageEnd::Shard(end) => return Ok(end),
-            StageEnd::Results(r, _) if r.iter().any(|r| r.status == Status::Interrupted) => {
-                return Ok(SearchEnd::Interrupted)
-            }
-            StageEnd::Results(r, s) => (r, s),
-        };
-        let values = values_of(&spec);
-        let pool: Vec<(&RunResult, f64)> = pruned.iter().zip(values.iter().copied()).collect();
-        let chosen = top_values(&pool, opts.top);
-        if chosen.is_empty() {
-            bail!(
-                "every run of the pruned search diverged: lower --eta-max (or the learning rate)"
-            );
-        }
-        let (finals, t_finals) = match run(Stage::Final, &opts.last(&chosen))? {
-            Ok(r) => r,
-            Err(end) => return Ok(end),
-        };
-        let summary = SearchSummary {
-            axis: opts.axis.name().to_string(),
-            coarse_values: values,
-            fine_values: Vec::new(),
-            final_values: chosen.clone(),
-            coarse: pruned,
-            fine: Vec::new(),
-            finals,
-            best_coarse_value: chosen[0],
-            fine_range: (opts.coarse_range.0, opts.coarse_range.1),
-            stage_s: [t_pruned, 0.0, t_finals],
-            pruning: Some(own.name().to_string()),
-        };
-        return finish_summary(runner, summary);
+        return pruned_search(&stages, opts, (&spec, &ladder), |spec| {
+            run(Stage::Final, spec)
+        });
     }
     if let Some((s, _)) = only.filter(|(s, _)| s.is_pruned()) {
         bail!(
@@ -636,6 +597,58 @@ pub fn search_stage(
         fine_range,
         stage_s: [t_coarse, t_fine, t_finals],
         pruning: None,
+    };
+    finish_summary(runner, summary)
+}
+
+/// A search by `--method halving|hyperband`: the pruned stage (or its shard,
+/// or, for the final stage's shard, its finished results), then the final
+/// runs of its best values through `run_final`, and the summary.
+fn pruned_search(
+    stages: &Stages<'_>,
+    opts: &SearchOptions,
+    (spec, ladder): (&SweepSpec, &Ladder),
+    run_final: impl Fn(&SweepSpec) -> Result<Result<(Vec<RunResult>, f64), SearchEnd>>,
+) -> Result<SearchEnd> {
+    let (only, runner) = (stages.only, stages.runner);
+    let own = Stage::pruned(ladder.method);
+    if let Some((s, _)) = only.filter(|(s, _)| *s != own && *s != Stage::Final) {
+        bail!(
+            "--stage {}: a --method {} search has the stages {} and final",
+            s.name(),
+            own.name(),
+            own.name()
+        );
+    }
+    let (pruned, t_pruned) = match stages.run_pruned(spec, &ladder)? {
+        StageEnd::Shard(end) => return Ok(end),
+        StageEnd::Results(r, _) if r.iter().any(|r| r.status == Status::Interrupted) => {
+            return Ok(SearchEnd::Interrupted)
+        }
+        StageEnd::Results(r, s) => (r, s),
+    };
+    let values = values_of(spec);
+    let pool: Vec<(&RunResult, f64)> = pruned.iter().zip(values.iter().copied()).collect();
+    let chosen = top_values(&pool, opts.top);
+    if chosen.is_empty() {
+        bail!("every run of the pruned search diverged: lower --eta-max (or the learning rate)");
+    }
+    let (finals, t_finals) = match run_final(&opts.last(&chosen))? {
+        Ok(r) => r,
+        Err(end) => return Ok(end),
+    };
+    let summary = SearchSummary {
+        axis: opts.axis.name().to_string(),
+        coarse_values: values,
+        fine_values: Vec::new(),
+        final_values: chosen.clone(),
+        coarse: pruned,
+        fine: Vec::new(),
+        finals,
+        best_coarse_value: chosen[0],
+        fine_range: (opts.coarse_range.0, opts.coarse_range.1),
+        stage_s: [t_pruned, 0.0, t_finals],
+        pruning: Some(own.name().to_string()),
     };
     finish_summary(runner, summary)
 }
