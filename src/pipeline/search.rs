@@ -620,7 +620,7 @@ fn pruned_search(
             own.name()
         );
     }
-    let (pruned, t_pruned) = match stages.run_pruned(spec, &ladder)? {
+    let (pruned, t_pruned) = match stages.run_pruned(spec, ladder)? {
         StageEnd::Shard(end) => return Ok(end),
         StageEnd::Results(r, _) if r.iter().any(|r| r.status == Status::Interrupted) => {
             return Ok(SearchEnd::Interrupted)
