@@ -452,3 +452,47 @@ fn a_diverging_configuration_is_ranked_last_and_stops_at_its_rung() {
         1
     );
 }
+
+#[test]
+fn momentum_and_batch_norm_carry_over_rungs_to_the_same_bits() {
+    let cfgs: Vec<RunConfig> = configs(9)
+        .into_iter()
+        .map(|c| RunConfig {
+            momentum: 0.9,
+            batch_norm: true,
+            hidden: vec![16, 12],
+            ..c
+        })
+        .collect();
+    let ladder = Ladder::halving(9, 3, BudgetUnit::Cycles, 1, 9).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, base_metrics, record) =
+        search(&cfgs, &ladder, tmp.path(), (1, 1), false, &Control::new());
+    assert_eq!(base.iter().filter(|r| r.status == Status::Done).count(), 1);
+    for (stop, jobs) in [(20, (2, 2)), (70, (3, 2))] {
+        let dir = tempfile::tempdir().unwrap();
+        search(
+            &cfgs,
+            &ladder,
+            dir.path(),
+            (2, 2),
+            false,
+            &Control::stop_at(stop),
+        );
+        let (other, metrics, rec) = search(&cfgs, &ladder, dir.path(), jobs, true, &Control::new());
+        for (a, b) in base.iter().zip(&other) {
+            let bits = |r: &RunResult| common::numbers(r).map(f64::to_bits);
+            assert_eq!(
+                (a.status, bits(a)),
+                (b.status, bits(b)),
+                "{} stopped at {stop}",
+                a.name
+            );
+        }
+        assert_eq!(base_metrics, metrics, "stopped at {stop}");
+        assert_eq!(
+            decisions(record.as_ref().unwrap()),
+            decisions(&rec.unwrap())
+        );
+    }
+}
