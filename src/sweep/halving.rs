@@ -443,23 +443,9 @@ pub fn stage_members(
     opts: &RunnerOptions,
     shard: super::shard::Shard,
 ) -> Vec<bool> {
-    let mut groups = Vec::new();
-    for idx in super::shard::plan_parts(configs) {
-        let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
-        for g in super::runner::stage_groups(&part, opts) {
-            groups.push(g.into_iter().map(|j| idx[j]).collect::<Vec<usize>>());
-        }
-    }
-    let of = super::shard::assign(configs, &groups, shard.count);
-    let mut mine = vec![false; configs.len()];
-    for (g, members) in groups.iter().enumerate() {
-        if of[g] == shard.index {
-            for &i in members {
-                mine[i] = true;
-            }
-        }
-    }
-    mine
+    let groups =
+        super::shard::plan_groups_by(configs, |part| super::runner::stage_groups(part, opts));
+    super::shard::members_of(configs, &groups, shard)
 }
 
 /// Every configuration of a stage as the shards left it in the folder: at

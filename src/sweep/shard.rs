@@ -83,10 +83,19 @@ pub fn plan_parts(configs: &[RunConfig]) -> Vec<Vec<usize>> {
 /// precision) in order of first appearance, then grouped with
 /// [`group_configs`] within each part.
 pub fn plan_groups(configs: &[RunConfig], max_group: usize) -> Vec<Vec<usize>> {
+    plan_groups_by(configs, |part| group_configs(part, max_group))
+}
+
+/// [`plan_groups`] with the groups of each part made by `group` (a pruned
+/// search's rung also splits them by the step they pause at).
+pub fn plan_groups_by(
+    configs: &[RunConfig],
+    group: impl Fn(&[RunConfig]) -> Vec<Vec<usize>>,
+) -> Vec<Vec<usize>> {
     let mut groups = Vec::new();
     for idx in plan_parts(configs) {
         let part: Vec<RunConfig> = idx.iter().map(|&i| configs[i].clone()).collect();
-        for g in group_configs(&part, max_group) {
+        for g in group(&part) {
             groups.push(g.into_iter().map(|j| idx[j]).collect());
         }
     }
@@ -130,8 +139,13 @@ pub fn assign(configs: &[RunConfig], groups: &[Vec<usize>], count: usize) -> Vec
 
 /// Which configurations of `configs` shard `shard` trains (true per configuration).
 pub fn members(configs: &[RunConfig], max_group: usize, shard: Shard) -> Vec<bool> {
-    let groups = plan_groups(configs, max_group);
-    let of = assign(configs, &groups, shard.count);
+    members_of(configs, &plan_groups(configs, max_group), shard)
+}
+
+/// Which configurations of `configs` shard `shard` trains when `groups` (of
+/// [`plan_groups_by`]) are dealt by [`assign`] (true per configuration).
+pub fn members_of(configs: &[RunConfig], groups: &[Vec<usize>], shard: Shard) -> Vec<bool> {
+    let of = assign(configs, groups, shard.count);
     let mut mine = vec![false; configs.len()];
     for (g, members) in groups.iter().enumerate() {
         if of[g] == shard.index {
