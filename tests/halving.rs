@@ -73,6 +73,17 @@ fn search(
     (results, metrics, RungRecord::read(dir).unwrap())
 }
 
+/// `other` ends as `base` did, run by run: status, steps and every figure,
+/// bit for bit (`how` names the way it was run).
+fn assert_same_results(base: &[RunResult], other: &[RunResult], how: &str) {
+    assert_eq!(base.len(), other.len(), "{how}");
+    let bits = |r: &RunResult| common::numbers(r).map(f64::to_bits);
+    for (a, b) in base.iter().zip(other) {
+        assert_eq!((a.status, a.steps), (b.status, b.steps), "{} {how}", a.name);
+        assert_eq!(bits(a), bits(b), "{} {how}", a.name);
+    }
+}
+
 /// A record's decisions without the timing: who reached which rung with
 /// which figures, and who went on.
 fn decisions(r: &RungRecord) -> String {
@@ -117,11 +128,7 @@ fn halving_keeps_a_third_at_each_rung_and_the_same_bits_on_any_jobs_threads_or_s
 
     let same = |(other, metrics, rec): (Vec<RunResult>, Vec<Vec<u8>>, Option<RungRecord>),
                 how: &str| {
-        for (a, b) in base.iter().zip(&other) {
-            assert_eq!((a.status, a.steps), (b.status, b.steps), "{} {how}", a.name);
-            let bits = |r: &RunResult| common::numbers(r).map(f64::to_bits);
-            assert_eq!(bits(a), bits(b), "{} {how}", a.name);
-        }
+        assert_same_results(&base, &other, how);
         assert_eq!(base_metrics, metrics, "metrics.csv {how}");
         assert_eq!(decisions(&record), decisions(&rec.unwrap()), "rungs {how}");
     };
@@ -313,11 +320,7 @@ fn shards_of_each_rung_and_the_merges_between_equal_one_process_bit_for_bit() {
         let decided = RungRecord::read(dir.path()).unwrap().unwrap().rungs.len();
         assert_eq!(decided, rung);
         if rung == 3 {
-            for (a, b) in base.iter().zip(&results) {
-                let bits = |r: &RunResult| common::numbers(r).map(f64::to_bits);
-                assert_eq!((a.status, a.steps), (b.status, b.steps), "{}", a.name);
-                assert_eq!(bits(a), bits(b), "{}", a.name);
-            }
+            assert_same_results(&base, &results, "sharded");
         }
     }
     let metrics: Vec<Vec<u8>> = cfgs
@@ -333,29 +336,10 @@ fn shards_of_each_rung_and_the_merges_between_equal_one_process_bit_for_bit() {
 fn sweep_and_search_pruned_from_the_command_line_give_tables_pictures_and_json() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sweep");
-    let (code, stdout, err) = common::shallow_cli(
-        &[
-            "sweep",
-            "--lambda-grid",
-            "1e-4:1e-1:6",
-            "--halving",
-            "--max-cycles",
-            "3",
-            "--ns",
-            "20",
-            "--n-train",
-            "1000",
-            "--n-val",
-            "300",
-            "--log-points",
-            "2",
-            "--json",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        None,
-        &[],
-    );
+    let mut args = common::pruned_sweep();
+    args.extend(["--json", "--out", out.to_str().unwrap()].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, err) = common::shallow_cli(&argv, None, &[]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rungs = json["pruning"]["rungs"]
@@ -480,15 +464,7 @@ fn momentum_and_batch_norm_carry_over_rungs_to_the_same_bits() {
             &Control::stop_at(stop),
         );
         let (other, metrics, rec) = search(&cfgs, &ladder, dir.path(), jobs, true, &Control::new());
-        for (a, b) in base.iter().zip(&other) {
-            let bits = |r: &RunResult| common::numbers(r).map(f64::to_bits);
-            assert_eq!(
-                (a.status, bits(a)),
-                (b.status, bits(b)),
-                "{} stopped at {stop}",
-                a.name
-            );
-        }
+        assert_same_results(&base, &other, &format!("stopped at {stop}"));
         assert_eq!(base_metrics, metrics, "stopped at {stop}");
         assert_eq!(
             decisions(record.as_ref().unwrap()),

@@ -304,25 +304,7 @@ fn sweeps_and_searches_on_a_real_slurm_cluster_equal_one_process_bit_for_bit() {
     assert!(out.join("report.html").exists());
 
     // Successive halving over two widths as the chain rung 1 -> decide -> rung 2 -> merge.
-    let halving = args(&[
-        "sweep",
-        "--grid",
-        "lambda=1e-4,1e-3,1e-2",
-        "--grid",
-        "hidden=20,40",
-        "--halving",
-        "--max-cycles",
-        "3",
-        "--ns",
-        "20",
-        "--n-train",
-        "1000",
-        "--n-val",
-        "300",
-        "--log-points",
-        "2",
-        "--max-group=2",
-    ]);
+    let halving = common::pruned_sweep();
     ok(
         &conf,
         &work,

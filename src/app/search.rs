@@ -308,30 +308,22 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
     let mut args = vec!["search".to_string()];
     args.extend(rest);
     args.extend(super::sweep::fixed_paths(&out, &data_dir));
-    let threads = "--threads \"${SLURM_CPUS_PER_TASK:-1}\"";
     let mut jobs: Vec<Job> = [Stage::Coarse, Stage::Fine, Stage::Final]
         .into_iter()
         .zip(tasks)
         .enumerate()
-        .map(|(i, (stage, t))| Job {
-            file: format!("{}.sbatch", stage.name()),
-            name: format!("shallow-{}", stage.name()),
-            tasks: Some(t),
-            after: i.checked_sub(1),
-            cpus: res.cpus_per_task,
-            args: [args.clone(), vec!["--stage".into(), stage.name().into()]].concat(),
-            raw: format!("{threads} --shard \"$SLURM_ARRAY_TASK_ID/{t}\""),
+        .map(|(i, (stage, t))| {
+            let stage_args = [args.clone(), vec!["--stage".into(), stage.name().into()]].concat();
+            super::sweep::shard_array(
+                stage.name(),
+                t,
+                i.checked_sub(1),
+                res.cpus_per_task,
+                &stage_args,
+            )
         })
         .collect();
-    jobs.push(Job {
-        file: "report.sbatch".into(),
-        name: "shallow-report".into(),
-        tasks: None,
-        after: Some(2),
-        cpus: 1,
-        args: [args, vec!["--resume".into()]].concat(),
-        raw: "--threads 1".into(),
-    });
+    jobs.push(report_job(args, jobs.len() - 1));
     super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-report")
 }
 
@@ -345,7 +337,7 @@ fn write_pruned_slurm(
     n: usize,
     mut runner: crate::sweep::RunnerOptions,
 ) -> Result<Finish> {
-    use crate::sweep::slurm::{self, Job};
+    use crate::sweep::slurm;
     let res = a.slurm.resources()?;
     let (out, data_dir, cwd) = super::sweep::slurm_paths(&a.common)?;
     let stage = Stage::pruned(ladder.method);
@@ -366,51 +358,33 @@ fn write_pruned_slurm(
     let mut args = vec!["search".to_string()];
     args.extend(rest);
     args.extend(super::sweep::fixed_paths(&out, &data_dir));
-    let threads = "--threads \"${SLURM_CPUS_PER_TASK:-1}\"";
-    let mut jobs: Vec<Job> = Vec::new();
-    for rung in 1..=ladder.stages() {
-        jobs.push(Job {
-            file: format!("rung{rung}.sbatch"),
-            name: format!("shallow-rung{rung}"),
-            tasks: Some(n),
-            after: jobs.len().checked_sub(1),
-            cpus: res.cpus_per_task,
-            args: [args.clone(), vec!["--stage".into(), stage.name().into()]].concat(),
-            raw: format!("{threads} --shard \"$SLURM_ARRAY_TASK_ID/{n}\""),
-        });
-        jobs.push(Job {
-            file: format!("decide{rung}.sbatch"),
-            name: format!("shallow-decide{rung}"),
-            tasks: None,
-            after: Some(jobs.len() - 1),
-            cpus: 1,
-            args: vec![
-                "sweep".into(),
-                "merge".into(),
-                runner.out.display().to_string(),
-                "--quiet".into(),
-            ],
-            raw: String::new(),
-        });
-    }
+    let stage_args = [args.clone(), vec!["--stage".into(), stage.name().into()]].concat();
+    let mut jobs = super::sweep::rung_jobs(ladder, &stage_args, &runner.out, n, res.cpus_per_task);
     let t = n.min(opts.top);
-    jobs.push(Job {
-        file: "final.sbatch".into(),
-        name: "shallow-final".into(),
-        tasks: Some(t),
-        after: Some(jobs.len() - 1),
-        cpus: res.cpus_per_task,
-        args: [args.clone(), vec!["--stage".into(), "final".into()]].concat(),
-        raw: format!("{threads} --shard \"$SLURM_ARRAY_TASK_ID/{t}\""),
-    });
-    jobs.push(Job {
+    let final_args = [args.clone(), vec!["--stage".into(), "final".into()]].concat();
+    let after = Some(jobs.len() - 1);
+    jobs.push(super::sweep::shard_array(
+        "final",
+        t,
+        after,
+        res.cpus_per_task,
+        &final_args,
+    ));
+    jobs.push(report_job(args, jobs.len() - 1));
+    super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-report")
+}
+
+/// The one-task job that finishes a search's chain after job `after`: the
+/// search again with `--resume`, which reads every stage, writes the summary
+/// and the report.
+fn report_job(args: Vec<String>, after: usize) -> crate::sweep::slurm::Job {
+    crate::sweep::slurm::Job {
         file: "report.sbatch".into(),
         name: "shallow-report".into(),
         tasks: None,
-        after: Some(jobs.len() - 1),
+        after: Some(after),
         cpus: 1,
         args: [args, vec!["--resume".into()]].concat(),
         raw: "--threads 1".into(),
-    });
-    super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-report")
+    }
 }

@@ -534,7 +534,7 @@ fn write_slurm(
     ladder: Option<&crate::sweep::ladder::Ladder>,
     n: usize,
 ) -> Result<Finish> {
-    use crate::sweep::slurm::{self, Job};
+    use crate::sweep::slurm;
     let res = a.slurm.resources()?;
     if n == 0 {
         anyhow::bail!("--slurm 0: give the number of array tasks (shards), at least 1");
@@ -575,86 +575,76 @@ fn write_slurm(
         return submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-merge");
     }
     let jobs = vec![
-        Job {
-            file: "sweep.sbatch".into(),
-            name: "shallow-sweep".into(),
-            tasks: Some(tasks),
-            after: None,
-            cpus: res.cpus_per_task,
-            args,
-            raw: format!(
-                "--threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --shard \"$SLURM_ARRAY_TASK_ID/{tasks}\""
-            ),
-        },
-        Job {
-            file: "merge.sbatch".into(),
-            name: "shallow-merge".into(),
-            tasks: None,
-            after: Some(0),
-            cpus: 1,
-            args: vec![
-                "sweep".into(),
-                "merge".into(),
-                out.display().to_string(),
-                "--quiet".into(),
-            ],
-            raw: String::new(),
-        },
+        shard_array("sweep", tasks, None, res.cpus_per_task, &args),
+        merge_job("merge", 0, &out),
     ];
     submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-merge")
 }
 
 /// A pruned search's Slurm chain: per stage, an array of `n` shards that
-/// bring the live configurations to their next rung, then `sweep merge`,
-/// which decides the rung (the last one writes the tables and report); each
-/// job after the one before succeeded.
-fn rung_jobs(
+/// bring the live configurations to their next rung (each task runs `args`
+/// with its shard), then `sweep merge` of `out`, which decides the rung (the
+/// last one writes the tables and report); each job after the one before
+/// succeeded.
+pub fn rung_jobs(
     ladder: &crate::sweep::ladder::Ladder,
     args: &[String],
     out: &std::path::Path,
     n: usize,
     cpus: usize,
 ) -> Vec<crate::sweep::slurm::Job> {
-    use crate::sweep::slurm::Job;
     let mut jobs = Vec::new();
     for stage in 1..=ladder.stages() {
         let after = jobs.len().checked_sub(1);
-        jobs.push(Job {
-            file: format!("rung{stage}.sbatch"),
-            name: format!("shallow-rung{stage}"),
-            tasks: Some(n),
-            after,
-            cpus,
-            args: args.to_vec(),
-            raw: format!(
-                "--threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --shard \"$SLURM_ARRAY_TASK_ID/{n}\""
-            ),
-        });
-        let last = stage == ladder.stages();
-        jobs.push(Job {
-            file: if last {
-                "merge.sbatch".into()
-            } else {
-                format!("decide{stage}.sbatch")
-            },
-            name: if last {
-                "shallow-merge".into()
-            } else {
-                format!("shallow-decide{stage}")
-            },
-            tasks: None,
-            after: Some(jobs.len() - 1),
-            cpus: 1,
-            args: vec![
-                "sweep".into(),
-                "merge".into(),
-                out.display().to_string(),
-                "--quiet".into(),
-            ],
-            raw: String::new(),
-        });
+        jobs.push(shard_array(&format!("rung{stage}"), n, after, cpus, args));
+        let name = if stage == ladder.stages() {
+            "merge".to_string()
+        } else {
+            format!("decide{stage}")
+        };
+        jobs.push(merge_job(&name, jobs.len() - 1, out));
     }
     jobs
+}
+
+/// An array job `name` of `tasks` shards, each running `args` with
+/// `--shard $SLURM_ARRAY_TASK_ID/tasks` on its allocation's cores.
+pub fn shard_array(
+    name: &str,
+    tasks: usize,
+    after: Option<usize>,
+    cpus: usize,
+    args: &[String],
+) -> crate::sweep::slurm::Job {
+    crate::sweep::slurm::Job {
+        file: format!("{name}.sbatch"),
+        name: format!("shallow-{name}"),
+        tasks: Some(tasks),
+        after,
+        cpus,
+        args: args.to_vec(),
+        raw: format!(
+            "--threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --shard \"$SLURM_ARRAY_TASK_ID/{tasks}\""
+        ),
+    }
+}
+
+/// The one-task job `name` that runs `sweep merge out` after job `after`.
+fn merge_job(name: &str, after: usize, out: &std::path::Path) -> crate::sweep::slurm::Job {
+    crate::sweep::slurm::Job {
+        file: format!("{name}.sbatch"),
+        name: format!("shallow-{name}"),
+        tasks: None,
+        after: Some(after),
+        cpus: 1,
+        args: vec![
+            "sweep".into(),
+            "merge".into(),
+            out.display().to_string(),
+            "--quiet".into(),
+        ],
+        raw: String::new(),
+    }
 }
 
 /// The absolute --out (created), the data folder the shards will read

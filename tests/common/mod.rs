@@ -137,6 +137,18 @@ pub const SHARDED_SWEEP: [&str; 16] = [
     "--max-group=2",
 ];
 
+/// [`SHARDED_SWEEP`] pruned by successive halving: its six configurations
+/// at 1 cycle, the best two on to 3 cycles.
+pub fn pruned_sweep() -> Vec<String> {
+    let mut args: Vec<String> = SHARDED_SWEEP.iter().map(|s| s.to_string()).collect();
+    let at = args.iter().position(|a| a == "--cycles").expect("a length");
+    args.splice(
+        at..at + 2,
+        ["--halving", "--max-cycles", "3"].map(String::from),
+    );
+    args
+}
+
 /// A small search on the generated release (6 coarse values in two groups, 4
 /// fine, the top 2 on more data), without --out.
 pub fn small_search(coarse: &str) -> Vec<String> {
