@@ -281,8 +281,22 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
         (a.resume, a.force),
         data_dir.display().to_string(),
     )?;
+    // Each job re-runs this command line, less the Slurm flags, with absolute paths.
+    let mut args = vec!["search".to_string()];
+    args.extend(slurm::without_flags(
+        &slurm::own_args("search"),
+        &slurm::SLURM_VALUED,
+        &slurm::SLURM_BARE,
+    ));
+    args.extend(super::sweep::fixed_paths(&out, &data_dir));
     if let Some((spec, ladder)) = opts.pruned()? {
-        return write_pruned_slurm(a, opts, (&spec, &ladder), n, runner);
+        let chain = Chain {
+            res,
+            out,
+            cwd,
+            args,
+        };
+        return write_pruned_slurm(a, opts, (&spec, &ladder), n, runner, chain);
     }
     // The coarse plan goes into the folder now (a shard computing another
     // refuses to run); --force clears the earlier search's stages.
@@ -300,14 +314,6 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
     };
     // The fine stage has as many runs as --fine-n, the final one --top.
     let tasks = [n.min(groups(&coarse)), n.min(opts.fine_n), n.min(opts.top)];
-    let rest = slurm::without_flags(
-        &slurm::own_args("search"),
-        &slurm::SLURM_VALUED,
-        &slurm::SLURM_BARE,
-    );
-    let mut args = vec!["search".to_string()];
-    args.extend(rest);
-    args.extend(super::sweep::fixed_paths(&out, &data_dir));
     let mut jobs: Vec<Job> = [Stage::Coarse, Stage::Fine, Stage::Final]
         .into_iter()
         .zip(tasks)
@@ -327,6 +333,15 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
     super::sweep::submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-report")
 }
 
+/// What every job of a search's Slurm chain shares: the resources, the
+/// absolute --out, the folder the command runs in, and the command line.
+struct Chain {
+    res: crate::sweep::slurm::Resources,
+    out: std::path::PathBuf,
+    cwd: std::path::PathBuf,
+    args: Vec<String>,
+}
+
 /// `--slurm N` for `--method halving|hyperband`: per rung an array of the
 /// pruned stage's shards and `sweep merge` of its folder (which decides the
 /// rung), then the final array and the report, each after the one before.
@@ -336,10 +351,13 @@ fn write_pruned_slurm(
     (spec, ladder): (&crate::sweep::SweepSpec, &crate::sweep::ladder::Ladder),
     n: usize,
     mut runner: crate::sweep::RunnerOptions,
+    Chain {
+        res,
+        out,
+        cwd,
+        args,
+    }: Chain,
 ) -> Result<Finish> {
-    use crate::sweep::slurm;
-    let res = a.slurm.resources()?;
-    let (out, data_dir, cwd) = super::sweep::slurm_paths(&a.common)?;
     let stage = Stage::pruned(ladder.method);
     if a.force {
         crate::sweep::runner::clear_plan(&out.join(Stage::Final.name()))?;
@@ -350,14 +368,6 @@ fn write_pruned_slurm(
     crate::util::create_dir(&runner.out)?;
     crate::sweep::runner::guard_plan(&spec.configs()?, &runner)?;
     crate::util::write_json(&runner.out.join("sweep.json"), spec)?;
-    let rest = slurm::without_flags(
-        &slurm::own_args("search"),
-        &slurm::SLURM_VALUED,
-        &slurm::SLURM_BARE,
-    );
-    let mut args = vec!["search".to_string()];
-    args.extend(rest);
-    args.extend(super::sweep::fixed_paths(&out, &data_dir));
     let stage_args = [args.clone(), vec!["--stage".into(), stage.name().into()]].concat();
     let mut jobs = super::sweep::rung_jobs(ladder, &stage_args, &runner.out, n, res.cpus_per_task);
     let t = n.min(opts.top);
