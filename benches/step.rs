@@ -79,7 +79,7 @@ fn loading(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("load_60000_and_standardise_a1_and_full", |b| {
         b.iter(|| {
-            let d = shallow::data::Cifar10::load(std::path::Path::new(&dir)).unwrap();
+            let d = shallow::data::RawData::load(std::path::Path::new(&dir)).unwrap();
             let full = shallow::data::SplitSpec {
                 kind: shallow::data::SplitKind::Full,
                 ..Default::default()

@@ -24,7 +24,7 @@ fn data_info_matches_the_release() {
         .collect();
     assert_eq!(per_class, vec![5000; 10]);
     let want = [125.31, 122.95, 113.87];
-    for (m, w) in info.train_mean_rgb.iter().zip(want) {
+    for (m, w) in info.train_mean.iter().zip(want) {
         assert!((m - w).abs() < 0.01, "{m} vs {w}");
     }
     assert_eq!(&d.train[0].labels[..10], &[6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);

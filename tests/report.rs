@@ -1,13 +1,13 @@
 //! The whole pipeline on generated data (quick mode): every section, table and
 //! image of the report is there, and report.html is well-formed and self-contained.
 
-use shallow::data::Cifar10;
+use shallow::data::RawData;
 use shallow::pipeline::experiment::{run_all, AllOptions};
 use shallow::sweep::RunnerOptions;
 use shallow::train::Control;
 use shallow::ui::DisplayMode;
 
-fn generated() -> Cifar10 {
+fn generated() -> RawData {
     shallow::data::generated::cifar10(1000, 11)
 }
 

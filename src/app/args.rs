@@ -30,9 +30,27 @@ pub struct CommonArgs {
 /// Where the CIFAR-10 files are.
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// CIFAR-10 folder (else $CIFAR10_DIR, else ./data/cifar-10-batches-bin).
+    /// Data folder or .npz file (else $CIFAR10_DIR, else ./data/cifar-10-batches-bin):
+    /// CIFAR-10, CIFAR-100, MNIST, Fashion-MNIST or .npz, detected from its files.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The data set, when its files do not say (MNIST and Fashion-MNIST share theirs).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<crate::data::DatasetKind>,
+    /// CIFAR-100's classes: the 100 fine ones or the 20 coarse ones [default: fine].
+    #[arg(long, value_name = "KIND")]
+    pub labels: Option<crate::data::Labels>,
+}
+
+impl DataArgs {
+    /// Where the data is and how to read it.
+    pub fn source(&self) -> crate::data::Source {
+        crate::data::Source {
+            dir: self.data.clone(),
+            dataset: self.dataset,
+            labels: self.labels,
+        }
+    }
 }
 
 /// Generates [`SettingsArgs`] from the one table of settings

@@ -38,8 +38,9 @@ pub fn run_command(a: &BenchArgs) -> Result<super::common::Finish> {
         f64: a.precision == crate::nn::Precision::F64,
         no_sweep: a.no_sweep,
     };
-    let data = match crate::data::locate(a.data.data.as_deref())? {
-        Some(dir) => Some(crate::data::Cifar10::load(&dir)?),
+    let source = a.data.source();
+    let data = match crate::data::locate(&source)? {
+        Some(dir) => Some(crate::data::RawData::load_as(&dir, &source)?),
         None => None,
     };
     let report = run(data.as_ref(), &opts)?;

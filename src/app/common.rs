@@ -150,14 +150,14 @@ pub fn runner_options(
 
 /// The data of `--data`, `$CIFAR10_DIR` or `./data/cifar-10-batches-bin`;
 /// when there is none, the official release is fetched into `./data` first.
-pub fn load_or_fetch(dir: Option<&Path>) -> Result<crate::data::Cifar10> {
+pub fn load_or_fetch(source: &crate::data::Source) -> Result<crate::data::RawData> {
     use crate::data::{self, fetch};
-    match data::locate(dir)? {
-        Some(dir) => data::Cifar10::load(&dir),
+    match data::locate(source)? {
+        Some(dir) => data::RawData::load_as(&dir, source),
         None => {
             eprintln!("no CIFAR-10 data found: fetching it into ./data");
             let dir = fetch::fetch(Path::new("data"), fetch::URL, fetch::MD5, true)?;
-            data::Cifar10::load(&dir)
+            data::RawData::load_as(&dir, source)
         }
     }
 }
@@ -201,7 +201,7 @@ pub fn run_and_write(
     control: &Control,
 ) -> Result<Vec<RunResult>> {
     crate::util::create_dir(&common.out)?;
-    let data = crate::data::load(common.data.data.as_deref())?;
+    let data = crate::data::load(&common.data.source())?;
     let opts = RunnerOptions {
         jobs: threads,
         threads,

@@ -39,7 +39,7 @@ pub enum DataCommand {
 pub fn run(cmd: &DataCommand) -> Result<Finish> {
     match cmd {
         DataCommand::Info { data, json } => {
-            let d = data::load(data.data.as_deref())?;
+            let d = data::load(&data.source())?;
             let info = d.info();
             if *json {
                 print_json(&info)?;

@@ -64,6 +64,16 @@ pub fn run(a: &ExperimentArgs, control: &Control) -> Result<Finish> {
             "--part chooses the parts of `experiment bonus`: drop it, or run `experiment bonus`"
         );
     }
+    if a.which != Experiment::Bonus {
+        let data = crate::data::probe(&a.common.data.source())?;
+        if !data.is_cifar10() {
+            anyhow::bail!(
+                "experiment a1, a2 and all reproduce the CIFAR-10 assignments, and --data holds {}: \
+                 use `shallow train`, `sweep`, `search` or `experiment bonus` on other data",
+                data.describe()
+            );
+        }
+    }
     let configs = match a.which {
         Experiment::A1 => a1_configs(a.seed, a.precision),
         Experiment::A2 => a2_configs(a.seed, a.precision),
@@ -90,13 +100,13 @@ fn fixed_experiment_setup(
     a: &ExperimentArgs,
     kind: crate::folder::FolderKind,
 ) -> Result<(
-    crate::data::Cifar10,
+    crate::data::RawData,
     crate::sweep::RunnerOptions,
     crate::folder::FolderLock,
 )> {
     super::common::threads(a.common.threads)?;
     let lock = super::common::claim_out(&a.common, kind, false)?;
-    let data = super::common::load_or_fetch(a.common.data.data.as_deref())?;
+    let data = super::common::load_or_fetch(&a.common.data.source())?;
     let runner = runner_options(
         &a.common,
         None,

@@ -98,15 +98,6 @@ pub fn run(a: &GradcheckArgs) -> Result<Finish> {
             a.label_smoothing
         );
     }
-    let subsets = match (a.dims, a.samples) {
-        (None, None) => vec![(20, 100), (3072, 2)],
-        (d, s) => vec![(d.unwrap_or(20), s.unwrap_or(100))],
-    };
-    for &(d, s) in &subsets {
-        if d == 0 || d > data::PIXELS || s == 0 || s > data::RECORDS_PER_FILE {
-            bail!("--dims {d} --samples {s} out of range: use 1-3072 features and 1-10000 images");
-        }
-    }
     if a.model != ModelKind::Linear && (a.hidden.is_empty() || a.hidden.contains(&0)) {
         bail!(
             "--hidden {:?}: every hidden layer needs at least one unit, e.g. --hidden 50",
@@ -125,31 +116,53 @@ pub fn run(a: &GradcheckArgs) -> Result<Finish> {
         h: a.h,
         eps: a.eps,
         tol: a.tol,
-        subsets,
+        subsets: vec![],
         seed: a.seed,
         batch_norm: a.batch_norm,
         dropout: a.dropout,
         smoothing: a.label_smoothing,
     };
     crate::linalg::blas::set_threads(1); // tiny products: threads only add overhead
-    let split = match data::locate(a.data.data.as_deref())? {
-        Some(dir) => {
-            let d = data::Cifar10::load(&dir)?;
+    let source = a.data.source();
+    let data = match data::locate(&source)? {
+        Some(dir) => Some(data::RawData::load_as(&dir, &source)?),
+        None => {
+            eprintln!("no data found (--data, CIFAR10_DIR): checking on generated data");
+            None
+        }
+    };
+    // Generated data: CIFAR-10's sizes.
+    let shape = data.as_ref().map(|d| d.shape).unwrap_or_default();
+    let (d_max, n_max) = (shape.pixels(), shape.train_images / 5);
+    let mut opts = opts;
+    opts.subsets = match (a.dims, a.samples) {
+        (None, None) => vec![(20.min(d_max), 100.min(n_max)), (d_max, 2.min(n_max))],
+        (d, s) => vec![(d.unwrap_or(20), s.unwrap_or(100))],
+    };
+    for &(d, s) in &opts.subsets {
+        if d == 0 || d > d_max || s == 0 || s > n_max {
+            bail!("--dims {d} --samples {s} out of range: use 1-{d_max} features and 1-{n_max} images");
+        }
+    }
+    let split = match &data {
+        Some(d) => {
             let a1 = SplitSpec {
                 kind: SplitKind::A1,
                 ..Default::default()
             };
-            Some(Split::<f64>::new(&d, a1)?)
+            Some(Split::<f64>::new(d, a1)?)
         }
-        None => {
-            eprintln!("no CIFAR-10 data found (--data, CIFAR10_DIR): checking on generated data");
-            None
-        }
+        None => None,
     };
-    let source = split
-        .as_ref()
-        .map(|s| (&s.train, "CIFAR-10 data_batch_1".to_string()));
-    let report = gradcheck::run(&opts, source);
+    let name = data.as_ref().map_or(String::new(), |d| {
+        let first = &d.train[0].name;
+        format!("{} {}", d.kind.title(), first.trim_end_matches(".bin"))
+    });
+    let report = gradcheck::run_on(
+        &opts,
+        split.as_ref().map(|s| (&s.train, name.clone())),
+        shape.classes,
+    );
     if a.json {
         print_json(&report)?;
     } else {

@@ -98,7 +98,8 @@ pub fn run(a: &LrRangeArgs, control: &Control) -> Result<Finish> {
     let base = TrainSettings {
         lambda: 0.01,
         ..TrainSettings::sweep_default()
-    };
+    }
+    .for_data(crate::data::probe(&a.common.data.source())?);
     let mut settings = a.settings.settings();
     if settings.eta.is_some()
         || settings.eta_min.is_some()

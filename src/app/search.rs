@@ -137,7 +137,13 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
             name = axis.name()
         );
     }
-    let mut base = merged.train_settings(defaults.base.clone())?;
+    let data = crate::data::probe(&a.common.data.source())?;
+    let mut base = defaults.base.clone().for_data(data);
+    if !data.is_cifar10() {
+        // A2's n_s of 900 is two epochs of 45,000 images: two epochs of any other data.
+        base.ns = 0;
+    }
+    let mut base = merged.train_settings(base)?;
     if a.settings.cycles.is_none() && merged.cycles.is_none() {
         base.cycles = a.coarse_cycles;
     }
@@ -159,7 +165,7 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
         fine_decades: a.fine_decades,
         top: a.top,
         final_cycles: a.final_cycles,
-        final_n_val: a.final_n_val,
+        final_n_val: a.final_n_val.min(data.default_n_val()),
         prune: None,
     };
     let method = match a.method {
@@ -210,7 +216,7 @@ pub fn run(a: &SearchArgs, control: &Control) -> Result<Finish> {
             ..crate::folder::Claim::new(kind, a.force)
         },
     )?;
-    let data = crate::data::load(a.common.data.data.as_deref())?;
+    let data = crate::data::load(&a.common.data.source())?;
     let runner = runner_options(
         &a.common,
         a.jobs,
@@ -288,7 +294,11 @@ fn write_slurm(a: &SearchArgs, opts: &SearchOptions, n: usize) -> Result<Finish>
         &slurm::SLURM_VALUED,
         &slurm::SLURM_BARE,
     ));
-    args.extend(super::sweep::fixed_paths(&out, &data_dir));
+    args.extend(super::sweep::fixed_paths(
+        &out,
+        &data_dir,
+        &a.common.data.source(),
+    ));
     if let Some((spec, ladder)) = opts.pruned()? {
         let chain = Chain {
             res,

@@ -105,9 +105,10 @@ pub fn sweep_spec(a: &SweepArgs) -> Result<SweepSpec> {
         Some(p) => SweepSettings::from_toml_file(p)?,
         None => SweepSettings::default(),
     };
+    let data = crate::data::probe(&a.common.data.source())?;
     flag_settings(&a.axes, &a.settings)?
         .over(file)?
-        .spec(TrainSettings::sweep_default())
+        .spec(TrainSettings::sweep_default().for_data(data))
 }
 
 /// A dashboard label per configuration: its axis values, e.g. `lambda 1.00e-3`
@@ -164,7 +165,7 @@ pub fn run(a: &SweepArgs, control: &Control) -> Result<Finish> {
             ..crate::folder::Claim::new(FolderKind::Sweep, a.force)
         },
     )?;
-    let data = crate::data::load(a.common.data.data.as_deref())?;
+    let data = crate::data::load(&a.common.data.source())?;
     let mut opts = runner_options(
         &a.common,
         a.jobs,
@@ -569,7 +570,7 @@ fn write_slurm(
     );
     let mut args = vec!["sweep".to_string()];
     args.extend(rest);
-    args.extend(fixed_paths(&out, &data_dir));
+    args.extend(fixed_paths(&out, &data_dir, &a.common.data.source()));
     if let Some(l) = ladder {
         let jobs = rung_jobs(l, &args, &out, n, res.cpus_per_task);
         return submit_or_tell(&out, &jobs, &res, &cwd, a.slurm.submit, "shallow-merge");
@@ -653,9 +654,9 @@ fn merge_job(name: &str, after: usize, out: &std::path::Path) -> crate::sweep::s
 pub fn slurm_paths(common: &CommonArgs) -> Result<(PathBuf, PathBuf, PathBuf)> {
     crate::util::create_dir(&common.out)?;
     let out = common.out.canonicalize()?;
-    let Some(data) = crate::data::locate(common.data.data.as_deref())? else {
+    let Some(data) = crate::data::locate(&common.data.source())? else {
         anyhow::bail!(
-            "--slurm: no CIFAR-10 data found (--data, $CIFAR10_DIR, ./data/cifar-10-batches-bin): \
+            "--slurm: no data found (--data, $CIFAR10_DIR, ./data/cifar-10-batches-bin): \
              fetch it once where every node can read it (`shallow data fetch --dest DIR`), then give --data DIR"
         );
     };
@@ -665,14 +666,20 @@ pub fn slurm_paths(common: &CommonArgs) -> Result<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// `--data DATA --out OUT --quiet`: what every job passes whatever was typed.
-pub fn fixed_paths(out: &std::path::Path, data: &std::path::Path) -> Vec<String> {
-    vec![
-        "--data".into(),
-        data.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        "--quiet".into(),
-    ]
+pub fn fixed_paths(
+    out: &std::path::Path,
+    data: &std::path::Path,
+    source: &crate::data::Source,
+) -> Vec<String> {
+    let mut args = vec!["--data".into(), data.display().to_string()];
+    if let Some(d) = source.dataset {
+        args.extend(["--dataset".into(), d.flag().into()]);
+    }
+    if let Some(l) = source.labels {
+        args.extend(["--labels".into(), format!("{l:?}").to_lowercase()]);
+    }
+    args.extend(["--out".into(), out.display().to_string(), "--quiet".into()]);
+    args
 }
 
 /// Writes the jobs' scripts, submits them when asked, and says what to do next.

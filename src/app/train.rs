@@ -52,10 +52,11 @@ pub fn run_folder(out: &Path) -> Result<(PathBuf, String)> {
 
 /// Builds the run configuration of `shallow train` from its flags.
 pub fn train_config(a: &TrainArgs) -> Result<RunConfig> {
+    let data = crate::data::probe(&a.common.data.source())?;
     let settings = a
         .settings
         .settings()
-        .train_settings(TrainSettings::train_default())?;
+        .train_settings(TrainSettings::train_default().for_data(data))?;
     settings.run_config(a.name.as_deref().unwrap_or("run"))
 }
 

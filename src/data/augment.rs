@@ -2,22 +2,17 @@
 //! to each image while a training batch is gathered into its reused buffer, so
 //! there is no copy of the data set and no allocation in a step.
 //!
-//! An image is a column of 3072 features in the release's order: three colour
-//! planes of 32 x 32 pixels, row-major, feature `c * 1024 + row * 32 + col`.
+//! An image is a column of d features in the release's order: its colour
+//! planes, each row-major ([`ImageShape`]); CIFAR's feature
+//! `c * 1024 + row * 32 + col`.
 //! The draws come from the data seed, the step and the image's slot in the
 //! batch through a stateless hash, so every configuration of a lockstep group
 //! sees the same images, and a resumed run draws exactly what it would have.
 
 use serde::{Deserialize, Serialize};
 
-use super::batch::PIXELS;
+use super::shape::ImageShape;
 use crate::util::mix64;
-
-/// Image side in pixels.
-/// Side of a CIFAR-10 image in pixels.
-pub const SIDE: usize = 32;
-/// Pixels per colour plane.
-const PLANE: usize = SIDE * SIDE;
 
 /// What fills the pixels a translation uncovers.
 #[derive(
@@ -99,13 +94,21 @@ impl Augment {
         }
     }
 
-    /// Writes `src` (one image, [`PIXELS`] features) into `dst` flipped and
+    /// Writes `src` (one image of layout `image`) into `dst` flipped and
     /// shifted as `d` says, filling uncovered pixels as `self.pad` says.
-    pub fn apply<T: Copy + num_traits::Zero>(&self, src: &[T], dst: &mut [T], d: Draw) {
-        debug_assert!(src.len() == PIXELS && dst.len() == PIXELS);
-        // Where each output row and column reads from (None: padding), on the stack.
-        let source = |i: usize, shift: i32, flip: bool| -> Option<usize> {
-            let side = SIDE as i32;
+    pub fn apply<T: Copy + num_traits::Zero>(
+        &self,
+        image: ImageShape,
+        src: &[T],
+        dst: &mut [T],
+        d: Draw,
+    ) {
+        let (height, width, plane) = (image.height, image.width, image.plane());
+        debug_assert!(src.len() == image.pixels() && dst.len() == image.pixels());
+        // Where output row or column i reads from along a side of `side`
+        // pixels (None: padding).
+        let source = |i: usize, side: usize, shift: i32, flip: bool| -> Option<usize> {
+            let side = side as i32;
             let v = i as i32 - shift;
             let v = match self.pad {
                 Pad::Zero if !(0..side).contains(&v) => return None,
@@ -116,39 +119,38 @@ impl Augment {
                     (if v >= side { 2 * (side - 1) - v } else { v }).clamp(0, side - 1)
                 }
             } as usize;
-            Some(if flip { SIDE - 1 - v } else { v })
+            Some(if flip { side as usize - 1 - v } else { v })
         };
-        let mut rows = [None; SIDE];
-        let mut cols = [None; SIDE];
-        for i in 0..SIDE {
-            rows[i] = source(i, d.dy, false);
-            cols[i] = source(i, d.dx, d.flip);
-        }
         // Output columns lo..hi read inside the image, as one contiguous run
         // (reversed when flipped); the few outside it are padding.
-        let lo = d.dx.max(0) as usize;
-        let hi = (SIDE as i32 + d.dx.min(0)) as usize;
-        let v0 = (lo as i32 - d.dx) as usize;
-        let run = hi.saturating_sub(lo);
-        for p in 0..3 {
-            let src = &src[p * PLANE..(p + 1) * PLANE];
-            let dst = &mut dst[p * PLANE..(p + 1) * PLANE];
-            for (row, out) in dst.chunks_exact_mut(SIDE).enumerate() {
-                let Some(r) = rows[row] else {
+        let lo = (d.dx.max(0) as usize).min(width);
+        let hi = (width as i32 + d.dx.min(0)).max(lo as i32) as usize;
+        let run = hi - lo;
+        let v0 = if run > 0 {
+            (lo as i32 - d.dx) as usize
+        } else {
+            0
+        };
+        for p in 0..image.channels {
+            let src = &src[p * plane..(p + 1) * plane];
+            let dst = &mut dst[p * plane..(p + 1) * plane];
+            for (row, out) in dst.chunks_exact_mut(width).enumerate() {
+                let Some(r) = source(row, height, d.dy, false) else {
                     out.fill(T::zero());
                     continue;
                 };
-                let line = &src[r * SIDE..(r + 1) * SIDE];
-                if d.flip {
-                    let from = &line[SIDE - v0 - run..SIDE - v0];
+                let line = &src[r * width..(r + 1) * width];
+                if run == 0 {
+                } else if d.flip {
+                    let from = &line[width - v0 - run..width - v0];
                     for (o, v) in out[lo..hi].iter_mut().zip(from.iter().rev()) {
                         *o = *v;
                     }
                 } else {
                     out[lo..hi].copy_from_slice(&line[v0..v0 + run]);
                 }
-                for c in (0..lo).chain(hi..SIDE) {
-                    out[c] = cols[c].map_or(T::zero(), |c| line[c]);
+                for c in (0..lo).chain(hi..width) {
+                    out[c] = source(c, width, d.dx, d.flip).map_or(T::zero(), |c| line[c]);
                 }
             }
         }
@@ -170,6 +172,7 @@ pub fn mirrored<T: crate::linalg::Real>(set: &super::DataSet<T>) -> super::DataS
     };
     for (src, mut dst) in set.x.columns().into_iter().zip(out.x.columns_mut()) {
         flip.apply(
+            set.image,
             src.to_slice().expect("column-major images"),
             dst.as_slice_mut().expect("column-major images"),
             draw,
@@ -191,10 +194,10 @@ pub fn gather<T: crate::linalg::Real>(
     seed: u64,
     step: usize,
 ) {
-    for (k, (&j, column)) in ids.iter().zip(out.chunks_exact_mut(PIXELS)).enumerate() {
+    for (k, (&j, column)) in ids.iter().zip(out.chunks_exact_mut(set.dim())).enumerate() {
         let src = set.image(j);
         if augment.is_on() {
-            augment.apply(src, column, augment.draw(seed, step, k));
+            augment.apply(set.image, src, column, augment.draw(seed, step, k));
         } else {
             column.copy_from_slice(src);
         }
@@ -204,7 +207,12 @@ pub fn gather<T: crate::linalg::Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::PIXELS;
     use ndarray::ShapeBuilder;
+
+    const SIDE: usize = 32;
+    const PLANE: usize = SIDE * SIDE;
+    const CIFAR: ImageShape = ImageShape::CIFAR;
 
     fn image() -> Vec<f32> {
         (0..PIXELS).map(|i| i as f32).collect()
@@ -246,14 +254,14 @@ mod tests {
             dx: 0,
             dy: 0,
         };
-        a.apply(&src, &mut dst, d);
+        a.apply(CIFAR, &src, &mut dst, d);
         for p in 0..3 {
             for (row, col) in [(0, 0), (5, 3), (31, 31)] {
                 assert_eq!(px(&dst, p, row, col), px(&src, p, row, 31 - col));
             }
         }
         let mut back = vec![0.0; PIXELS];
-        a.apply(&dst, &mut back, d);
+        a.apply(CIFAR, &dst, &mut back, d);
         assert_eq!(back, src, "two flips are the identity");
     }
 
@@ -270,7 +278,7 @@ mod tests {
             translate: 2,
             ..Default::default()
         };
-        zero.apply(&src, &mut dst, d);
+        zero.apply(CIFAR, &src, &mut dst, d);
         // Moved right by 2 and up by 1.
         assert_eq!(px(&dst, 1, 10, 12), px(&src, 1, 11, 10));
         assert_eq!(px(&dst, 2, 10, 1), 0.0, "uncovered on the left");
@@ -280,7 +288,7 @@ mod tests {
             pad: Pad::Reflect,
             ..Default::default()
         };
-        reflect.apply(&src, &mut dst, d);
+        reflect.apply(CIFAR, &src, &mut dst, d);
         // Column -1 mirrors column 1, column -2 mirrors column 2, row 32 mirrors row 30.
         assert_eq!(px(&dst, 0, 10, 1), px(&src, 0, 11, 1));
         assert_eq!(px(&dst, 0, 10, 0), px(&src, 0, 11, 2));
@@ -290,8 +298,12 @@ mod tests {
     /// Pixel by pixel, as the definition says: out(row, col) reads
     /// in(row - dy, col - dx), mirrored or zero outside, then flipped.
     fn reference(a: &Augment, src: &[f32], d: Draw) -> Vec<f32> {
-        let side = SIDE as i32;
-        let fix = |v: i32| -> Option<i32> {
+        reference_of(a, CIFAR, src, d)
+    }
+
+    fn reference_of(a: &Augment, image: ImageShape, src: &[f32], d: Draw) -> Vec<f32> {
+        let (h, w, plane) = (image.height as i32, image.width as i32, image.plane());
+        let fix = |v: i32, side: i32| -> Option<i32> {
             match a.pad {
                 Pad::Zero => (0..side).contains(&v).then_some(v),
                 Pad::Reflect => Some(if v < 0 {
@@ -303,19 +315,59 @@ mod tests {
                 }),
             }
         };
-        let mut out = vec![0.0; PIXELS];
-        for p in 0..3 {
-            for row in 0..side {
-                for col in 0..side {
-                    if let (Some(r), Some(c)) = (fix(row - d.dy), fix(col - d.dx)) {
-                        let c = if d.flip { side - 1 - c } else { c };
-                        out[p * PLANE + (row * side + col) as usize] =
-                            src[p * PLANE + (r * side + c) as usize];
+        let mut out = vec![0.0; image.pixels()];
+        for p in 0..image.channels {
+            for row in 0..h {
+                for col in 0..w {
+                    if let (Some(r), Some(c)) = (fix(row - d.dy, h), fix(col - d.dx, w)) {
+                        let c = if d.flip { w - 1 - c } else { c };
+                        out[p * plane + (row * w + col) as usize] =
+                            src[p * plane + (r * w + c) as usize];
                     }
                 }
             }
         }
         out
+    }
+
+    /// Grey images that are not square, and shifts as wide as the image.
+    #[test]
+    fn every_draw_on_other_shapes_matches_the_definition() {
+        for image in [
+            ImageShape {
+                channels: 1,
+                height: 8,
+                width: 6,
+            },
+            ImageShape {
+                channels: 2,
+                height: 3,
+                width: 7,
+            },
+        ] {
+            let src: Vec<f32> = (0..image.pixels()).map(|i| i as f32 + 1.0).collect();
+            let mut dst = vec![0.0; image.pixels()];
+            for pad in [Pad::Zero, Pad::Reflect] {
+                let a = Augment {
+                    flip: true,
+                    translate: 2,
+                    pad,
+                };
+                for flip in [false, true] {
+                    for dx in -2..=2 {
+                        for dy in -2..=2 {
+                            let d = Draw { flip, dx, dy };
+                            a.apply(image, &src, &mut dst, d);
+                            assert_eq!(
+                                dst,
+                                reference_of(&a, image, &src, d),
+                                "{image:?} {d:?} {pad:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -332,7 +384,7 @@ mod tests {
                 for dx in -4..=4 {
                     for dy in -4..=4 {
                         let d = Draw { flip, dx, dy };
-                        a.apply(&src, &mut dst, d);
+                        a.apply(CIFAR, &src, &mut dst, d);
                         assert_eq!(dst, reference(&a, &src, d), "{d:?} {pad:?}");
                     }
                 }

@@ -1,5 +1,5 @@
-//! The CIFAR-10 release's shapes and one batch file's contents: what the
-//! readers (binary, pickle) produce and everything above consumes.
+//! The CIFAR-10 release's constants and one batch of images: what every
+//! reader (CIFAR binary and pickle, IDX, .npz) produces and everything above consumes.
 
 use std::path::Path;
 
@@ -30,14 +30,20 @@ pub const BIN_FOLDER: &str = "cifar-10-batches-bin";
 /// The folder the official Python tarball extracts to.
 pub const PY_FOLDER: &str = "cifar-10-batches-py";
 
-/// Which release of CIFAR-10 a folder holds.
+/// How a data set's files are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// `data_batch_N.bin`: 10,000 records of 1 label byte + 3,072 pixel bytes.
+    /// CIFAR's binary version: records of label bytes + 3,072 pixel bytes
+    /// (`data_batch_N.bin`; CIFAR-100's `train.bin`, `test.bin`).
     Binary,
-    /// `data_batch_N`: Python pickles of a dict with `data` (10000 x 3072 uint8) and `labels`.
+    /// CIFAR's Python version: pickles of a dict with `data` (n x 3072 uint8)
+    /// and its labels.
     Python,
+    /// MNIST's IDX files (`train-images-idx3-ubyte`, gzipped or not).
+    Idx,
+    /// A NumPy `.npz` archive with `x_train`, `y_train`, `x_test`, `y_test`.
+    Npz,
 }
 
 /// One batch file: labels and pixels.
@@ -45,9 +51,10 @@ pub enum Format {
 pub struct Batch {
     /// File name, e.g. `data_batch_1.bin`.
     pub name: String,
-    /// One label 0..9 per image.
+    /// One label 0..K-1 per image.
     pub labels: Vec<u8>,
-    /// Pixels, 3072 x n column-major: image j is `pixels[j*3072..(j+1)*3072]`.
+    /// Pixels, d x n column-major: image j is `pixels[j*d..(j+1)*d]`, in the
+    /// plane-after-plane order of [`super::ImageShape`].
     pub pixels: Vec<u8>,
 }
 
@@ -60,9 +67,9 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    /// Images per class.
-    pub fn class_counts(&self) -> [usize; CLASSES] {
-        let mut c = [0; CLASSES];
+    /// Images per class, `classes` entries.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut c = vec![0; classes];
         for &l in &self.labels {
             c[l as usize] += 1;
         }
@@ -74,6 +81,7 @@ impl Batch {
 /// says what the folder should hold (`missing_hint`). Only a regular file of
 /// at most `max_bytes` is read (after links): a FIFO, a device such as
 /// /dev/zero, or a file far larger than a batch is refused before reading.
+/// A `.gz` file is unpacked, to at most `max_bytes` too.
 pub(crate) fn read_batch_file(
     path: &Path,
     missing_hint: &str,
@@ -96,18 +104,30 @@ pub(crate) fn read_batch_file(
     }
     if meta.len() > max_bytes {
         bail!(
-            "{}: {} bytes, larger than a batch file (at most {max_bytes}): it is not a CIFAR-10 batch; fetch it again",
+            "{}: {} bytes, larger than a batch file (at most {max_bytes}): it is not a data set's batch; fetch it again",
             path.display(),
             meta.len()
         );
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+    let file = std::fs::File::open(path)
         .with_context(|| format!("{}: cannot read the file", path.display()))?;
+    let read = if name.ends_with(".gz") {
+        flate2::read::GzDecoder::new(file)
+            .take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        file.take(max_bytes + 1).read_to_end(&mut bytes)
+    };
+    read.with_context(|| {
+        format!(
+            "{}: cannot read the file (a truncated or corrupt archive?)",
+            path.display()
+        )
+    })?;
     if bytes.len() as u64 > max_bytes {
         bail!(
-            "{}: grew past {max_bytes} bytes while being read: it is not a CIFAR-10 batch",
+            "{}: grew past {max_bytes} bytes while being read: it is not a data set's batch",
             path.display()
         );
     }

@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::batch::{Batch, Format, DEFAULT_CLASS_NAMES, PIXELS};
-use super::cifar10::Cifar10;
+use super::source::{DatasetKind, RawData};
 use super::split::{Split, SplitKind, SplitSpec};
 use crate::linalg::Real;
 
@@ -57,8 +57,8 @@ pub fn split_like<T: Real>(kind: SplitKind, seed: u64) -> Split<T> {
 
 /// A whole generated release: five training batches and a test batch of
 /// `per_batch` images each, with CIFAR-10's class names (what
-/// [`Cifar10::load`] returns for real files).
-pub fn cifar10(per_batch: usize, seed: u64) -> Cifar10 {
+/// [`RawData::load`] returns for real files).
+pub fn cifar10(per_batch: usize, seed: u64) -> RawData {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut batch = |name: String| {
         let (labels, pixels) = images(&mut rng, per_batch, 150, 80);
@@ -72,8 +72,13 @@ pub fn cifar10(per_batch: usize, seed: u64) -> Cifar10 {
         .map(|i| batch(format!("data_batch_{i}.bin")))
         .collect();
     let test = batch("test_batch.bin".to_string());
-    Cifar10 {
+    RawData {
         dir: "generated".into(),
+        kind: DatasetKind::Cifar10,
+        shape: super::DataShape {
+            train_images: 5 * per_batch,
+            ..Default::default()
+        },
         format: Format::Binary,
         train,
         test,

@@ -575,12 +575,19 @@ pub struct PickledImages {
 /// Reads `data` (a NumPy uint8 array) and `labels` (a list of ints) from a
 /// pickled dict with text or bytes keys, of any protocol from 0 to 5.
 pub fn parse_images(bytes: &[u8]) -> Result<PickledImages> {
+    parse_labelled(bytes, "labels", CLASSES)
+}
+
+/// Reads `data` (a NumPy uint8 array) and the list of ints `label_key`, each
+/// checked to be below `classes`, from a pickled dict (CIFAR-100 names its
+/// labels `fine_labels` and `coarse_labels`).
+pub fn parse_labelled(bytes: &[u8], label_key: &str, classes: usize) -> Result<PickledImages> {
     let root = unpickle(bytes)?;
     let data = dict_get(&root, "data")
         .ok_or_else(|| anyhow!("the pickle has no `data` entry (its keys: {})", keys(&root)))?;
-    let labels = dict_get(&root, "labels").ok_or_else(|| {
+    let labels = dict_get(&root, label_key).ok_or_else(|| {
         anyhow!(
-            "the pickle has no `labels` entry (its keys: {})",
+            "the pickle has no `{label_key}` entry (its keys: {})",
             keys(&root)
         )
     })?;
@@ -592,9 +599,10 @@ pub fn parse_images(bytes: &[u8]) -> Result<PickledImages> {
         .iter()
         .enumerate()
         .map(|(i, l)| match l {
-            Value::Int(v) if (0..CLASSES as i64).contains(v) => Ok(*v as u8),
+            Value::Int(v) if (0..classes as i64).contains(v) => Ok(*v as u8),
             other => Err(anyhow!(
-                "label {i} is {other:?}, expected 0-9: the file is corrupt"
+                "label {i} is {other:?}, expected 0-{}: the file is corrupt",
+                classes - 1
             )),
         })
         .collect::<Result<Vec<u8>>>()?;
@@ -648,15 +656,55 @@ pub fn read_batch(path: &Path) -> Result<Batch> {
         .with_context(|| format!("{}: not a CIFAR-10 Python batch", path.display()))
 }
 
+/// The strings of the list `key` of a pickled dict (CIFAR-100's `meta`
+/// file: `fine_label_names`, `coarse_label_names`).
+pub fn string_list(bytes: &[u8], key: &str) -> Result<Vec<String>> {
+    let root = unpickle(bytes)?;
+    let Some(Value::List(items)) = dict_get(&root, key) else {
+        bail!("the pickle has no list `{key}` (its keys: {})", keys(&root));
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::Str(s) => Ok(s.clone()),
+            Value::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+            other => Err(anyhow!("`{key}` holds {other:?}, expected strings")),
+        })
+        .collect()
+}
+
 /// Writes a batch as Python 2's cPickle (protocol 2) does for the official
 /// files; for tests and generated data.
 pub fn encode_batch(labels: &[i64], shape: (usize, usize), pixels: &[u8]) -> Vec<u8> {
+    encode_labelled(&[("labels", labels)], shape, pixels)
+}
+
+/// Writes a short string as protocol 2's SHORT_BINSTRING.
+fn short(o: &mut Vec<u8>, s: &str) {
+    o.push(b'U');
+    o.push(s.len() as u8);
+    o.extend_from_slice(s.as_bytes());
+}
+
+/// Writes a dict of lists of strings, as CIFAR-100's `meta` file holds its
+/// class names; for tests.
+pub fn encode_string_lists(lists: &[(&str, &[String])]) -> Vec<u8> {
     let mut o = vec![0x80, 2, b'}', b'('];
-    let short = |o: &mut Vec<u8>, s: &str| {
-        o.push(b'U');
-        o.push(s.len() as u8);
-        o.extend_from_slice(s.as_bytes());
-    };
+    for (key, items) in lists {
+        short(&mut o, key);
+        o.extend_from_slice(b"](");
+        for item in *items {
+            short(&mut o, item);
+        }
+        o.push(b'e');
+    }
+    o.extend_from_slice(b"u.");
+    o
+}
+
+/// [`encode_batch`] with any label lists (`fine_labels`, `coarse_labels`).
+pub fn encode_labelled(labels: &[(&str, &[i64])], shape: (usize, usize), pixels: &[u8]) -> Vec<u8> {
+    let mut o = vec![0x80, 2, b'}', b'('];
     short(&mut o, "data");
     o.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\n");
     o.extend_from_slice(b"cnumpy\nndarray\n");
@@ -680,13 +728,15 @@ pub fn encode_batch(labels: &[i64], shape: (usize, usize), pixels: &[u8]) -> Vec
     o.extend_from_slice(&(pixels.len() as u32).to_le_bytes());
     o.extend_from_slice(pixels);
     o.extend_from_slice(b"tb");
-    short(&mut o, "labels");
-    o.extend_from_slice(b"](");
-    for &l in labels {
-        o.push(b'J');
-        o.extend_from_slice(&(l as i32).to_le_bytes());
+    for (key, labels) in labels {
+        short(&mut o, key);
+        o.extend_from_slice(b"](");
+        for &l in *labels {
+            o.push(b'J');
+            o.extend_from_slice(&(l as i32).to_le_bytes());
+        }
+        o.push(b'e');
     }
-    o.push(b'e');
     short(&mut o, "batch_label");
     short(&mut o, "generated");
     o.extend_from_slice(b"u.");

@@ -6,8 +6,9 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{Batch, PIXELS, RECORDS_PER_FILE};
-use super::cifar10::Cifar10;
+use super::batch::Batch;
+use super::shape::{DataShape, ImageShape};
+use super::source::RawData;
 use super::whiten::{self, Whitening, DEFAULT_WHITEN_EPS};
 use ndarray::{s, Array1, Array2, ArrayView2, ShapeBuilder};
 
@@ -19,10 +20,12 @@ use crate::linalg::Real;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum SplitKind {
-    /// Assignment 1: train on data_batch_1, validate on data_batch_2, test on test_batch.
+    /// Assignment 1: train on data_batch_1, validate on data_batch_2, test on
+    /// test_batch (other data sets: the first and the second fifth of the
+    /// training images).
     #[default]
     A1,
-    /// Batches 1-5 with the last `n_val` images held out for validation.
+    /// All training images, the last `n_val` held out for validation.
     Full,
 }
 
@@ -41,6 +44,10 @@ pub struct SplitSpec {
     /// Added to every eigenvalue before whitening (see [`whiten`]).
     #[serde(default = "default_whiten_eps")]
     pub whiten_eps: f64,
+    /// The data set's sizes (CIFAR-10's unless other data is loaded; left
+    /// out of configuration files then).
+    #[serde(default, skip_serializing_if = "DataShape::is_cifar10")]
+    pub data: DataShape,
 }
 
 fn default_whiten_eps() -> f64 {
@@ -55,6 +62,7 @@ impl Default for SplitSpec {
             n_train: None,
             whiten: Whitening::None,
             whiten_eps: DEFAULT_WHITEN_EPS,
+            data: DataShape::default(),
         }
     }
 }
@@ -63,8 +71,12 @@ impl SplitSpec {
     /// Short description, e.g. `a1` or `full (45000/5000)`.
     pub fn describe(&self) -> String {
         let split = match self.kind {
-            SplitKind::A1 => "a1 (batch 1 / batch 2 / test)".to_string(),
-            SplitKind::Full => format!("full (last {} of batches 1-5 validate)", self.n_val),
+            SplitKind::A1 if self.data.is_cifar10() => "a1 (batch 1 / batch 2 / test)".to_string(),
+            SplitKind::A1 => "a1 (1st fifth / 2nd fifth / test)".to_string(),
+            SplitKind::Full if self.data.is_cifar10() => {
+                format!("full (last {} of batches 1-5 validate)", self.n_val)
+            }
+            SplitKind::Full => format!("full (last {} training images validate)", self.n_val),
         };
         match self.whiten {
             Whitening::None => split,
@@ -79,8 +91,11 @@ impl SplitSpec {
 pub struct DataSet<T> {
     /// Features, d x n, Fortran order.
     pub x: Array2<T>,
-    /// Labels 0..9, n of them.
+    /// Labels 0..K-1, n of them.
     pub labels: Vec<u8>,
+    /// How the d features of an image lie (planes of rows), for flips,
+    /// translations and pictures.
+    pub image: ImageShape,
     /// The images in bf16 for the mixed-precision kernel, converted on first
     /// use ([`Self::packed_bf16`]), once per process: every run borrows it.
     packed_bf16: std::sync::OnceLock<crate::linalg::bf16::PackedSet>,
@@ -93,6 +108,7 @@ impl<T: Real> DataSet<T> {
     /// A set of the images `x` (d x n, Fortran order) with their labels.
     pub fn new(x: Array2<T>, labels: Vec<u8>) -> Self {
         DataSet {
+            image: ImageShape::guess(x.nrows()),
             x,
             labels,
             packed_bf16: std::sync::OnceLock::new(),
@@ -304,18 +320,25 @@ impl Preprocess {
     }
 }
 
-/// Concatenates images (labels, pixels) of a list of (batch, range) pieces.
-fn gather(parts: &[(&Batch, std::ops::Range<usize>)]) -> (Vec<u8>, Vec<u8>) {
-    let mut labels = Vec::new();
-    let mut pixels = Vec::new();
-    for (b, r) in parts {
-        labels.extend_from_slice(&b.labels[r.clone()]);
-        pixels.extend_from_slice(&b.pixels[r.start * PIXELS..r.end * PIXELS]);
+/// The (labels, pixels) of training images `range` (counted across the
+/// batches, in order), each image `d` bytes.
+fn gather(batches: &[Batch], range: std::ops::Range<usize>, d: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut labels = Vec::with_capacity(range.len());
+    let mut pixels = Vec::with_capacity(range.len() * d);
+    let mut start = 0;
+    for b in batches {
+        let (lo, hi) = (range.start.max(start), range.end.min(start + b.len()));
+        if lo < hi {
+            labels.extend_from_slice(&b.labels[lo - start..hi - start]);
+            pixels.extend_from_slice(&b.pixels[(lo - start) * d..(hi - start) * d]);
+        }
+        start += b.len();
     }
     (labels, pixels)
 }
 
-/// Per-feature mean and standard deviation of `pixels` (d x n, u8) scaled to 0-1.
+/// Per-feature mean and standard deviation of `pixels` (d x n, u8) scaled to
+/// 0-1; 1 for a feature constant over the images.
 pub fn feature_stats(pixels: &[u8], d: usize) -> (Vec<f64>, Vec<f64>) {
     let n = pixels.len() / d;
     let (sum, sq) = pixels
@@ -346,7 +369,15 @@ pub fn feature_stats(pixels: &[u8], d: usize) -> (Vec<f64>, Vec<f64>) {
         .zip(&mean)
         .map(|(&q, &m)| {
             let var = q as f64 / n / (255.0 * 255.0) - m * m;
-            var.max(0.0).sqrt().max(1e-8)
+            // A pixel constant in training (MNIST's border) is only centred,
+            // as scikit-learn's StandardScaler does: dividing by a tiny std
+            // would blow up any other value it takes in validation or test.
+            let std = var.max(0.0).sqrt();
+            if std < 1e-8 {
+                1.0
+            } else {
+                std
+            }
         })
         .collect();
     (mean, std)
@@ -366,40 +397,35 @@ pub fn standardise<T: Real>(pixels: &[u8], d: usize, mean: &[f64], std: &[f64]) 
     out
 }
 
+impl<T> Split<T> {
+    /// Sets the image layout of all three sets.
+    pub fn set_image(&mut self, image: ImageShape) {
+        for set in [&mut self.train, &mut self.val, &mut self.test] {
+            set.image = image;
+        }
+    }
+}
+
 impl<T: Real> Split<T> {
     /// Builds the split `spec` of `data`: floats, standardised with training statistics.
-    pub fn new(data: &Cifar10, spec: SplitSpec) -> Result<Self> {
+    pub fn new(data: &RawData, spec: SplitSpec) -> Result<Self> {
+        let spec = SplitSpec {
+            data: data.shape,
+            ..spec
+        };
+        spec.validate()?;
+        let (d, total) = (data.shape.pixels(), data.shape.train_images);
         let (mut train, val) = match spec.kind {
             SplitKind::A1 => (
-                gather(&[(&data.train[0], 0..data.train[0].len())]),
-                gather(&[(&data.train[1], 0..data.train[1].len())]),
+                gather(&data.train, 0..total / 5, d),
+                gather(&data.train, total / 5..2 * total / 5, d),
             ),
             SplitKind::Full => {
-                let total: usize = data.train.iter().map(|b| b.len()).sum();
-                if spec.n_val == 0 || spec.n_val >= total {
-                    bail!(
-                        "--n-val {} is out of range: hold out between 1 and {} images",
-                        spec.n_val,
-                        total - 1
-                    );
-                }
                 let cut = total - spec.n_val;
-                let mut tr = Vec::new();
-                let mut va = Vec::new();
-                let mut start = 0;
-                for b in &data.train {
-                    let end = start + b.len();
-                    if cut >= end {
-                        tr.push((b, 0..b.len()));
-                    } else if cut <= start {
-                        va.push((b, 0..b.len()));
-                    } else {
-                        tr.push((b, 0..cut - start));
-                        va.push((b, cut - start..b.len()));
-                    }
-                    start = end;
-                }
-                (gather(&tr), gather(&va))
+                (
+                    gather(&data.train, 0..cut, d),
+                    gather(&data.train, cut..total, d),
+                )
             }
         };
         if let Some(n) = spec.n_train {
@@ -408,10 +434,12 @@ impl<T: Real> Split<T> {
                 bail!("--n-train {n} is out of range: this split has {have} training images");
             }
             train.0.truncate(n);
-            train.1.truncate(n * PIXELS);
+            train.1.truncate(n * d);
         }
         let test = (data.test.labels.clone(), data.test.pixels.clone());
-        Self::from_pixels(train, val, test, PIXELS, spec, data.class_names.clone())
+        let mut split = Self::from_pixels(train, val, test, d, spec, data.class_names.clone())?;
+        split.set_image(data.shape.image);
+        Ok(split)
     }
 
     /// Builds a split from raw (labels, d x n u8 pixels) triples; the statistics
@@ -479,12 +507,17 @@ impl SplitSpec {
     /// Refuses a split that leaves no image to train or validate on, naming
     /// the flag and its range (before loading anything).
     pub fn validate(&self) -> Result<()> {
-        let total = 5 * RECORDS_PER_FILE;
+        let total = self.data.train_images;
         if self.kind == SplitKind::Full && (self.n_val == 0 || self.n_val >= total) {
             bail!(
                 "--n-val {} is out of range: hold out between 1 and {} images",
                 self.n_val,
-                total - 1
+                total.saturating_sub(1)
+            );
+        }
+        if self.kind == SplitKind::A1 && total < 10 {
+            bail!(
+                "--split a1 trains on the first fifth of the {total} training images, which is too few: give --split full"
             );
         }
         if self.n_train == Some(0) {
@@ -495,18 +528,20 @@ impl SplitSpec {
 
     /// Number of training images this split yields (before loading anything).
     pub fn train_len(&self) -> usize {
+        let total = self.data.train_images;
         let all = match self.kind {
-            SplitKind::A1 => RECORDS_PER_FILE,
-            SplitKind::Full => 5 * RECORDS_PER_FILE - self.n_val.min(5 * RECORDS_PER_FILE),
+            SplitKind::A1 => total / 5,
+            SplitKind::Full => total - self.n_val.min(total),
         };
         self.n_train.map_or(all, |n| n.min(all))
     }
 
     /// Number of validation images this split yields (before loading anything).
     pub fn val_len(&self) -> usize {
+        let total = self.data.train_images;
         match self.kind {
-            SplitKind::A1 => RECORDS_PER_FILE,
-            SplitKind::Full => self.n_val.min(5 * RECORDS_PER_FILE),
+            SplitKind::A1 => 2 * total / 5 - total / 5,
+            SplitKind::Full => self.n_val.min(total),
         }
     }
 }

@@ -117,6 +117,16 @@ impl Arch {
         }
     }
 
+    /// A network for images of `data`'s size and classes with these hidden
+    /// widths (none: linear) and loss.
+    pub fn for_data(data: &crate::data::DataShape, hidden: &[usize], loss: Loss) -> Self {
+        Arch {
+            input: data.pixels(),
+            classes: data.classes,
+            ..Arch::cifar(hidden, loss)
+        }
+    }
+
     /// This architecture with batch normalisation on (`on`) or off.
     pub fn with_batch_norm(mut self, on: bool) -> Self {
         self.batch_norm = on && !self.hidden.is_empty();

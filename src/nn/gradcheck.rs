@@ -469,15 +469,25 @@ pub struct SubsetCheck {
     /// The parameter's figures.
     #[serde(flatten)]
     pub check: ParamCheck,
-    /// Features used (first `dims` of 3072).
+    /// Features used (the first `dims` of each image's d).
     pub dims: usize,
     /// Images used.
     pub samples: usize,
 }
 
 /// Runs the checks of `opts` on the first images of `source` (d x N standardised
-/// features with labels), or on generated data when `source` is `None`.
+/// features with labels), or on generated data when `source` is `None`, for
+/// CIFAR-10's 10 classes.
 pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>) -> Report {
+    run_on(opts, source, 10)
+}
+
+/// [`run`] for a network of `classes` outputs (the data's class count).
+pub fn run_on(
+    opts: &Options,
+    source: Option<(&crate::data::DataSet<f64>, String)>,
+    classes: usize,
+) -> Report {
     let mut checks = Vec::new();
     let data_name = source
         .as_ref()
@@ -504,7 +514,7 @@ pub fn run(opts: &Options, source: Option<(&crate::data::DataSet<f64>, String)>)
         let arch = super::arch::Arch {
             input: dims,
             hidden: opts.hidden.clone(),
-            classes: 10,
+            classes,
             loss: opts.loss,
             batch_norm: opts.batch_norm && !opts.hidden.is_empty(),
         };

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Cifar10, Split, SplitKind, SplitSpec};
+use crate::data::{RawData, Split, SplitKind, SplitSpec};
 use crate::nn::net::{Eval, LossStat};
 use crate::nn::profile;
 use ndarray::{Array2, ShapeBuilder};
@@ -339,7 +339,7 @@ fn step_bench<T: Real>(
 }
 
 /// Runs every measurement.
-pub fn run(data: Option<&Cifar10>, opts: &BenchOptions) -> Result<BenchReport> {
+pub fn run(data: Option<&RawData>, opts: &BenchOptions) -> Result<BenchReport> {
     let t0 = Instant::now();
     let min_s = if opts.quick { 0.05 } else { 0.3 };
     let cores = opts.cores.max(1);
@@ -543,7 +543,7 @@ fn eval_throughput(split_a1: &Split<f32>, pool: &rayon::ThreadPool, min_s: f64) 
 /// The A2 sweep of 8 lambdas, whole, in f32 and bf16, with and without
 /// logged points, against its GEMM floor.
 fn sweep_benches(
-    data: Option<&Cifar10>,
+    data: Option<&RawData>,
     opts: &BenchOptions,
     one: &rayon::ThreadPool,
     cores: usize,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::search::{search, SearchOptions};
-use crate::data::{Cifar10, SplitSpec};
+use crate::data::{RawData, SplitSpec};
 use crate::nn::gradcheck;
 use crate::nn::{Loss, Precision};
 use crate::report::build::{cpu_model, Timings};
@@ -61,7 +61,7 @@ pub struct AllOptions {
 /// `opts.runner.out`, then writes the report. Returns the report's paths, or
 /// `None` when interrupted (finished runs and checkpoints are kept).
 pub fn run_all(
-    data: &Cifar10,
+    data: &RawData,
     opts: &AllOptions,
     control: &Control,
 ) -> Result<Option<(PathBuf, PathBuf)>> {
@@ -142,7 +142,7 @@ impl AllOptions {
 
 /// Gradient checks of the linear classifier and of m = 50 on real images, with
 /// lambda 0 and 0.1, written to `dir`/gradcheck.json.
-fn gradient_checks(data: &Cifar10, opts: &AllOptions, dir: &Path) -> Result<()> {
+fn gradient_checks(data: &RawData, opts: &AllOptions, dir: &Path) -> Result<()> {
     crate::nn::blas::set_threads(1);
     let split64 = crate::data::Split::<f64>::new(data, SplitSpec::default())?;
     let mut reports = Vec::new();
@@ -212,7 +212,7 @@ fn gradient_checks(data: &Cifar10, opts: &AllOptions, dir: &Path) -> Result<()> 
 /// One assignment's runs (`name` a1 or a2) into `dir`/`name` with their
 /// summary; false when interrupted.
 fn assignment(
-    data: &Cifar10,
+    data: &RawData,
     opts: &AllOptions,
     control: &Control,
     dir: &Path,

@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Cifar10, SplitKind};
+use crate::data::{RawData, SplitKind};
 use crate::sweep::ladder::{Ladder, PruneFlags};
 use crate::sweep::plan::{random_values, AxisValues, SweepSpec};
 use crate::sweep::results::{axis_columns, ranking, write_tables, SearchSummary};
@@ -250,7 +250,7 @@ pub enum SearchEnd {
 /// Runs the three stages into `runner.out`/{coarse,fine,final}. Returns `None`
 /// when interrupted (checkpoints kept for `resume`).
 pub fn search(
-    data: &Cifar10,
+    data: &RawData,
     opts: &SearchOptions,
     runner: &RunnerOptions,
     control: &Control,
@@ -325,7 +325,7 @@ enum StageEnd {
 /// Runs the stages of one search into `runner.out`/{stage}, or with `only`
 /// one shard of stage S (the stages before it read, not trained).
 struct Stages<'a> {
-    data: &'a Cifar10,
+    data: &'a RawData,
     runner: &'a RunnerOptions,
     control: &'a Control,
     mode: DisplayMode,
@@ -518,7 +518,7 @@ fn top_values(runs: &[(&RunResult, f64)], top: usize) -> Vec<f64> {
 /// trained), S trains the shard's lockstep groups and records the shard, and
 /// nothing after S runs.
 pub fn search_stage(
-    data: &Cifar10,
+    data: &RawData,
     opts: &SearchOptions,
     runner: &RunnerOptions,
     control: &Control,

@@ -20,6 +20,7 @@ pub fn run_pictures(
             weights::montage(
                 &dir.join("weights.png"),
                 p.w.view(),
+                o.config.split.data.image,
                 class_names,
                 &o.config.describe(),
             )?;

@@ -1,5 +1,6 @@
 //! The linear classifier's weights as images: each class's row of W reshaped to
-//! 32 x 32 x 3 and min-max scaled, in a labelled 2 x 5 montage (Assignment 1).
+//! the data's image (32 x 32 x 3 for CIFAR, grey 28 x 28 for MNIST) and
+//! min-max scaled, in a labelled montage, 5 per row (Assignment 1).
 
 use std::path::Path;
 
@@ -7,17 +8,30 @@ use anyhow::{anyhow, Result};
 use ndarray::ArrayView2;
 use plotters::prelude::*;
 
-/// Pixels per weight pixel in the montage.
-const ZOOM: usize = 4;
+/// Side of a tile in the montage, in screen pixels (about).
+const TILE: usize = 128;
 
-/// Draws the class templates of W (K x 3072, one row per class) as a labelled montage.
-pub fn montage(path: &Path, w: ArrayView2<'_, f64>, names: &[String], title: &str) -> Result<()> {
+/// Draws the class templates of W (K x d, one row per class, d the pixels of
+/// `image`) as a labelled montage.
+pub fn montage(
+    path: &Path,
+    w: ArrayView2<'_, f64>,
+    image: crate::data::ImageShape,
+    names: &[String],
+    title: &str,
+) -> Result<()> {
     super::png::register_font();
     let (rows, cols) = w.dim();
-    assert_eq!(cols, 3072, "weight images need 32x32x3 inputs");
-    let per_row = 5usize;
+    anyhow::ensure!(
+        cols == image.pixels(),
+        "weight images: W has {cols} columns, and images of {} have {} pixels",
+        image.describe(),
+        image.pixels()
+    );
+    let per_row = if rows > 20 { 10 } else { 5usize };
     let grid_rows = rows.div_ceil(per_row);
-    let tile = 32 * ZOOM;
+    let zoom = (TILE / image.height.max(image.width)).max(1);
+    let tile = (image.height.max(image.width) * zoom).max(96);
     let (pad, label_h, title_h) = (16usize, 28usize, 44usize);
     let width = per_row * (tile + pad) + pad;
     let height = title_h + grid_rows * (tile + label_h + pad) + pad;
@@ -29,15 +43,18 @@ pub fn montage(path: &Path, w: ArrayView2<'_, f64>, names: &[String], title: &st
         let span = if hi > lo { hi - lo } else { 1.0 };
         let x0 = pad + (k % per_row) * (tile + pad);
         let y0 = title_h + (k / per_row) * (tile + label_h + pad) + label_h;
-        for y in 0..32 {
-            for x in 0..32 {
+        let plane = image.plane();
+        for y in 0..image.height {
+            for x in 0..image.width {
                 for ch in 0..3 {
-                    let v = ((row[ch * 1024 + y * 32 + x] - lo) / span * 255.0)
+                    // Grey images: one plane for all three colours.
+                    let p = ch.min(image.channels - 1);
+                    let v = ((row[p * plane + y * image.width + x] - lo) / span * 255.0)
                         .round()
                         .clamp(0.0, 255.0) as u8;
-                    for dy in 0..ZOOM {
-                        for dx in 0..ZOOM {
-                            let (px, py) = (x0 + x * ZOOM + dx, y0 + y * ZOOM + dy);
+                    for dy in 0..zoom {
+                        for dx in 0..zoom {
+                            let (px, py) = (x0 + x * zoom + dx, y0 + y * zoom + dy);
                             buf[(py * width + px) * 3 + ch] = v;
                         }
                     }

@@ -182,7 +182,7 @@ pub fn check(configs: &[RunConfig], ladder: &Ladder) -> Result<()> {
 /// (also those this call did not reach).
 pub fn run_halving(
     configs: &[RunConfig],
-    data: Option<&crate::data::Cifar10>,
+    data: Option<&crate::data::RawData>,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,
@@ -270,7 +270,7 @@ struct StagePlan {
 #[allow(clippy::too_many_arguments)]
 fn stages(
     configs: &[RunConfig],
-    data: Option<&crate::data::Cifar10>,
+    data: Option<&crate::data::RawData>,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,
@@ -278,6 +278,9 @@ fn stages(
     record: &mut RungRecord,
     results: &mut [Option<RunResult>],
 ) -> Result<()> {
+    if let Some(data) = data {
+        super::runner::check_data(configs, data)?;
+    }
     let ladder = record.ladder.clone();
     let mut alive: Vec<Vec<usize>> = ladder.brackets.iter().map(|b| b.members.clone()).collect();
     let mut decided_here = false;

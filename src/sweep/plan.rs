@@ -738,6 +738,7 @@ impl SweepSettings {
                 n_train: self.n_train.or(d.split.n_train),
                 whiten: self.whiten.unwrap_or(d.split.whiten),
                 whiten_eps: self.whiten_eps.unwrap_or(d.split.whiten_eps),
+                data: d.split.data,
             },
             precision: self.precision.unwrap_or(d.precision),
             save_weights: self.save_weights.unwrap_or(d.save_weights),

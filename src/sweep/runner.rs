@@ -746,7 +746,7 @@ fn write_group<T: Real>(
 /// the order of `configs`. With [`RunnerOptions::shard`], use [`run_configs_shard`].
 pub fn run_configs(
     configs: &[RunConfig],
-    data: &crate::data::Cifar10,
+    data: &crate::data::RawData,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,
@@ -759,6 +759,16 @@ pub fn run_configs(
         .into_iter()
         .map(|o| o.expect("every configuration ran"))
         .collect())
+}
+
+/// Refuses configurations planned for other data than `data`, or flipping
+/// digits ([`crate::data::RawData::check_fits`]).
+pub fn check_data(configs: &[RunConfig], data: &crate::data::RawData) -> Result<()> {
+    let planned: Vec<_> = configs
+        .iter()
+        .map(|c| (c.name.clone(), &c.split, c.augment.flip || c.tta))
+        .collect();
+    data.check_fits(&planned)
 }
 
 /// Which configurations of `configs` this process trains: all of them, or
@@ -787,11 +797,12 @@ pub fn configs_here(configs: &[RunConfig], opts: &RunnerOptions) -> Vec<RunConfi
 /// trained here, so it is built from those alone.
 pub fn run_configs_shard(
     configs: &[RunConfig],
-    data: &crate::data::Cifar10,
+    data: &crate::data::RawData,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,
 ) -> Result<Vec<Option<RunResult>>> {
+    check_data(configs, data)?;
     let here = trained_here(configs, opts);
     // Dashboard id of each configuration trained here.
     let mut ids = vec![usize::MAX; configs.len()];
@@ -817,7 +828,7 @@ pub fn train_parts(
     configs: &[RunConfig],
     ids: &[usize],
     here: &[bool],
-    data: &crate::data::Cifar10,
+    data: &crate::data::RawData,
     opts: &RunnerOptions,
     control: &Control,
     dashboard: &dyn Progress,

@@ -267,7 +267,7 @@ impl RunConfig {
 
     /// The architecture on CIFAR-10 inputs.
     pub fn arch(&self) -> Arch {
-        Arch::cifar(&self.hidden, self.loss).with_batch_norm(self.batch_norm)
+        Arch::for_data(&self.split.data, &self.hidden, self.loss).with_batch_norm(self.batch_norm)
     }
 
     /// About how many bytes training this configuration in a group holds:
@@ -480,12 +480,16 @@ impl RunConfig {
                 ),
             }
         }
-        if self.augment.translate >= crate::data::augment::SIDE {
+        let image = self.split.data.image;
+        let side = image.height.min(image.width);
+        if self.augment.translate > 0 && self.augment.translate >= side {
             bail!(
-                "--translate {} shifts images of {side} x {side} pixels by up to that many pixels: give 0 to {}, e.g. 4",
+                "--translate {} shifts images of {} x {} pixels by up to that many pixels: give 0 to {}, e.g. {}",
                 self.augment.translate,
-                crate::data::augment::SIDE - 1,
-                side = crate::data::augment::SIDE
+                image.height,
+                image.width,
+                side.saturating_sub(1),
+                (side / 8).max(1).min(side.saturating_sub(1))
             );
         }
         if self.steps > MAX_STEPS {

@@ -283,6 +283,17 @@ impl TrainSettings {
         }
     }
 
+    /// These settings for the data set `data`: its sizes recorded in the
+    /// split, and the split `full`'s default validation count fitted to it
+    /// (5,000, or a tenth of fewer than 50,000 training images).
+    pub fn for_data(mut self, data: crate::data::DataShape) -> Self {
+        if self.split.n_val == crate::data::SplitSpec::default().n_val {
+            self.split.n_val = data.default_n_val();
+        }
+        self.split.data = data;
+        self
+    }
+
     /// Hidden widths as trained: none for the linear model.
     pub fn widths(&self) -> Vec<usize> {
         match self.model {

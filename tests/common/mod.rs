@@ -1,7 +1,7 @@
 //! Shared helpers for integration tests: generated data and the real-data switch.
 #![allow(dead_code)]
 
-use shallow::data::{Cifar10, Split};
+use shallow::data::{RawData, Split};
 use shallow::nn::Real;
 use shallow::train::group::Silent;
 use shallow::train::{train_group, Control, Group, GroupOutcome, RunConfig};
@@ -13,10 +13,10 @@ pub fn generated_split<T: Real>(n_train: usize, n_val: usize, seed: u64) -> Spli
 }
 
 /// The real data when CIFAR10_DIR is set; otherwise prints why the test is skipped.
-pub fn real_data(test: &str) -> Option<Cifar10> {
+pub fn real_data(test: &str) -> Option<RawData> {
     match std::env::var_os("CIFAR10_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => {
-            Some(Cifar10::load(std::path::Path::new(&dir)).expect("CIFAR10_DIR holds CIFAR-10"))
+            Some(RawData::load(std::path::Path::new(&dir)).expect("CIFAR10_DIR holds CIFAR-10"))
         }
         None => {
             eprintln!("skipping {test}: CIFAR10_DIR is not set (point it at cifar-10-batches-bin to run it)");
