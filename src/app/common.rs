@@ -155,8 +155,10 @@ pub fn load_or_fetch(source: &crate::data::Source) -> Result<crate::data::RawDat
     match data::locate(source)? {
         Some(dir) => data::RawData::load_as(&dir, source),
         None => {
-            eprintln!("no CIFAR-10 data found: fetching it into ./data");
-            let dir = fetch::fetch(Path::new("data"), fetch::URL, fetch::MD5, true)?;
+            let kind = source.dataset.unwrap_or(data::DatasetKind::Cifar10);
+            eprintln!("no {} data found: fetching it into ./data", kind.title());
+            let release = fetch::Release::official(kind)?;
+            let dir = fetch::fetch_release(Path::new("data"), &release, true)?;
             data::RawData::load_as(&dir, source)
         }
     }

@@ -21,17 +21,21 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Download the official binary release, check its md5 and extract it.
+    /// Download a data set's official release, check its md5s and put it in place.
     Fetch {
-        /// Folder to put cifar-10-batches-bin into.
+        /// Folder to put the data set's folder into (cifar-10-batches-bin, cifar-100-binary, mnist, fashion-mnist).
         #[arg(long, default_value = "data")]
         dest: PathBuf,
-        /// Where to download from (a mirror of cifar-10-binary.tar.gz).
-        #[arg(long, default_value = data::fetch::URL)]
-        url: String,
+        /// The data set.
+        #[arg(long, value_name = "NAME", default_value = "cifar10")]
+        dataset: data::DatasetKind,
+        /// Where to get it instead: a mirror's URL, or a local path or file:// URL of the
+        /// same tarball (MNIST: of the folder holding its four .gz files), checked the same way.
+        #[arg(long)]
+        url: Option<String>,
         /// Expected md5 of the tarball.
-        #[arg(long, default_value = data::fetch::MD5, hide = true)]
-        md5: String,
+        #[arg(long, hide = true)]
+        md5: Option<String>,
     },
 }
 
@@ -47,9 +51,16 @@ pub fn run(cmd: &DataCommand) -> Result<Finish> {
                 crate::outln!("{info}")?;
             }
         }
-        DataCommand::Fetch { dest, url, md5 } => {
-            let dir = data::fetch::fetch(dest, url, md5, true)?;
-            eprintln!("CIFAR-10 is in {}", dir.display());
+        DataCommand::Fetch {
+            dest,
+            dataset,
+            url,
+            md5,
+        } => {
+            let release =
+                data::fetch::Release::official(*dataset)?.from(url.as_deref(), md5.as_deref());
+            let dir = data::fetch::fetch_release(dest, &release, true)?;
+            eprintln!("{} is in {}", dataset.title(), dir.display());
         }
     }
     Ok(Finish::Done)
