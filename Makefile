@@ -20,6 +20,7 @@ run: build
 # The whole test suite: formatting, lints, every test (cargo nextest where it is
 # installed, else cargo test: a fresh machine with only rustup's toolchain has no nextest).
 test: setup
+	@scripts/pyenv.sh || echo "make test: no Python environment (scripts/pyenv.sh failed): the model checks against NumPy and onnxruntime will skip"
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	@if cargo nextest --version >/dev/null 2>&1; then \

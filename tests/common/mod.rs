@@ -205,3 +205,46 @@ pub fn shallow_cli(
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// The Python of `scripts/pyenv.sh` (NumPy, safetensors, onnxruntime,
+/// scikit-learn), or `None` with the reason printed; with
+/// `SHALLOW_REQUIRE_PYTHON` set (CI), its absence fails the test.
+pub fn python(test: &str) -> Option<std::path::PathBuf> {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import numpy, safetensors, onnxruntime, sklearn"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    if std::env::var_os("SHALLOW_REQUIRE_PYTHON").is_some() {
+        panic!("{test}: target/pyenv is missing or incomplete; run scripts/pyenv.sh");
+    }
+    eprintln!("skipping {test}: no target/pyenv (run scripts/pyenv.sh to check against NumPy and onnxruntime)");
+    None
+}
+
+/// scikit-learn's real 8 x 8 digits as a Keras-style .npz
+/// (`scripts/digits_npz.py`), written once per test binary.
+pub fn digits_npz(test: &str) -> Option<std::path::PathBuf> {
+    let py = python(test)?;
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    Some(
+        FILE.get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("digits");
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("digits.npz");
+            let script =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/digits_npz.py");
+            let ok = std::process::Command::new(py)
+                .arg(script)
+                .arg(&file)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "scripts/digits_npz.py failed");
+            file
+        })
+        .clone(),
+    )
+}
