@@ -46,6 +46,14 @@ enum Command {
     /// Averaged prediction of finished runs saved with --save-probs (a seed
     /// or any other ensemble): validation and test accuracy.
     Ensemble(app::ensemble::EnsembleArgs),
+    /// Classify PNG or JPEG images with a saved model (a run folder trained
+    /// with --save-weights, or its model.safetensors).
+    Predict(app::model::PredictArgs),
+    /// A saved model's accuracy and confusion matrix on a data set's test split.
+    Evaluate(app::model::EvaluateArgs),
+    /// Write saved models as one ONNX graph that takes raw pixels (several
+    /// models: their probabilities averaged).
+    Export(app::model::ExportArgs),
     /// Measure GEMM roofline, step speed, phase profile and sweep throughput.
     Bench(app::bench::BenchArgs),
     /// Rebuild report.md and report.html (and summary.png) of an experiment,
@@ -101,6 +109,9 @@ fn main() -> ExitCode {
         Command::Search(a) => app::search::run(a, &CONTROL),
         Command::LrRange(a) => app::lr_range::run(a, &CONTROL),
         Command::Ensemble(a) => app::ensemble::run(a),
+        Command::Predict(a) => app::model::predict(a),
+        Command::Evaluate(a) => app::model::evaluate(a),
+        Command::Export(a) => app::model::export(a),
         Command::Bench(a) => app::bench::run_command(a),
         Command::Report { dir } => app::report(dir),
     };

@@ -15,6 +15,7 @@ pub mod ensemble;
 pub mod experiment;
 pub mod gradcheck;
 pub mod lr_range;
+pub mod model;
 pub mod search;
 pub mod sweep;
 pub mod train;

@@ -113,6 +113,9 @@ pub struct LayerParams {
     pub w: Array2<f64>,
     /// b, w_out.
     pub b: Array1<f64>,
+    /// Batch norm on this hidden layer's scores W x + b, when the net has it:
+    /// gamma, beta, running mean and running variance (w_out each).
+    pub norm: Option<[Array1<f64>; 4]>,
 }
 
 /// Per-batch buffers, allocated once for batches of up to `cap` samples.
@@ -461,9 +464,27 @@ impl<T: Real> Net<T> {
                 LayerParams {
                     w: self.weight(l, c).mapv(|v| v.f64() * s),
                     b: self.bias(l, c).mapv(|v| v.f64()),
+                    norm: (l < self.gamma.len())
+                        .then(|| self.norm(l, c).map(|v| v.mapv(|x| x.f64()))),
                 }
             })
             .collect()
+    }
+
+    /// A one-configuration network of `arch` with the parameters `layers`
+    /// (what [`Self::params`] returns), in evaluation mode.
+    pub fn from_params(arch: &Arch, layers: &[LayerParams]) -> Self {
+        let mut net = Net::zeros(arch, 1);
+        for (l, p) in layers.iter().enumerate() {
+            net.weight_mut(l, 0).assign(&p.w.mapv(T::of));
+            net.bias_mut(l, 0).assign(&p.b.mapv(T::of));
+            if let (Some(norm), true) = (&p.norm, l < net.gamma.len()) {
+                for (dst, src) in net.norm_mut(l, 0).into_iter().zip(norm) {
+                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = T::of(s));
+                }
+            }
+        }
+        net
     }
 
     /// Buffers for batches of up to `cap` samples.

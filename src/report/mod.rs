@@ -4,6 +4,7 @@
 
 pub mod bonus;
 pub mod build;
+pub mod confusion;
 pub mod doc;
 pub mod plot;
 pub mod png;

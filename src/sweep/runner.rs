@@ -729,7 +729,12 @@ fn write_group<T: Real>(
             let _ = std::fs::remove_file(dir.join("result.json"));
             out.push((members[c], RunResult::from_outcome(run)));
         } else {
-            let r = write_run(&dir, run, &saved(&run.config), &split.preprocess)?;
+            let r = write_run(
+                &dir,
+                run,
+                &saved(&run.config),
+                (&split.preprocess, &split.class_names),
+            )?;
             if let Some(draw) = opts.draw {
                 draw(&dir, run, &split.class_names)?;
             }

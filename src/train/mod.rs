@@ -6,6 +6,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod evaluator;
 pub mod group;
+pub mod model;
+pub mod onnx;
 pub mod outcome;
 pub mod output;
 pub mod probs;

@@ -206,7 +206,7 @@ pub fn write_run(
     dir: &Path,
     o: &RunOutcome,
     saved: &SavedConfig,
-    preprocess: &crate::data::Preprocess,
+    (preprocess, class_names): (&crate::data::Preprocess, &[String]),
 ) -> Result<RunResult> {
     create_dir(dir)?;
     crate::folder::record(dir, crate::folder::FolderKind::Run)?;
@@ -221,6 +221,25 @@ pub fn write_run(
         }
         // Without the preprocessing the weights cannot be applied to raw images.
         preprocess.save(dir)?;
+        let model = super::model::Model {
+            arch: o.config.arch(),
+            layers: o.weights.clone(),
+            preprocess: preprocess.clone(),
+            class_names: if class_names.len() == o.config.split.data.classes {
+                class_names.to_vec()
+            } else {
+                (0..o.config.split.data.classes)
+                    .map(|k| k.to_string())
+                    .collect()
+            },
+            image: o.config.split.data.image,
+            precision: o.config.precision.name().to_string(),
+            tta: o.config.tta,
+        };
+        write_atomic(
+            &dir.join(super::model::MODEL_FILE),
+            &model.to_safetensors()?,
+        )?;
     }
     if let Some(p) = &o.probs {
         super::probs::write(dir, p)?;
