@@ -3,9 +3,10 @@
 with the safetensors package and applies it in NumPy (float64), runs
 model.onnx in onnxruntime, and prints, as JSON, the largest difference of
 each from the probabilities shallow gave (PROBS.npy, n x K) on the raw
-pixels PIXELS.npy (uint8, n x C x H x W).
+pixels PIXELS.npy (uint8, n x C x H x W). Several models, comma-separated,
+are averaged (the ONNX file then holds their ensemble).
 
-    python scripts/check_model.py model.safetensors model.onnx PIXELS.npy PROBS.npy
+    python scripts/check_model.py model.safetensors[,...] model.onnx PIXELS.npy PROBS.npy
 """
 import json
 import sys
@@ -52,9 +53,11 @@ def numpy_probabilities(path, pixels):
     return p
 
 
-def main(model, onnx, pixels, probs):
+def main(models, onnx, pixels, probs):
     px, want = np.load(pixels), np.load(probs).astype(np.float64)
-    p_numpy = numpy_probabilities(model, px)
+    # Several models (comma-separated): an ensemble, their probabilities averaged.
+    members = models.split(",")
+    p_numpy = sum(numpy_probabilities(m, px) for m in members) / len(members)
     session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     p_onnx = session.run(None, {"pixels": px})[0].astype(np.float64)
     print(json.dumps({
