@@ -174,6 +174,10 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<Finish> {
     crate::util::create_dir(&out)?;
     crate::util::write_json(&out.join("evaluation.json"), &e)?;
     crate::report::confusion::draw(&out.join("confusion.png"), &e)?;
+    if crate::folder::kind_of(&out) == Some(crate::folder::FolderKind::Run) {
+        // The run's report shows the evaluation and its picture.
+        crate::report::build::build(&out)?;
+    }
     if a.json {
         print_json(&e)?;
         return Ok(Finish::Done);

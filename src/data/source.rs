@@ -328,9 +328,8 @@ impl RawData {
     /// Refuses configurations planned for other data (another image size or
     /// class count), and flips where a mirror image shows another class;
     /// says when flips meet grey images that may be digits.
-    pub fn check_fits(&self, configs: &[(String, &super::SplitSpec, bool)]) -> Result<()> {
-        for (name, split, flips) in configs {
-            let planned = split.data;
+    pub fn check_fits(&self, configs: &[(String, DataShape, bool)]) -> Result<()> {
+        for (name, planned, flips) in configs {
             if (planned.image, planned.classes) != (self.shape.image, self.shape.classes) {
                 bail!(
                     "{name} was planned for images of {} in {} classes, and {} holds {} in {}: \

@@ -56,6 +56,7 @@ fn run_images(dir: &Path, rel: &Path) -> Vec<(PathBuf, String)> {
     for (file, what) in [
         ("curves.png", "cost, loss and accuracy"),
         ("weights.png", "weights as images"),
+        ("confusion.png", "confusion matrix on the test split (shallow evaluate)"),
     ] {
         if dir.join(rel).join(file).exists() {
             v.push((rel.join(file), format!("{}: {what}", rel.display())));
@@ -684,6 +685,15 @@ fn run_blocks(dir: &Path) -> Result<Vec<Block>> {
         r.ms_per_step,
         r.status
     )));
+    if let Ok(e) = read_json::<crate::train::model::Evaluation>(&dir.join("evaluation.json")) {
+        b.push(Block::Para(format!(
+            "Evaluated (shallow evaluate) on {}: **{}%** of {} test images right (loss {:.4}).",
+            e.data,
+            pct(e.accuracy),
+            e.images,
+            e.loss
+        )));
+    }
     b.push(Block::Images(run_images(dir, Path::new(""))));
     b.push(Block::Heading(2, "Settings".into()));
     b.push(Block::Pre(serde_json::to_string_pretty(&c)?));

@@ -771,7 +771,7 @@ pub fn run_configs(
 pub fn check_data(configs: &[RunConfig], data: &crate::data::RawData) -> Result<()> {
     let planned: Vec<_> = configs
         .iter()
-        .map(|c| (c.name.clone(), &c.split, c.augment.flip || c.tta))
+        .map(|c| (c.name.clone(), c.split.data, c.augment.flip || c.tta))
         .collect();
     data.check_fits(&planned)
 }
