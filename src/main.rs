@@ -16,7 +16,7 @@ static CONTROL: Control = Control::new();
 #[command(
     name = "shallow",
     version,
-    about = "Fast trainer for shallow networks on CIFAR-10"
+    about = "Fast trainer for shallow networks on image data (CIFAR-10, CIFAR-100, MNIST, .npz)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inspect or download the CIFAR-10 data.
+    /// Inspect or download a data set (CIFAR-10, CIFAR-100, MNIST, Fashion-MNIST).
     #[command(subcommand)]
     Data(app::data::DataCommand),
     /// Compare analytic gradients with finite differences.

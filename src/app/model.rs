@@ -116,6 +116,9 @@ pub fn predict(a: &PredictArgs) -> Result<Finish> {
         bail!("--top 0: print at least one class, e.g. --top 3");
     }
     let model = Model::load(&a.model)?;
+    if let Some(note) = model.snapshot_note() {
+        eprintln!("{note}");
+    }
     let mut pixels = Vec::new();
     for path in &a.images {
         pixels.extend(read_image(path, &model, a.resize)?);
@@ -161,6 +164,9 @@ pub fn predict(a: &PredictArgs) -> Result<Finish> {
 /// `shallow evaluate`: accuracy and confusion matrix on a test split.
 pub fn evaluate(a: &EvaluateArgs) -> Result<Finish> {
     let model = Model::load(&a.model)?;
+    if let Some(note) = model.snapshot_note() {
+        eprintln!("{note}");
+    }
     let out = match &a.out {
         Some(o) => o.clone(),
         None if a.model.is_dir() => a.model.clone(),
@@ -236,6 +242,9 @@ pub fn export(a: &ExportArgs) -> Result<Finish> {
         .iter()
         .map(|p| Model::load(p))
         .collect::<Result<_>>()?;
+    if let Some(note) = members.iter().find_map(Model::snapshot_note) {
+        eprintln!("{note}");
+    }
     let bytes = crate::train::onnx::export(&members)?;
     crate::util::write_atomic(&a.onnx, &bytes)?;
     let flips = members.iter().filter(|m| m.tta).count();

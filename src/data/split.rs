@@ -272,9 +272,9 @@ impl Preprocess {
             files.push("whiten.npy".to_string());
         }
         let formula = if self.matrix.is_some() {
-            "x = whiten @ ((pixels / 255 - mean) / std), pixels as a 3072 x n array (one image per column, CIFAR-10's channel-major order)"
+            "x = whiten @ ((pixels / 255 - mean) / std), pixels as a d x n array (one image per column, its planes of rows in order: CIFAR's channel-major order)"
         } else {
-            "x = (pixels / 255 - mean) / std, pixels as a 3072 x n array (one image per column, CIFAR-10's channel-major order)"
+            "x = (pixels / 255 - mean) / std, pixels as a d x n array (one image per column, its planes of rows in order: CIFAR's channel-major order)"
         };
         crate::util::write_json(
             &dir.join("preprocess.json"),

@@ -56,7 +56,10 @@ fn run_images(dir: &Path, rel: &Path) -> Vec<(PathBuf, String)> {
     for (file, what) in [
         ("curves.png", "cost, loss and accuracy"),
         ("weights.png", "weights as images"),
-        ("confusion.png", "confusion matrix on the test split (shallow evaluate)"),
+        (
+            "confusion.png",
+            "confusion matrix on the test split (shallow evaluate)",
+        ),
     ] {
         if dir.join(rel).join(file).exists() {
             v.push((rel.join(file), format!("{}: {what}", rel.display())));

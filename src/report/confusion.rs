@@ -18,7 +18,12 @@ pub fn draw(path: &Path, e: &Evaluation) -> Result<()> {
     let label_w = if k <= 30 { 130 } else { 40 };
     let (top, pad) = (70usize, 20usize);
     let width = label_w + k * cell + pad;
-    let longest = e.class_names.iter().map(|n| n.chars().count().min(16)).max().unwrap_or(1);
+    let longest = e
+        .class_names
+        .iter()
+        .map(|n| n.chars().count().min(16))
+        .max()
+        .unwrap_or(1);
     let height = top + k * cell + pad + if k <= 30 { 14 + 8 * longest } else { 30 };
     let mut buf = vec![255u8; width * height * 3];
     {

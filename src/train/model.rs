@@ -48,6 +48,9 @@ pub struct Model {
     /// Test-time flips: a prediction averages the image's and its mirror's
     /// probabilities, as the run measured it.
     pub tta: bool,
+    /// Snapshots the run averaged (0: none). Their weights are not saved:
+    /// the model is the run's final net.
+    pub snapshots: usize,
 }
 
 /// A tensor to write: its name, dtype, shape and little-endian bytes.
@@ -132,6 +135,7 @@ impl Model {
             ("whiten_eps", pre.whiten_eps.to_string()),
             ("precision", self.precision.clone()),
             ("test_time_flips", self.tta.to_string()),
+            ("snapshots_averaged_by_the_run_not_included", self.snapshots.to_string()),
             (
                 "apply",
                 "x = preprocess.whiten @ ((pixels / 255 - preprocess.mean) / preprocess.std); \
@@ -145,6 +149,17 @@ impl Model {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Ok(safetensors::serialize(views, Some(metadata))?)
+    }
+
+    /// A note for people using a model of a run that averaged snapshots.
+    pub fn snapshot_note(&self) -> Option<String> {
+        (self.snapshots > 0).then(|| {
+            format!(
+                "note: the run averaged its last {} snapshots, whose weights are not saved: this model is its final net, \
+                 so its figures are the run's final ones (train_acc, val_acc, test_acc), not the averaged ones",
+                self.snapshots
+            )
+        })
     }
 
     /// Reads a model from a run folder (its `model.safetensors`) or a file.
@@ -283,6 +298,10 @@ impl Model {
             image,
             precision: get("precision")?.clone(),
             tta: meta.get("test_time_flips").is_some_and(|v| v == "true"),
+            snapshots: meta
+                .get("snapshots_averaged_by_the_run_not_included")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         })
     }
 

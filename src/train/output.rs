@@ -235,6 +235,7 @@ pub fn write_run(
             image: o.config.split.data.image,
             precision: o.config.precision.name().to_string(),
             tta: o.config.tta,
+            snapshots: o.config.snapshots,
         };
         write_atomic(
             &dir.join(super::model::MODEL_FILE),
