@@ -27,7 +27,7 @@ pub struct CommonArgs {
     pub threads: Option<usize>,
 }
 
-/// Where the CIFAR-10 files are.
+/// Where the data set's files are, and which data set they hold.
 #[derive(Args, Clone)]
 pub struct DataArgs {
     /// Data folder or .npz file (else $CIFAR10_DIR, else ./data/cifar-10-batches-bin):

@@ -1,5 +1,6 @@
 //! The commands, one module each: `train`, `sweep`, `search`, `experiment`,
-//! `lr-range`, `ensemble`, `bench`, `gradcheck` and `data`. Each holds its
+//! `lr-range`, `ensemble`, `bench`, `gradcheck`, `data`, and `predict`,
+//! `evaluate` and `export` (`model`). Each holds its
 //! command's flags (clap `Args`), turns them into the library's settings,
 //! validates them, calls the library (a pipeline of [`crate::pipeline`] for
 //! the longer jobs), prints, and says how it ended as a `Finish`; `main.rs`

@@ -1,6 +1,7 @@
-//! `shallow predict MODEL IMAGE...` and `shallow evaluate MODEL --data DIR`:
-//! a saved model (a run folder or its `model.safetensors`) applied to image
-//! files, or to a data set's test split with its confusion matrix.
+//! `shallow predict MODEL IMAGE...`, `shallow evaluate MODEL --data DIR` and
+//! `shallow export MODEL... --onnx FILE`: a saved model (a run folder or its
+//! `model.safetensors`) applied to image files, or to a data set's test split
+//! with its confusion matrix, or written as an ONNX graph.
 
 use std::path::{Path, PathBuf};
 

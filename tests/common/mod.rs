@@ -206,6 +206,18 @@ pub fn shallow_cli(
     )
 }
 
+/// [`shallow_cli`] in `cwd` with RUST_BACKTRACE=1, asserting that it did not
+/// panic nor print a backtrace, whatever its exit code.
+pub fn shallow_checked(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
+    let (code, out, err) = shallow_cli(args, Some(cwd), &[("RUST_BACKTRACE", "1".as_ref())]);
+    assert_ne!(code, 101, "must not panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+    (code, out, err)
+}
+
 /// The Python of `scripts/pyenv.sh` (NumPy, safetensors, onnxruntime,
 /// scikit-learn), or `None` with the reason printed; with
 /// `SHALLOW_REQUIRE_PYTHON` set (CI), its absence fails the test.
