@@ -495,3 +495,150 @@ fn real_digits_train_and_the_quick_bonus_runs_without_flips() {
     assert!(b.to_string().contains("(no flips)"), "{b}");
     assert!(t.join("bonus/report.html").exists() || t.join("bonus/report.md").exists());
 }
+
+/// A PNG of test image `j` of `data` (grey or colour, as the data is).
+fn test_png(data: &shallow::data::RawData, j: usize, path: &Path) {
+    let i = data.shape.image;
+    let img = &data.test.pixels[j * i.pixels()..(j + 1) * i.pixels()];
+    let (w, h) = (i.width as u32, i.height as u32);
+    let at = |c: usize, x: u32, y: u32| img[c * i.plane() + (y * w + x) as usize];
+    if i.channels == 1 {
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([at(0, x, y)]))
+            .save(path)
+            .unwrap();
+    } else {
+        image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([at(0, x, y), at(1, x, y), at(2, x, y)])
+        })
+        .save(path)
+        .unwrap();
+    }
+}
+
+/// Every command of the path on each generated format: train (saving the
+/// model), report, evaluate (the run's accuracy), predict on a PNG of a test
+/// image (the run's class), sweep, search and the quick bonus.
+#[test]
+fn every_command_runs_on_each_generated_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let sets = [
+        ("mnist", mnist(&t.join("mnist"), 1200, 200), vec![]),
+        (
+            "c100",
+            cifar100_bin(&t.join("c100"), 1200, 200),
+            vec!["--labels", "coarse"],
+        ),
+        ("npz", npz_colour(&t.join("colour.npz"), 1200, 200), vec![]),
+    ];
+    for (name, dir, flags) in &sets {
+        let data = dir.to_str().unwrap();
+        let with = |args: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            v.extend(["--data".to_string(), data.to_string()]);
+            v.extend(flags.iter().map(|s| s.to_string()));
+            v
+        };
+        let go = |args: &[String]| {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, out, err) = run(&a, t);
+            assert_eq!(code, 0, "{name} {a:?}: {err}");
+            out
+        };
+        let out = format!("{name}-run");
+        go(&with(&[
+            "train",
+            "--out",
+            &out,
+            "--model",
+            "mlp",
+            "--hidden",
+            "20",
+            "--split",
+            "full",
+            "--cycles",
+            "1",
+            "--save-weights",
+            "--save-probs",
+            "--quiet",
+        ]));
+        go(&["report".into(), out.clone()]);
+        assert!(t.join(&out).join("report.html").exists());
+        let e: serde_json::Value =
+            serde_json::from_str(&go(&with(&["evaluate", &out, "--json"]))).unwrap();
+        assert_eq!(e["accuracy"], result(&t.join(&out))["test_acc"], "{name}");
+        let raw = shallow::data::RawData::load_as(
+            dir,
+            &shallow::data::Source {
+                labels: (*name == "c100").then_some(shallow::data::Labels::Coarse),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let probs = <ndarray::Array2<f32> as ndarray_npy::ReadNpyExt>::read_npy(
+            fs::File::open(t.join(&out).join("test_probs.npy")).unwrap(),
+        )
+        .unwrap();
+        let png = t.join(format!("{name}.png"));
+        test_png(&raw, 0, &png);
+        let p: serde_json::Value = serde_json::from_str(&go(&[
+            "predict".into(),
+            out.clone(),
+            png.display().to_string(),
+            "--json".into(),
+        ]))
+        .unwrap();
+        let want = (0..probs.ncols())
+            .max_by(|&a, &b| probs[[0, a]].total_cmp(&probs[[0, b]]))
+            .unwrap();
+        assert_eq!(
+            p[0]["top"][0]["index"].as_u64(),
+            Some(want as u64),
+            "{name}: {p}"
+        );
+        go(&with(&[
+            "sweep",
+            "--out",
+            &format!("{name}-sweep"),
+            "--lambdas",
+            "0,0.01",
+            "--hidden",
+            "10",
+            "--cycles",
+            "1",
+            "--quiet",
+        ]));
+        go(&with(&[
+            "search",
+            "--out",
+            &format!("{name}-search"),
+            "--coarse",
+            "1e-4:1e-1:2",
+            "--fine-n",
+            "2",
+            "--top",
+            "1",
+            "--coarse-cycles",
+            "1",
+            "--fine-cycles",
+            "1",
+            "--final-cycles",
+            "1",
+            "--hidden",
+            "10",
+            "--quiet",
+        ]));
+        go(&with(&[
+            "experiment",
+            "bonus",
+            "--quick",
+            "--out",
+            &format!("{name}-bonus"),
+            "--quiet",
+        ]));
+        assert!(
+            t.join(format!("{name}-bonus/report.html")).exists(),
+            "{name}"
+        );
+    }
+}
