@@ -148,7 +148,7 @@ impl Model {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Ok(safetensors::serialize(views, Some(metadata))?)
+        sorted_header(safetensors::serialize(views, Some(metadata))?)
     }
 
     /// A note for people using a model of a run that averaged snapshots.
@@ -218,27 +218,7 @@ impl Model {
             loss,
             batch_norm: get("batch_norm")? == "true",
         };
-        let read = |name: &str, want: &[usize]| -> Result<Vec<f64>> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| anyhow!("it has no tensor {name}"))?;
-            if t.shape() != want {
-                bail!("{name} has shape {:?}, expected {want:?}", t.shape());
-            }
-            Ok(match t.dtype() {
-                Dtype::F32 => t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                Dtype::F64 => t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                other => bail!("{name} is {other:?}, expected F32 or F64"),
-            })
-        };
+        let read = |name: &str, want: &[usize]| read_tensor(&st, name, want);
         let mut layers = Vec::new();
         for l in 0..arch.layers() {
             let (rows, cols) = (widths[l + 1], widths[l]);
@@ -365,6 +345,48 @@ mod erased {
     }
 }
 
+/// Tensor `name` of `st` as f64 values, checked to have the shape `want`.
+fn read_tensor(st: &SafeTensors<'_>, name: &str, want: &[usize]) -> Result<Vec<f64>> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| anyhow!("it has no tensor {name}"))?;
+    if t.shape() != want {
+        bail!("{name} has shape {:?}, expected {want:?}", t.shape());
+    }
+    Ok(match t.dtype() {
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
+            .collect(),
+        Dtype::F64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+        other => bail!("{name} is {other:?}, expected F32 or F64"),
+    })
+}
+
+/// `bytes` (a safetensors file) with its JSON header's keys in sorted order:
+/// the crate writes the metadata from a `HashMap`, whose order changes from
+/// one process to the next, and a model must be the same bytes whoever
+/// writes it. The data and its offsets are unchanged.
+fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    // serde_json's own map is ordered by key.
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    let mut json = serde_json::to_vec(&header)?;
+    // The data starts on an 8-byte boundary, as the crate writes it.
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
+
 /// A model's figures on a data set's test split (`shallow evaluate`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
@@ -434,4 +456,58 @@ pub fn argmax(values: impl Iterator<Item = f64>) -> usize {
         }
     }
     best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let arch = Arch::for_data(
+            &crate::data::DataShape::default(),
+            &[4],
+            crate::nn::Loss::Ce,
+        )
+        .with_batch_norm(true);
+        let net = Net::<f64>::init(&arch, &[3]);
+        let d = arch.input;
+        Model {
+            layers: net.params(0),
+            arch,
+            preprocess: Preprocess {
+                mean: Array1::from_elem(d, 0.5),
+                std: Array1::from_elem(d, 0.25),
+                whiten: Whitening::None,
+                whiten_eps: 10.0,
+                matrix: None,
+            },
+            class_names: (0..10).map(|k| format!("c{k}")).collect(),
+            image: ImageShape::CIFAR,
+            precision: "f32".into(),
+            tta: true,
+            snapshots: 0,
+        }
+    }
+
+    /// The same model is the same bytes, whatever order the crate's map
+    /// gives its metadata, and reads back as it was (f32 parameters).
+    #[test]
+    fn a_model_is_the_same_bytes_every_time_and_reads_back() {
+        let m = model();
+        let first = m.to_safetensors().unwrap();
+        for _ in 0..20 {
+            assert_eq!(m.to_safetensors().unwrap(), first);
+        }
+        let back = Model::from_safetensors(&first).unwrap();
+        let f32s = |a: &Array2<f64>| a.mapv(|v| v as f32 as f64);
+        assert_eq!(back.layers[0].w, f32s(&m.layers[0].w));
+        assert_eq!(
+            back.layers[0].norm.as_ref().unwrap()[3],
+            m.layers[0].norm.as_ref().unwrap()[3].mapv(|v| v as f32 as f64)
+        );
+        assert_eq!(
+            (back.preprocess, back.class_names, back.tta),
+            (m.preprocess, m.class_names, m.tta)
+        );
+    }
 }
