@@ -42,9 +42,10 @@ pub struct SearchArgs {
     /// Final cycles.
     #[arg(long, default_value_t = 3)]
     pub final_cycles: usize,
-    /// Validation images held out in the final runs.
-    #[arg(long, default_value_t = 1000)]
-    pub final_n_val: usize,
+    /// Validation images held out in the final runs [default: 1000, or a tenth
+    /// of the training images when there are fewer than 10,000].
+    #[arg(long)]
+    pub final_n_val: Option<usize>,
     /// How the values for the final runs are found: coarse-fine (Assignment
     /// 2's two stages), or halving or hyperband (--coarse's draws pruned in
     /// lockstep from --min-cycles to --max-cycles, in place of both stages;
@@ -165,7 +166,9 @@ pub fn search_options(a: &SearchArgs) -> Result<SearchOptions> {
         fine_decades: a.fine_decades,
         top: a.top,
         final_cycles: a.final_cycles,
-        final_n_val: a.final_n_val.min(data.default_n_val()),
+        final_n_val: a
+            .final_n_val
+            .unwrap_or(defaults.final_n_val.min(data.default_n_val())),
         prune: None,
     };
     let method = match a.method {
